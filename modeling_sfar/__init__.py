@@ -1,0 +1,55 @@
+"""SFAR for the Hugging Face ecosystem: configuration, models, processors, CLIP conversion.
+
+Importing the package registers SFAR with the transformers auto classes, so a saved folder loads with
+`AutoModel.from_pretrained(folder)` without remote code; a Hub repository loads with `trust_remote_code=True`.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForVideoClassification,
+    AutoProcessor,
+    AutoVideoProcessor,
+)
+
+from .configuration_sfar import ACTIONCLIP_PROMPT_TEMPLATES, SFAR_VARIANTS, SfarConfig
+from .convert_clip_to_sfar import clip_to_sfar_state_dict, convert_clip_to_sfar, sfar_config_from_clip
+from .modeling_sfar import (
+    SfarForVideoClassification,
+    SfarModel,
+    SfarModelOutput,
+    SfarVideoClassifierOutput,
+    actionclip_loss,
+    class_name_to_text,
+    sfar_loss,
+    text_prompt_perplexity,
+)
+from .processing_sfar import SfarProcessor
+from .video_processing_sfar import SfarVideoProcessor, read_video_pyav, tsn_frame_indices
+
+AutoConfig.register("sfar", SfarConfig, exist_ok=True)
+AutoModel.register(SfarConfig, SfarModel, exist_ok=True)
+AutoModelForVideoClassification.register(SfarConfig, SfarForVideoClassification, exist_ok=True)
+AutoVideoProcessor.register(SfarConfig, SfarVideoProcessor, exist_ok=True)
+AutoProcessor.register(SfarConfig, SfarProcessor, exist_ok=True)
+
+__all__ = [
+    "ACTIONCLIP_PROMPT_TEMPLATES",
+    "SFAR_VARIANTS",
+    "SfarConfig",
+    "SfarForVideoClassification",
+    "SfarModel",
+    "SfarModelOutput",
+    "SfarProcessor",
+    "SfarVideoClassifierOutput",
+    "SfarVideoProcessor",
+    "actionclip_loss",
+    "class_name_to_text",
+    "clip_to_sfar_state_dict",
+    "convert_clip_to_sfar",
+    "read_video_pyav",
+    "sfar_config_from_clip",
+    "sfar_loss",
+    "text_prompt_perplexity",
+    "tsn_frame_indices",
+]

@@ -1,0 +1,91 @@
+"""Tiny random CLIP checkpoints, saved in the layout of a Hub CLIP repository, for tests and the offline demo."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["build_tiny_clip"]
+
+
+def _byte_level_alphabet() -> list[str]:
+    """The 256 printable characters that byte-level BPE uses for bytes (GPT-2's table)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            chars.append(chr(byte))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def build_tiny_clip(
+    save_directory: str | os.PathLike,
+    hidden_size: int = 32,
+    projection_dim: int = 32,
+    num_layers: int = 2,
+    image_size: int = 32,
+    patch_size: int = 8,
+    seed: int = 0,
+) -> str:
+    """
+    Save a randomly initialised small `CLIPModel` and a character-level CLIP tokenizer to `save_directory`.
+
+    The tokenizer is a real `CLIPTokenizer` whose vocabulary holds every byte character (with and without the
+    end-of-word suffix) and no merges, so any text tokenizes. Returns the folder, loadable with `from_pretrained`.
+    """
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    alphabet = _byte_level_alphabet()
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in alphabet:
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault(char + "</w>", len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    text = {
+        "vocab_size": len(vocab), "hidden_size": hidden_size, "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_layers, "num_attention_heads": max(1, hidden_size // 16),
+        "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1,
+        "projection_dim": projection_dim,
+    }
+    vision = {
+        "hidden_size": hidden_size, "intermediate_size": 4 * hidden_size, "num_hidden_layers": num_layers,
+        "num_attention_heads": max(1, hidden_size // 16), "image_size": image_size, "patch_size": patch_size,
+        "projection_dim": projection_dim,
+    }
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim))
+    model.save_pretrained(save_directory)
+    tokenizer.save_pretrained(save_directory)
+    crop = {"height": image_size, "width": image_size}
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size=crop).save_pretrained(save_directory)
+    return os.fspath(save_directory)
+
+
+def write_video(path: str | os.PathLike, num_frames: int = 16, height: int = 48, width: int = 64, fps: int = 8,
+                seed: int = 0) -> str:
+    """Write an mp4 (H.264 where available) of a coloured square moving over a noisy background, with PyAV."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+    colour = rng.integers(120, 256, size=3, dtype=np.uint8)
+    side = max(4, min(height, width) // 4)
+    with av.open(os.fspath(path), mode="w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(num_frames):
+            frame = background.copy()
+            x = int((width - side) * i / max(1, num_frames - 1))
+            y = (height - side) // 2
+            frame[y : y + side, x : x + side] = colour
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return os.fspath(path)

@@ -1,0 +1,301 @@
+"""Video processor of SFAR: PyAV decoding, TSN segment sampling, BIKE's training augmentation, multi-view testing.
+
+Video loading is three small steps: choose frame indices (`SfarVideoProcessor.sample_frames`), decode those frames
+(`read_video_pyav`), transform (`SfarVideoProcessor._preprocess`).
+
+This file is shipped to the Hub as remote code: PyAV is imported only when a file is decoded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict
+from transformers.processing_utils import VideosKwargs
+from transformers.utils import logging
+from transformers.video_processing_utils import BaseVideoProcessor, BatchFeature
+from transformers.video_utils import VideoMetadata
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["SfarVideoProcessor", "read_video_pyav", "tsn_frame_indices"]
+
+# BIKE's training augmentation (paper Table 5): RandomResizedCrop area and aspect ranges, flip and grayscale rates.
+CROP_AREA = (0.08, 1.0)
+CROP_ASPECT = (3 / 4, 4 / 3)
+FLIP_PROBABILITY = 0.5
+GRAYSCALE_PROBABILITY = 0.2
+
+
+class SfarVideoProcessorKwargs(VideosKwargs, total=False):
+    """
+    training (`bool`): draw one random frame per segment and apply the training augmentation.
+    num_clips (`int`): temporal clips K for multi-view testing (segment offsets spread evenly).
+    num_crops (`int`): spatial crops S for multi-view testing, 1 (centre) or 3 (along the longer side).
+    """
+
+    training: bool | None
+    num_clips: int | None
+    num_crops: int | None
+
+
+def tsn_frame_indices(
+    total_num_frames: int, num_frames: int, training: bool = False, num_clips: int = 1,
+    generator: np.random.Generator | None = None,
+) -> np.ndarray:
+    """
+    TSN sampling: split the video into `num_frames` equal segments and take one frame in each.
+
+    Training draws a random frame per segment; evaluation takes each segment's centre, or, with `num_clips` K > 1,
+    the K offsets (k + 0.5) / K of every segment. A video shorter than `num_frames` repeats frames.
+
+    Returns:
+        `(num_clips * num_frames,)` indices, clip after clip.
+    """
+    if total_num_frames < 1:
+        raise ValueError("the video has no frames")
+    segment = total_num_frames / num_frames
+    starts = segment * np.arange(num_frames)  # (T,)
+    if training:
+        rng = generator if generator is not None else np.random.default_rng(torch.randint(2**31, ()).item())
+        offsets = rng.random(num_frames)[None]  # (1, T)
+    else:
+        offsets = ((np.arange(num_clips) + 0.5) / num_clips)[:, None]  # (K, 1)
+    indices = np.floor(starts[None] + offsets * segment).astype(np.int64)  # (K, T)
+    return np.clip(indices, 0, total_num_frames - 1).reshape(-1)
+
+
+def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tuple[np.ndarray, VideoMetadata]:
+    """
+    Decode the frames of `path` that `sample_indices_fn(metadata=...)` selects (all frames without it).
+
+    Returns:
+        `(len(indices), H, W, 3)` uint8 RGB frames, in the order of the indices (repeats allowed), and the metadata.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty, is not a video, or no frame can be decoded; the message names the file.
+    """
+    import av
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"video file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"video file is empty: {path}")
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot open video {path}: {error}") from error
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"no video stream in {path}")
+        stream = container.streams.video[0]
+        total = stream.frames or _count_packets(container, stream)
+        if total < 1:
+            raise ValueError(f"video has no frames: {path}")
+        fps = float(stream.average_rate) if stream.average_rate else None
+        metadata = VideoMetadata(
+            total_num_frames=total,
+            fps=fps,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            duration=total / fps if fps else None,
+            video_backend="pyav",
+        )
+        indices = np.arange(total) if sample_indices_fn is None else np.asarray(sample_indices_fn(metadata=metadata))
+        wanted = set(indices.tolist())
+        last = max(wanted)
+        decoded: dict[int, np.ndarray] = {}
+        try:
+            container.seek(0)
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:  # convert to RGB only the frames kept
+                    decoded[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+        except av.error.FFmpegError as error:
+            if not decoded:
+                raise ValueError(f"cannot decode video {path}: {error}") from error
+            logger.warning(f"decoding {path} stopped early: {error}")
+    if not decoded:
+        raise ValueError(f"no frame of {path} could be decoded")
+    # The container may announce more frames than it holds: fall back to the last decoded frame.
+    available = sorted(decoded)
+    frames = [decoded[i] if i in decoded else decoded[available[-1] if i > available[-1] else _nearest(available, i)]
+              for i in indices.tolist()]
+    metadata.frames_indices = indices.tolist()
+    return np.stack(frames), metadata
+
+
+def _count_packets(container, stream) -> int:
+    count = sum(1 for packet in container.demux(stream) if packet.size)
+    container.seek(0)
+    return count
+
+
+def _nearest(sorted_indices: list[int], index: int) -> int:
+    return min(sorted_indices, key=lambda j: abs(j - index))
+
+
+class SfarVideoProcessor(BaseVideoProcessor):
+    r"""
+    Turns video files (or decoded videos) into SFAR's `pixel_values`.
+
+    Evaluation (default): TSN segment centres, resize the short side to `size["shortest_edge"]` (256), centre crop
+    `crop_size` (224). Training (`training=True`): a random frame per segment, the same random-sized crop for all
+    frames (area 0.08-1, aspect 3/4-4/3) resized to `crop_size`, horizontal flip p=0.5, grayscale p=0.2. Then
+    rescale to [0, 1] and normalise with CLIP's mean and std.
+
+    Multi-view testing (`num_clips` K, `num_crops` S in {1, 3}): `pixel_values` gets a view axis,
+    `(B, K * S, T, 3, H, W)`, which the model averages over. Otherwise `pixel_values` is `(B, T, 3, H, W)`.
+    """
+
+    model_input_names = ["pixel_values"]
+    valid_kwargs = SfarVideoProcessorKwargs
+    resample = PILImageResampling.BICUBIC
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
+    size = {"shortest_edge": 256}
+    crop_size = {"height": 224, "width": 224}
+    do_resize = True
+    do_center_crop = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    do_sample_frames = True
+    num_frames = 8
+    training = False
+    num_clips = 1
+    num_crops = 1
+
+    def sample_frames(
+        self, metadata: VideoMetadata, num_frames: int | None = None, training: bool | None = None,
+        num_clips: int | None = None, **kwargs,
+    ) -> np.ndarray:
+        """TSN indices for one video: `(K * T,)`; see `tsn_frame_indices`."""
+        num_frames = num_frames if num_frames is not None else self.num_frames
+        training = training if training is not None else self.training
+        num_clips = num_clips if num_clips is not None else self.num_clips
+        return tsn_frame_indices(metadata.total_num_frames, num_frames, training=training,
+                                 num_clips=1 if training else num_clips)
+
+    def fetch_videos(self, video_url_or_urls, sample_indices_fn=None):
+        """Decode paths with PyAV (the base class would need torchcodec)."""
+        if isinstance(video_url_or_urls, (list, tuple)):
+            pairs = [self.fetch_videos(path, sample_indices_fn) for path in video_url_or_urls]
+            return [video for video, _ in pairs], [metadata for _, metadata in pairs]
+        return read_video_pyav(video_url_or_urls, sample_indices_fn)
+
+    def _decode_and_sample_videos(self, videos, video_metadata, do_sample_frames=None, sample_indices_fn=None):
+        videos, video_metadata = super()._decode_and_sample_videos(
+            videos, video_metadata, do_sample_frames=do_sample_frames, sample_indices_fn=sample_indices_fn
+        )
+        for video in videos:
+            if len(video) == 0:
+                raise ValueError("a video has no frames")
+        return videos, video_metadata
+
+    def _preprocess(
+        self,
+        videos: list[torch.Tensor],
+        do_resize: bool,
+        size: SizeDict,
+        resample,
+        do_center_crop: bool,
+        crop_size: SizeDict,
+        do_rescale: bool,
+        rescale_factor: float,
+        do_normalize: bool,
+        image_mean,
+        image_std,
+        training: bool | None = None,
+        num_clips: int | None = None,
+        num_crops: int | None = None,
+        num_frames: int | None = None,
+        return_tensors=None,
+        **kwargs,
+    ) -> BatchFeature:
+        training = bool(training)
+        num_crops = 1 if training else (num_crops or 1)
+        if num_crops not in (1, 3):
+            raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+        out_size = (crop_size.height, crop_size.width)
+        batch = []
+        for video in videos:  # (K*T, 3, H, W) uint8
+            if training:
+                views = [self._augment(video, size, resample, out_size)]
+            else:
+                views = self._test_views(video, size, resample, out_size, do_resize, do_center_crop, num_crops)
+            views = [
+                self.rescale_and_normalize(v, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+                for v in views
+            ]
+            clips = 1 if training else (num_clips or 1)
+            if len(video) % clips:
+                raise ValueError(f"a video of {len(video)} frames cannot be split into {clips} clips")
+            # (S, K*T, 3, h, w) -> (K, S, T, 3, h, w) -> (K*S, T, 3, h, w): views of one video
+            stacked = torch.stack(views).unflatten(1, (clips, -1)).transpose(0, 1).flatten(0, 1)
+            batch.append(stacked)
+        pixel_values = torch.stack(batch)  # (B, V, T, 3, h, w)
+        if pixel_values.shape[1] == 1:
+            pixel_values = pixel_values[:, 0]  # (B, T, 3, h, w)
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+
+    def _augment(self, video: torch.Tensor, size: SizeDict, resample, out_size: tuple[int, int]) -> torch.Tensor:
+        """BIKE's training transform, with one draw of each random choice for all frames of the video."""
+        import torchvision.transforms.v2.functional as tvF
+
+        video = self.resize(video, size=size, resample=resample)
+        height, width = video.shape[-2:]
+        top, left, crop_h, crop_w = _random_resized_crop_box(height, width)
+        video = tvF.resized_crop(video, top, left, crop_h, crop_w, size=list(out_size), antialias=True)
+        if torch.rand(()) < FLIP_PROBABILITY:
+            video = tvF.horizontal_flip(video)
+        if torch.rand(()) < GRAYSCALE_PROBABILITY:
+            video = tvF.rgb_to_grayscale(video, num_output_channels=3)
+        return video
+
+    def _test_views(self, video, size, resample, out_size, do_resize, do_center_crop, num_crops) -> list[torch.Tensor]:
+        """Evaluation crops: the centre crop after resizing to `size`, or 3 crops along the longer side."""
+        import torchvision.transforms.v2.functional as tvF
+
+        if num_crops == 1:
+            if do_resize:
+                video = self.resize(video, size=size, resample=resample)
+            if do_center_crop:
+                video = tvF.center_crop(video, list(out_size))
+            return [video]
+        # 3 crops: resize the short side to the crop size, then take the start, centre and end of the long side.
+        video = self.resize(video, size=SizeDict(shortest_edge=min(out_size)), resample=resample)
+        height, width = video.shape[-2:]
+        crop_h, crop_w = out_size
+        if width >= height:
+            return [tvF.crop(video, (height - crop_h) // 2, left, crop_h, crop_w)
+                    for left in (0, (width - crop_w) // 2, width - crop_w)]
+        return [tvF.crop(video, top, (width - crop_w) // 2, crop_h, crop_w)
+                for top in (0, (height - crop_h) // 2, height - crop_h)]
+
+
+SfarVideoProcessor.register_for_auto_class("AutoVideoProcessor")
+
+
+def _random_resized_crop_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """A crop box of random area (CROP_AREA of the frame) and aspect (CROP_ASPECT), as torchvision draws it."""
+    area = height * width
+    log_ratio = (math.log(CROP_ASPECT[0]), math.log(CROP_ASPECT[1]))
+    for _ in range(10):
+        target_area = area * torch.empty(()).uniform_(*CROP_AREA).item()
+        aspect = math.exp(torch.empty(()).uniform_(*log_ratio).item())
+        crop_w = round(math.sqrt(target_area * aspect))
+        crop_h = round(math.sqrt(target_area / aspect))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            top = int(torch.randint(0, height - crop_h + 1, ()).item())
+            left = int(torch.randint(0, width - crop_w + 1, ()).item())
+            return top, left, crop_h, crop_w
+    side = min(height, width)  # fall back to a centre square
+    return (height - side) // 2, (width - side) // 2, side, side
