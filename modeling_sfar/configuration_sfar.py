@@ -179,7 +179,10 @@ class SfarConfig(PreTrainedConfig):
         positive_int("prompt_length", self.prompt_length, minimum=0)
         positive_int("subtext_length", self.subtext_length, minimum=0)
         if self.projection_dim % self.temporal_num_heads:
-            raise ValueError(f"SfarConfig.projection_dim ({self.projection_dim}) must be a multiple of 64 or below 64")
+            raise ValueError(
+                f"SfarConfig.projection_dim ({self.projection_dim}) must split into {self.temporal_num_heads} "
+                "attention heads (D/64)"
+            )
         if self.fusion not in FUSIONS:
             raise ValueError(f"SfarConfig.fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.word_tokens not in WORD_TOKENS:

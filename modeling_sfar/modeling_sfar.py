@@ -293,11 +293,27 @@ def actionclip_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (kl_v2t + kl_t2v) / 2
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sends every process the summed gradient of its own slice."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.batch_size = tensor.shape[0]
+        return _gather(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every process computed the global loss: sum their gradients
+        start = dist.get_rank() * ctx.batch_size
+        return grad[start : start + ctx.batch_size]
+
+
 def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate a tensor over all processes along dim 0, keeping the autograd graph to every copy."""
-    import torch.distributed.nn.functional as dist_fn
-
-    return torch.cat(dist_fn.all_gather(tensor), dim=0)
+    return _GatherWithGrad.apply(tensor)
 
 
 def _gather(tensor: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny random CLIP saved like a Hub repository, a label set with sub-texts, tiny videos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modeling_sfar import SfarConfig, SfarModel, convert_clip_to_sfar
+from modeling_sfar.tiny import build_tiny_clip, write_video
+
+LABELS = ["ApplyEyeMakeup", "brush_hair", "jump", "PlayingDaf"]
+SUBTEXTS = {
+    label: [f"this action is step {i} of {label.lower()}" + " slowly" * (i % 3) for i in range(4)]
+    for label in LABELS
+}
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> str:
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_clip_dir):
+    """A tiny SFAR converted from the tiny CLIP, with its processor (4 frames)."""
+    torch.manual_seed(0)
+    return convert_clip_to_sfar(tiny_clip_dir, LABELS, SUBTEXTS, num_frames=4, num_temporal_layers=2)
+
+
+@pytest.fixture(scope="session")
+def video_path(tmp_path_factory) -> str:
+    return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", num_frames=12)
+
+
+def tiny_config(**kwargs) -> SfarConfig:
+    """A tiny configuration with a random label set of 3 classes (no CLIP checkpoint needed)."""
+    labels = kwargs.pop("labels", ["a", "b", "c"])
+    return SfarConfig(
+        text_config={**TINY, "vocab_size": 99, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1},
+        vision_config={**TINY, "image_size": 16, "patch_size": 8},
+        projection_dim=kwargs.pop("projection_dim", 16),
+        num_frames=kwargs.pop("num_frames", 5),
+        num_temporal_layers=kwargs.pop("num_temporal_layers", 2),
+        num_subtexts=kwargs.pop("num_subtexts", 3),
+        id2label=dict(enumerate(labels)),
+        prompt_length=kwargs.pop("prompt_length", 4),
+        subtext_length=kwargs.pop("subtext_length", 6),
+        **kwargs,
+    )
+
+
+def randomize_text_features(model: SfarModel, seed: int = 0) -> None:
+    """Fill the label-set buffers with random features and ragged masks (every text keeps at least one word)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in ("text_embeds", "prompt_word_embeds", "subtext_embeds", "subtext_word_embeds"):
+            buffer = getattr(model, name)
+            buffer.copy_(torch.randn(buffer.shape, generator=gen))
+        for name in ("prompt_word_mask", "subtext_word_mask"):
+            mask = getattr(model, name)
+            lengths = torch.randint(1, mask.shape[-1] + 1, mask.shape[:-1], generator=gen)
+            mask.copy_(torch.arange(mask.shape[-1]) < lengths.unsqueeze(-1))
+        model.text_embeds.copy_(torch.nn.functional.normalize(model.text_embeds, dim=-1))
+        model.has_text_features.fill_(True)
+        for module in (model.coarse_ffn, model.fine_ffn):  # leave the zero init so that the FFNs matter
+            if module is not None:
+                module.fc2.weight.normal_(0, 0.1, generator=gen)

@@ -1,0 +1,196 @@
+"""Model contract over every variant, gradients, label sets, save/load, multi-view, bad configuration."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel
+from tests.conftest import LABELS, SUBTEXTS, randomize_text_features, tiny_config
+
+
+def tiny_classifier(variant: str = "sfar", **kwargs) -> SfarForVideoClassification:
+    torch.manual_seed(0)
+    settings = {**SFAR_VARIANTS[variant], **kwargs}
+    settings.pop("prompt_templates", None)
+    model = SfarForVideoClassification(tiny_config(**settings))
+    randomize_text_features(model.sfar)
+    return model
+
+
+@pytest.mark.parametrize("variant", sorted(SFAR_VARIANTS))
+def test_every_variant_trains_one_step(variant):
+    model = tiny_classifier(variant).train()
+    pixel_values = torch.randn(4, 5, 3, 16, 16)
+    labels = torch.tensor([0, 1, 1, 2])
+    out = model(pixel_values, labels=labels)
+    assert out.logits.shape == (4, 3) and out.video_embeds.shape == (4, 3, 16)
+    assert out.frame_embeds.shape == (4, 5, 16) and out.text_embeds.shape == (3, 16)
+    assert torch.isfinite(out.loss) and torch.isfinite(out.logits).all()
+    out.loss.backward()
+    assert model.sfar.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
+
+
+def test_gradients_reach_vision_and_new_modules_never_text():
+    model = tiny_classifier("sfar").train()
+    model(torch.randn(4, 5, 3, 16, 16), labels=torch.tensor([0, 1, 2, 0])).loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    for name, grad in grads.items():
+        if ".text_model." in name or ".text_projection." in name:
+            assert grad is None, name
+    for prefix in ("sfar.vision_model.", "sfar.visual_projection.", "sfar.temporal.", "sfar.subtext_attention.",
+                   "sfar.coarse_ffn.", "sfar.fine_ffn.", "sfar.logit_scale"):
+        reached = [g for n, g in grads.items() if n.startswith(prefix) and g is not None and g.abs().sum() > 0]
+        assert reached, prefix
+
+
+def test_text_tower_is_frozen():
+    model = tiny_classifier()
+    assert not any(p.requires_grad for p in model.sfar.text_model.parameters())
+    assert not model.sfar.text_projection.weight.requires_grad
+
+
+def test_save_load_gives_identical_logits(tmp_path):
+    model = tiny_classifier().eval()
+    pixel_values = torch.randn(2, 5, 3, 16, 16)
+    expected = model(pixel_values).logits
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin"))
+    for cls in (SfarForVideoClassification, SfarModel):
+        loaded = cls.from_pretrained(tmp_path).eval()
+        torch.testing.assert_close(loaded(pixel_values).logits, expected)
+
+
+def test_multi_view_logits_are_log_mean_probabilities():
+    model = tiny_classifier().eval()
+    views = torch.randn(2, 3, 5, 3, 16, 16)
+    out = model(views).logits
+    per_view = torch.stack([model(views[:, v]).logits.softmax(-1) for v in range(3)], 1)
+    torch.testing.assert_close(out.softmax(-1), per_view.mean(1))
+    with pytest.raises(ValueError, match="multi-view"):
+        model(views, labels=torch.tensor([0, 1]))
+
+
+def test_set_label_set_encodes_once_and_replaces_labels(converted):
+    model, processor = converted
+    assert model.config.id2label[0] == LABELS[0]
+    assert model.sfar.text_embeds.shape == (4, model.config.projection_dim)
+    assert model.sfar.subtext_word_embeds.shape[:2] == (4, 4)
+    # the mask keeps the text's own tokens and its end token, not the start token or padding
+    tokens = processor.tokenizer(SUBTEXTS[LABELS[0]][0])["input_ids"]
+    assert int(model.sfar.subtext_word_mask[0, 0].sum()) == len(tokens) - 1
+
+
+def test_new_label_set_for_zero_shot(converted, tiny_clip_dir):
+    from transformers import AutoTokenizer
+
+    model, _ = converted
+    tokenizer = AutoTokenizer.from_pretrained(tiny_clip_dir)
+    other = copy.deepcopy(model)
+    labels = ["swim", "run"]
+    other.set_label_set(labels, tokenizer, {label: [f"{label} {i}" for i in range(4)] for label in labels})
+    assert other.config.id2label == {0: "swim", 1: "run"} and other.config.label2id == {"swim": 0, "run": 1}
+    out = other(torch.randn(1, 4, 3, 32, 32))
+    assert out.logits.shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "subtexts, message",
+    [
+        ({"swim": ["a", "b", "c", "d"]}, "label 'run' has no sub-texts"),
+        ({"swim": ["a", "b", "c", "d"], "run": ["a", "b"]}, "label 'run' has 2 sub-texts"),
+        ({"swim": ["a", "b", "c", "d"], "run": ["a", "b", " ", "d"]}, "label 'run' has an empty sub-text"),
+    ],
+)
+def test_label_without_n_subtexts_is_an_error_naming_it(converted, tiny_clip_dir, subtexts, message):
+    from transformers import AutoTokenizer
+
+    model, _ = converted
+    with pytest.raises(ValueError, match=message):
+        model.set_label_set(["swim", "run"], AutoTokenizer.from_pretrained(tiny_clip_dir), subtexts)
+    assert model.config.id2label[0] == LABELS[0]  # a failed call leaves the label set alone
+
+
+def test_model_without_label_set_says_so():
+    model = SfarModel(tiny_config())
+    with pytest.raises(ValueError, match="no label set"):
+        model(torch.randn(1, 5, 3, 16, 16))
+
+
+def test_too_many_frames_is_an_error():
+    model = tiny_classifier()
+    with pytest.raises(ValueError, match="6 frames but the model's temporal module has 5"):
+        model(torch.randn(1, 6, 3, 16, 16))
+
+
+def test_out_of_range_label_is_an_error():
+    model = tiny_classifier().train()
+    with pytest.raises(ValueError, match="labels must lie in"):
+        model(torch.randn(2, 5, 3, 16, 16), labels=torch.tensor([0, 7]))
+
+
+def test_multi_label_uses_a_sigmoid_objective():
+    model = tiny_classifier(problem_type="multi_label_classification").train()
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    out = model(torch.randn(2, 5, 3, 16, 16), labels=labels)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, labels)
+    torch.testing.assert_close(out.loss, expected)
+    assert model.sfar.logit_bias is not None
+
+
+def test_prompt_ensemble_is_mean_of_normalised_template_embeddings(tiny_clip_dir):
+    from transformers import AutoTokenizer
+
+    from modeling_sfar import ACTIONCLIP_PROMPT_TEMPLATES, class_name_to_text, convert_clip_to_sfar
+
+    model, _ = convert_clip_to_sfar(tiny_clip_dir, LABELS, variant="actionclip", num_frames=4)
+    assert model.config.loss_type == "actionclip" and len(model.config.prompt_templates) == 16
+    tokenizer = AutoTokenizer.from_pretrained(tiny_clip_dir)
+    per_template = [
+        torch.nn.functional.normalize(
+            model.sfar.encode_text([t.format(class_name_to_text(label)) for label in LABELS], tokenizer)["embeds"], dim=-1
+        )
+        for t in ACTIONCLIP_PROMPT_TEMPLATES
+    ]
+    expected = torch.nn.functional.normalize(torch.stack(per_template).mean(0), dim=-1)
+    torch.testing.assert_close(model.sfar.text_embeds, expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"fusion": "max"}, "fusion must be one of"),
+        ({"num_frames": 0}, "num_frames must be an integer >= 1"),
+        ({"num_temporal_layers": -1}, "num_temporal_layers must be an integer >= 0"),
+        ({"frame_temperature": 0.0}, "frame_temperature must be > 0"),
+        ({"word_tokens": "some"}, "word_tokens must be one of"),
+        ({"loss_type": "mse"}, "loss_type must be one of"),
+        ({"loss_lambda": -1.0}, "loss_lambda must be >= 0"),
+        ({"prompt_template": "no slot"}, "must contain exactly one"),
+        ({"projection_dim": 199}, "must split into 3 attention heads"),
+        ({"id2label": {0: "a", 1: "b"}, "subtexts": {"a": ["x"] * 4}}, "label 'b' has no sub-texts"),
+    ],
+)
+def test_invalid_config_raises_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SfarConfig(**kwargs)
+
+
+def test_config_round_trip(tmp_path):
+    config = SfarConfig.from_variant("coarse", id2label={0: "a", 1: "b"}, subtexts={"a": list("wxyz"), "b": list("wxyz")})
+    config.save_pretrained(tmp_path)
+    loaded = SfarConfig.from_pretrained(tmp_path)
+    assert loaded.fusion == "coarse" and loaded.subtexts == config.subtexts and loaded.id2label == {0: "a", 1: "b"}
+    assert loaded.label2id == {"a": 0, "b": 1}
+
+
+def test_class_names_are_normalised_for_text():
+    from modeling_sfar import class_name_to_text
+
+    assert class_name_to_text("ApplyEyeMakeup") == "Apply Eye Makeup"
+    assert class_name_to_text("brush_hair") == "brush hair"
+    assert class_name_to_text("YoYo") == "Yo Yo"
+    assert class_name_to_text("playing guitar") == "playing guitar"

@@ -1,0 +1,81 @@
+"""A saved folder loads through the auto classes and the pipeline as remote code, where `modeling_sfar` is absent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        # the package may be installed (editable); this process must not see it
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "modeling_sfar":
+                raise ImportError("modeling_sfar is blocked in this process")
+
+    sys.meta_path.insert(0, Block())
+    try:
+        import modeling_sfar
+        sys.exit("modeling_sfar should not be importable here")
+    except ImportError:
+        pass
+
+    import torch
+    from transformers import AutoModel, AutoModelForVideoClassification, AutoProcessor, pipeline
+
+    folder, video = sys.argv[1], sys.argv[2]
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    inputs = processor(videos=video)
+    result = {"processor": type(processor).__name__, "video_processor": type(processor.video_processor).__name__}
+    for auto in (AutoModel, AutoModelForVideoClassification):
+        model = auto.from_pretrained(folder, trust_remote_code=True).eval()
+        assert "transformers_modules" in type(model).__module__, type(model).__module__
+        with torch.no_grad():
+            result[auto.__name__] = {"class": type(model).__name__, "logits": model(**inputs).logits.tolist()}
+    classifier = pipeline("video-classification", model=folder, trust_remote_code=True)
+    result["pipeline"] = classifier(video, top_k=3)
+    print(json.dumps(result))
+    """
+)
+
+
+def test_remote_code_round_trip_through_auto_classes_and_pipeline(converted, video_path, tmp_path):
+    model, processor = converted
+    folder = tmp_path / "sfar-tiny"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForVideoClassification",
+                                       "AutoProcessor", "AutoVideoProcessor"}
+    for name in ("configuration_sfar.py", "modeling_sfar.py", "processing_sfar.py", "video_processing_sfar.py",
+                 "model.safetensors"):
+        assert (folder / name).is_file(), name
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+
+    with torch.no_grad():
+        expected = model.eval()(**processor(videos=video_path)).logits
+    scores = expected.softmax(-1)[0]
+    top = scores.topk(3)
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(folder), video_path], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+
+    assert result["processor"] == "SfarProcessor" and result["video_processor"] == "SfarVideoProcessor"
+    assert result["AutoModel"]["class"] == "SfarModel"
+    assert result["AutoModelForVideoClassification"]["class"] == "SfarForVideoClassification"
+    for name in ("AutoModel", "AutoModelForVideoClassification"):
+        torch.testing.assert_close(torch.tensor(result[name]["logits"]), expected)
+    labels = [model.config.id2label[i] for i in top.indices.tolist()]
+    assert [p["label"] for p in result["pipeline"]] == labels
+    torch.testing.assert_close(torch.tensor([p["score"] for p in result["pipeline"]]), top.values)

@@ -1,0 +1,118 @@
+"""TSN sampling, PyAV decoding, training and evaluation transforms, multi-view testing, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_sfar import SfarVideoProcessor, read_video_pyav, tsn_frame_indices
+from modeling_sfar.tiny import write_video
+
+
+def test_tsn_evaluation_takes_segment_centres():
+    np.testing.assert_array_equal(tsn_frame_indices(80, 8), [5, 15, 25, 35, 45, 55, 65, 75])
+
+
+def test_tsn_multi_clip_spreads_offsets_evenly():
+    indices = tsn_frame_indices(80, 4, num_clips=2).reshape(2, 4)
+    np.testing.assert_array_equal(indices, [[5, 25, 45, 65], [15, 35, 55, 75]])
+
+
+def test_tsn_training_draws_one_frame_per_segment():
+    rng = np.random.default_rng(0)
+    draws = np.stack([tsn_frame_indices(80, 8, training=True, generator=rng) for _ in range(200)])
+    segments = draws // 10
+    np.testing.assert_array_equal(segments, np.tile(np.arange(8), (200, 1)))  # always inside its own segment
+    assert len(np.unique(draws[:, 0])) == 10  # and anywhere in it
+
+
+def test_short_video_repeats_frames():
+    indices = tsn_frame_indices(3, 8)
+    assert len(indices) == 8 and set(indices) == {0, 1, 2} and list(indices) == sorted(indices)
+
+
+def test_pyav_decodes_only_the_requested_frames_in_order(tmp_path):
+    path = write_video(tmp_path / "v.mp4", num_frames=10)
+    everything, metadata = read_video_pyav(path)
+    assert everything.shape == (10, 48, 64, 3) and metadata.total_num_frames == 10
+    some, _ = read_video_pyav(path, lambda metadata: np.array([7, 2, 2]))
+    np.testing.assert_array_equal(some, everything[[7, 2, 2]])
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return SfarVideoProcessor(num_frames=4, size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
+
+
+def test_evaluation_transform_shape_and_normalisation(processor, video_path):
+    pixel_values = processor(video_path, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 4, 3, 32, 32)
+    assert pixel_values.dtype == torch.float32
+    again = processor(video_path, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(pixel_values, again)  # evaluation is deterministic
+    assert -2.0 < float(pixel_values.min()) and float(pixel_values.max()) < 2.3  # CLIP mean/std applied
+
+
+def test_training_transform_is_random_and_keeps_shape(processor, video_path):
+    torch.manual_seed(0)
+    draws = [processor(video_path, training=True, return_tensors="pt")["pixel_values"] for _ in range(4)]
+    assert all(d.shape == (1, 4, 3, 32, 32) for d in draws)
+    assert any(not torch.equal(draws[0], d) for d in draws[1:])
+
+
+def test_training_crop_and_flip_are_shared_by_all_frames(processor, tmp_path):
+    path = write_video(tmp_path / "still.mp4", num_frames=8)
+    # a video whose frames are identical stays identical frame to frame after augmentation
+    import av
+
+    frames, _ = read_video_pyav(path)
+    still = tmp_path / "same.mp4"
+    with av.open(str(still), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(8):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frames[0], format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    torch.manual_seed(1)
+    for _ in range(3):
+        x = processor(str(still), training=True, return_tensors="pt")["pixel_values"][0]
+        for t in range(1, 4):
+            torch.testing.assert_close(x[t], x[0], atol=0.15, rtol=0)
+
+
+def test_multi_view_adds_a_view_axis(processor, video_path):
+    pixel_values = processor([video_path, video_path], num_clips=2, num_crops=3, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (2, 6, 4, 3, 32, 32)
+
+
+def test_processor_accepts_decoded_videos(processor):
+    video = np.random.default_rng(0).integers(0, 255, size=(20, 48, 64, 3), dtype=np.uint8)
+    assert processor(video, return_tensors="pt")["pixel_values"].shape == (1, 4, 3, 32, 32)
+
+
+def test_missing_file_is_named(processor, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.mp4"):
+        processor(str(tmp_path / "nothere.mp4"))
+
+
+def test_empty_file_is_named(processor, tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="video file is empty: .*empty.mp4"):
+        processor(str(path))
+
+
+def test_corrupt_file_is_named(processor, tmp_path):
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(ValueError, match="corrupt.mp4"):
+        processor(str(path))
+
+
+def test_processor_round_trip(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    loaded = SfarVideoProcessor.from_pretrained(tmp_path)
+    assert loaded.num_frames == 4 and loaded.crop_size == processor.crop_size
