@@ -16,19 +16,34 @@ from .modeling_sfar import SfarForVideoClassification
 from .processing_sfar import SfarProcessor
 from .video_processing_sfar import SfarVideoProcessor
 
-__all__ = ["CLIP_KEY_PREFIXES", "SFAR_NEW_KEY_PREFIXES", "clip_to_sfar_state_dict", "sfar_config_from_clip",
-           "convert_clip_to_sfar"]
+__all__ = [
+    "CLIP_KEY_PREFIXES",
+    "SFAR_NEW_KEY_PREFIXES",
+    "clip_to_sfar_state_dict",
+    "sfar_config_from_clip",
+    "convert_clip_to_sfar",
+]
 
 # CLIPModel keys SFAR takes over unchanged (SfarModel names its CLIP parts as CLIPModel does).
 CLIP_KEY_PREFIXES = ("text_model.", "vision_model.", "text_projection.", "visual_projection.", "logit_scale")
 # SfarModel keys that CLIP does not have: the new modules and the label-set buffers.
 SFAR_NEW_KEY_PREFIXES = (
-    "temporal.", "subtext_attention.", "coarse_ffn.", "fine_ffn.", "logit_bias",
-    "text_embeds", "prompt_word", "subtext_embeds", "subtext_word", "has_text_features",
+    "temporal.",
+    "subtext_attention.",
+    "coarse_ffn.",
+    "fine_ffn.",
+    "logit_bias",
+    "text_embeds",
+    "prompt_word",
+    "subtext_embeds",
+    "subtext_word",
+    "has_text_features",
 )
 
 
-def clip_to_sfar_state_dict(clip_state_dict: Mapping[str, torch.Tensor], prefix: str = "sfar.") -> dict[str, torch.Tensor]:
+def clip_to_sfar_state_dict(
+    clip_state_dict: Mapping[str, torch.Tensor], prefix: str = "sfar."
+) -> dict[str, torch.Tensor]:
     """
     Map a `CLIPModel` state dict onto SFAR's keys (`prefix` + the CLIP key). Position-id buffers are dropped.
 

@@ -96,7 +96,7 @@ class SfarVideoClassifierOutput(SfarModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*):
-            The configured loss (Eq. 14, ActionCLIP's KL loss, or the multi-label sigmoid loss), when `labels` are given.
+            The configured loss (Eq. 14, ActionCLIP's KL loss or the multi-label sigmoid loss), given `labels`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -121,7 +121,7 @@ class SfarAttention(nn.Module):
     def forward(
         self, query: torch.Tensor, key_value: torch.Tensor, key_padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """query (..., Q, D), key_value (..., K, D), key_padding_mask (..., K) True where a key is real -> (..., Q, D)."""
+        """query (..., Q, D), key_value (..., K, D), key_padding_mask (..., K), True for real keys -> (..., Q, D)."""
         *batch, num_queries, width = query.shape
         num_keys = key_value.shape[-2]
         head_dim = width // self.num_heads
@@ -636,12 +636,15 @@ class SfarForVideoClassification(SfarPreTrainedModel):
         self.sfar = SfarModel(config)
         self.post_init()
 
-    def set_label_set(self, labels: list[str], tokenizer: Any, subtexts: dict[str, list[str]] | None = None,
-                      batch_size: int = 256) -> None:
+    def set_label_set(
+        self, labels: list[str], tokenizer: Any, subtexts: dict[str, list[str]] | None = None, batch_size: int = 256
+    ) -> None:
         """See [`SfarModel.set_label_set`]."""
         self.sfar.set_label_set(labels, tokenizer, subtexts, batch_size)
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> SfarVideoClassifierOutput:
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+    ) -> SfarVideoClassifierOutput:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)` or `(B, V, T, 3, H, W)`):
@@ -675,7 +678,6 @@ class SfarForVideoClassification(SfarPreTrainedModel):
         if self.config.loss_type == "actionclip":
             return actionclip_loss(logits, labels)
         return sfar_loss(logits, labels, self.config.loss_lambda)
-
 
 
 SfarForVideoClassification.register_for_auto_class("AutoModelForVideoClassification")

@@ -47,14 +47,24 @@ def build_tiny_clip(
         vocab.setdefault(char + "</w>", len(vocab))
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
     text = {
-        "vocab_size": len(vocab), "hidden_size": hidden_size, "intermediate_size": 4 * hidden_size,
-        "num_hidden_layers": num_layers, "num_attention_heads": max(1, hidden_size // 16),
-        "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1,
+        "vocab_size": len(vocab),
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": max(1, hidden_size // 16),
+        "max_position_embeddings": 77,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 1,
         "projection_dim": projection_dim,
     }
     vision = {
-        "hidden_size": hidden_size, "intermediate_size": 4 * hidden_size, "num_hidden_layers": num_layers,
-        "num_attention_heads": max(1, hidden_size // 16), "image_size": image_size, "patch_size": patch_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": max(1, hidden_size // 16),
+        "image_size": image_size,
+        "patch_size": patch_size,
         "projection_dim": projection_dim,
     }
     torch.manual_seed(seed)
@@ -66,8 +76,9 @@ def build_tiny_clip(
     return os.fspath(save_directory)
 
 
-def write_video(path: str | os.PathLike, num_frames: int = 16, height: int = 48, width: int = 64, fps: int = 8,
-                seed: int = 0) -> str:
+def write_video(
+    path: str | os.PathLike, num_frames: int = 16, height: int = 48, width: int = 64, fps: int = 8, seed: int = 0
+) -> str:
     """Write an mp4 (H.264 where available) of a coloured square moving over a noisy background, with PyAV."""
     import av
     import numpy as np

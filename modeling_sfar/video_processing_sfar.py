@@ -44,7 +44,10 @@ class SfarVideoProcessorKwargs(VideosKwargs, total=False):
 
 
 def tsn_frame_indices(
-    total_num_frames: int, num_frames: int, training: bool = False, num_clips: int = 1,
+    total_num_frames: int,
+    num_frames: int,
+    training: bool = False,
+    num_clips: int = 1,
     generator: np.random.Generator | None = None,
 ) -> np.ndarray:
     """
@@ -126,8 +129,10 @@ def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tup
         raise ValueError(f"no frame of {path} could be decoded")
     # The container may announce more frames than it holds: fall back to the last decoded frame.
     available = sorted(decoded)
-    frames = [decoded[i] if i in decoded else decoded[available[-1] if i > available[-1] else _nearest(available, i)]
-              for i in indices.tolist()]
+    frames = [
+        decoded[i] if i in decoded else decoded[available[-1] if i > available[-1] else _nearest(available, i)]
+        for i in indices.tolist()
+    ]
     metadata.frames_indices = indices.tolist()
     return np.stack(frames), metadata
 
@@ -174,15 +179,20 @@ class SfarVideoProcessor(BaseVideoProcessor):
     num_crops = 1
 
     def sample_frames(
-        self, metadata: VideoMetadata, num_frames: int | None = None, training: bool | None = None,
-        num_clips: int | None = None, **kwargs,
+        self,
+        metadata: VideoMetadata,
+        num_frames: int | None = None,
+        training: bool | None = None,
+        num_clips: int | None = None,
+        **kwargs,
     ) -> np.ndarray:
         """TSN indices for one video: `(K * T,)`; see `tsn_frame_indices`."""
         num_frames = num_frames if num_frames is not None else self.num_frames
         training = training if training is not None else self.training
         num_clips = num_clips if num_clips is not None else self.num_clips
-        return tsn_frame_indices(metadata.total_num_frames, num_frames, training=training,
-                                 num_clips=1 if training else num_clips)
+        return tsn_frame_indices(
+            metadata.total_num_frames, num_frames, training=training, num_clips=1 if training else num_clips
+        )
 
     def fetch_videos(self, video_url_or_urls, sample_indices_fn=None):
         """Decode paths with PyAV (the base class would need torchcodec)."""
@@ -275,10 +285,14 @@ class SfarVideoProcessor(BaseVideoProcessor):
         height, width = video.shape[-2:]
         crop_h, crop_w = out_size
         if width >= height:
-            return [tvF.crop(video, (height - crop_h) // 2, left, crop_h, crop_w)
-                    for left in (0, (width - crop_w) // 2, width - crop_w)]
-        return [tvF.crop(video, top, (width - crop_w) // 2, crop_h, crop_w)
-                for top in (0, (height - crop_h) // 2, height - crop_h)]
+            return [
+                tvF.crop(video, (height - crop_h) // 2, left, crop_h, crop_w)
+                for left in (0, (width - crop_w) // 2, width - crop_w)
+            ]
+        return [
+            tvF.crop(video, top, (width - crop_w) // 2, crop_h, crop_w)
+            for top in (0, (height - crop_h) // 2, height - crop_h)
+        ]
 
 
 SfarVideoProcessor.register_for_auto_class("AutoVideoProcessor")

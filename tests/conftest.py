@@ -10,8 +10,7 @@ from modeling_sfar.tiny import build_tiny_clip, write_video
 
 LABELS = ["ApplyEyeMakeup", "brush_hair", "jump", "PlayingDaf"]
 SUBTEXTS = {
-    label: [f"this action is step {i} of {label.lower()}" + " slowly" * (i % 3) for i in range(4)]
-    for label in LABELS
+    label: [f"this action is step {i} of {label.lower()}" + " slowly" * (i % 3) for i in range(4)] for label in LABELS
 }
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
 
@@ -37,8 +36,14 @@ def tiny_config(**kwargs) -> SfarConfig:
     """A tiny configuration with a random label set of 3 classes (no CLIP checkpoint needed)."""
     labels = kwargs.pop("labels", ["a", "b", "c"])
     return SfarConfig(
-        text_config={**TINY, "vocab_size": 99, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
-                     "pad_token_id": 1},
+        text_config={
+            **TINY,
+            "vocab_size": 99,
+            "max_position_embeddings": 16,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
         vision_config={**TINY, "image_size": 16, "patch_size": 8},
         projection_dim=kwargs.pop("projection_dim", 16),
         num_frames=kwargs.pop("num_frames", 5),

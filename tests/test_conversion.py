@@ -58,8 +58,14 @@ def test_converted_model_starts_as_clip_mean_pooling_for_clip_variant(tiny_clip_
 
 def test_vit_b16_parameter_count():
     """The figure the README reports: SFAR on CLIP ViT-B/16 (the paper prints 126.1 M)."""
-    vision = {"patch_size": 16, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-              "num_hidden_layers": 12, "image_size": 224}
+    vision = {
+        "patch_size": 16,
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_attention_heads": 12,
+        "num_hidden_layers": 12,
+        "image_size": 224,
+    }
     with torch.device("meta"):
         model = SfarForVideoClassification(SfarConfig(vision_config=vision, projection_dim=512))
     total = sum(p.numel() for p in model.parameters())

@@ -56,8 +56,9 @@ def test_two_processes_give_the_single_process_loss_and_gradient(variant, tmp_pa
     context = mp.get_context("spawn")
     queue = context.Queue()
     os.environ.setdefault("PYTHONPATH", os.getcwd())
-    mp.start_processes(worker, args=(2, str(tmp_path / "init"), variant, queue), nprocs=2, join=True,
-                       start_method="spawn")
+    mp.start_processes(
+        worker, args=(2, str(tmp_path / "init"), variant, queue), nprocs=2, join=True, start_method="spawn"
+    )
     results = sorted(queue.get(timeout=60) for _ in range(2))
     for _, distributed_loss, grad in results:
         assert distributed_loss == pytest.approx(loss.item(), rel=1e-5)

@@ -12,8 +12,6 @@ from modeling_sfar import SfarModel, actionclip_loss, sfar_loss, text_prompt_per
 from tests.conftest import randomize_text_features, tiny_config
 
 
-
-
 @pytest.fixture(autouse=True)
 def double_precision():
     """References and model are compared in double precision."""
@@ -55,6 +53,7 @@ def reference_attention(attn, query, keys, key_mask):
 
 def reference_temporal(module, frames):
     """BIKE's Transf for one video: x + transformer(x + positions), blocks written out."""
+
     def block(layer, x):
         h = F.layer_norm(x, x.shape[-1:], layer.layer_norm1.weight, layer.layer_norm1.bias)
         x = x + reference_attention(layer.self_attn, h, h, torch.ones(len(h), dtype=torch.bool))
@@ -92,8 +91,11 @@ def reference_video_embeddings(model: SfarModel, frames: torch.Tensor):
         for l in range(len(frames)):
             best = -math.inf
             for n in range(num_subtexts):
-                sub_words = [model.subtext_word_embeds[c, n, s] for s in range(keys.shape[0] // num_subtexts)
-                             if model.subtext_word_mask[c, n, s]]
+                sub_words = [
+                    model.subtext_word_embeds[c, n, s]
+                    for s in range(keys.shape[0] // num_subtexts)
+                    if model.subtext_word_mask[c, n, s]
+                ]
                 best = max(best, sum(cos(s, frames[l]) for s in sub_words) / len(sub_words))
             scores.append(best / tau)
         a_fine = torch.tensor(scores).softmax(0)
@@ -121,7 +123,9 @@ def test_cross_attention_eq4_6_matches_reference(model):
         keys = model.subtext_word_embeds[c].reshape(-1, 16)
         mask = model.subtext_word_mask[c].reshape(-1)
         prompt = model.prompt_word_embeds[c]
-        torch.testing.assert_close(augmented[c], reference_attention(model.subtext_attention, prompt, keys, mask) + prompt)
+        torch.testing.assert_close(
+            augmented[c], reference_attention(model.subtext_attention, prompt, keys, mask) + prompt
+        )
 
 
 def test_forward_eq4_to_eq11_and_logits_match_reference(model):

@@ -40,8 +40,15 @@ def test_gradients_reach_vision_and_new_modules_never_text():
     for name, grad in grads.items():
         if ".text_model." in name or ".text_projection." in name:
             assert grad is None, name
-    for prefix in ("sfar.vision_model.", "sfar.visual_projection.", "sfar.temporal.", "sfar.subtext_attention.",
-                   "sfar.coarse_ffn.", "sfar.fine_ffn.", "sfar.logit_scale"):
+    for prefix in (
+        "sfar.vision_model.",
+        "sfar.visual_projection.",
+        "sfar.temporal.",
+        "sfar.subtext_attention.",
+        "sfar.coarse_ffn.",
+        "sfar.fine_ffn.",
+        "sfar.logit_scale",
+    ):
         reached = [g for n, g in grads.items() if n.startswith(prefix) and g is not None and g.abs().sum() > 0]
         assert reached, prefix
 
@@ -151,7 +158,8 @@ def test_prompt_ensemble_is_mean_of_normalised_template_embeddings(tiny_clip_dir
     tokenizer = AutoTokenizer.from_pretrained(tiny_clip_dir)
     per_template = [
         torch.nn.functional.normalize(
-            model.sfar.encode_text([t.format(class_name_to_text(label)) for label in LABELS], tokenizer)["embeds"], dim=-1
+            model.sfar.encode_text([t.format(class_name_to_text(label)) for label in LABELS], tokenizer)["embeds"],
+            dim=-1,
         )
         for t in ACTIONCLIP_PROMPT_TEMPLATES
     ]
@@ -180,7 +188,9 @@ def test_invalid_config_raises_value_error(kwargs, message):
 
 
 def test_config_round_trip(tmp_path):
-    config = SfarConfig.from_variant("coarse", id2label={0: "a", 1: "b"}, subtexts={"a": list("wxyz"), "b": list("wxyz")})
+    config = SfarConfig.from_variant(
+        "coarse", id2label={0: "a", 1: "b"}, subtexts={"a": list("wxyz"), "b": list("wxyz")}
+    )
     config.save_pretrained(tmp_path)
     loaded = SfarConfig.from_pretrained(tmp_path)
     assert loaded.fusion == "coarse" and loaded.subtexts == config.subtexts and loaded.id2label == {0: "a", 1: "b"}

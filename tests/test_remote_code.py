@@ -52,10 +52,20 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(converted, vid
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
-    assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForVideoClassification",
-                                       "AutoProcessor", "AutoVideoProcessor"}
-    for name in ("configuration_sfar.py", "modeling_sfar.py", "processing_sfar.py", "video_processing_sfar.py",
-                 "model.safetensors"):
+    assert set(config["auto_map"]) >= {
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForVideoClassification",
+        "AutoProcessor",
+        "AutoVideoProcessor",
+    }
+    for name in (
+        "configuration_sfar.py",
+        "modeling_sfar.py",
+        "processing_sfar.py",
+        "video_processing_sfar.py",
+        "model.safetensors",
+    ):
         assert (folder / name).is_file(), name
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
 
@@ -66,8 +76,14 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(converted, vid
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
-    run = subprocess.run([sys.executable, "-c", SCRIPT, str(folder), video_path], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(folder), video_path],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
 
