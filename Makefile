@@ -17,6 +17,7 @@ demo: setup
 	$(PY) scripts/demo.py
 
 test: setup
+	$(VENV)/bin/ruff check modeling_sfar scripts tests
 	$(PY) -m pytest -q tests
 
 lint: setup
