@@ -398,9 +398,10 @@ class SfarModel(SfarPreTrainedModel):
         self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if multi_label else None
 
         self.temporal = SfarTemporalModule(config) if config.num_temporal_layers > 0 else None
-        self.subtext_attention = SfarAttention(width, config.temporal_num_heads) if config.uses_subtexts else None
-        self.coarse_ffn = SfarResidualMLP(width) if config.fusion in ("coarse+fine", "coarse") else None
-        self.fine_ffn = SfarResidualMLP(width) if config.fusion in ("coarse+fine", "fine") else None
+        coarse, fine = config.fusion in ("coarse+fine", "coarse"), config.fusion in ("coarse+fine", "fine")
+        self.subtext_attention = SfarAttention(width, config.temporal_num_heads) if coarse else None
+        self.coarse_ffn = SfarResidualMLP(width) if coarse else None
+        self.fine_ffn = SfarResidualMLP(width) if fine else None
 
         self._register_text_buffers(config.num_labels, config.prompt_length, config.subtext_length)
         self.text_model.requires_grad_(False)
@@ -412,7 +413,7 @@ class SfarModel(SfarPreTrainedModel):
     def _register_text_buffers(self, num_classes: int, prompt_length: int, subtext_length: int) -> None:
         """(Re)allocate the label-set buffers with zeros; `has_text_features` tells whether they were filled."""
         width, num_subtexts = self.config.projection_dim, self.config.num_subtexts
-        device = self.logit_scale.device
+        device, dtype = self.logit_scale.device, self.logit_scale.dtype
         buffers = {
             "text_embeds": torch.zeros(num_classes, width),  # (C, D) normalised t_c
             "prompt_word_embeds": torch.zeros(num_classes, prompt_length, width),  # (C, W, D)
@@ -423,7 +424,8 @@ class SfarModel(SfarPreTrainedModel):
             "has_text_features": torch.zeros((), dtype=torch.bool),
         }
         for name, value in buffers.items():
-            self.register_buffer(name, value.to(device), persistent=True)
+            value = value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
+            self.register_buffer(name, value, persistent=True)
 
     @torch.no_grad()
     def encode_text(self, texts: list[str], tokenizer: Any, batch_size: int = 256) -> dict[str, torch.Tensor]:

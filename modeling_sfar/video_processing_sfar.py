@@ -129,10 +129,7 @@ def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tup
         raise ValueError(f"no frame of {path} could be decoded")
     # The container may announce more frames than it holds: fall back to the last decoded frame.
     available = sorted(decoded)
-    frames = [
-        decoded[i] if i in decoded else decoded[available[-1] if i > available[-1] else _nearest(available, i)]
-        for i in indices.tolist()
-    ]
+    frames = [decoded[i] if i in decoded else decoded[_nearest(available, i)] for i in indices.tolist()]
     metadata.frames_indices = indices.tolist()
     return np.stack(frames), metadata
 

@@ -204,3 +204,25 @@ def test_class_names_are_normalised_for_text():
     assert class_name_to_text("brush_hair") == "brush hair"
     assert class_name_to_text("YoYo") == "Yo Yo"
     assert class_name_to_text("playing guitar") == "playing guitar"
+
+
+@pytest.mark.parametrize("variant", sorted(SFAR_VARIANTS))
+def test_every_parameter_outside_the_text_tower_gets_a_gradient(variant):
+    """No unused parameters: DDP can run without find_unused_parameters."""
+    model = tiny_classifier(variant).train()
+    model(torch.randn(4, 5, 3, 16, 16), labels=torch.tensor([0, 1, 1, 2])).loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused
+
+
+def test_new_label_set_keeps_the_model_dtype(converted, tiny_clip_dir):
+    from transformers import AutoTokenizer
+
+    model = copy.deepcopy(converted[0]).double()
+    model.set_label_set(
+        ["swim", "run"],
+        AutoTokenizer.from_pretrained(tiny_clip_dir),
+        {label: [f"{label} {i}" for i in range(4)] for label in ["swim", "run"]},
+    )
+    assert model.sfar.text_embeds.dtype == torch.float64
+    assert model(torch.randn(1, 4, 3, 32, 32, dtype=torch.float64)).logits.dtype == torch.float64
