@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -72,3 +77,12 @@ def randomize_text_features(model: SfarModel, seed: int = 0) -> None:
         for module in (model.coarse_ffn, model.fine_ffn):  # leave the zero init so that the FFNs matter
             if module is not None:
                 module.fc2.weight.normal_(0, 0.1, generator=gen)
+
+
+def run_python_offline(args: list[str], cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run `python *args` in a fresh process with the Hub offline and a private cache; fail with its stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
+    run = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run

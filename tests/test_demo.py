@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.conftest import run_python_offline
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_demo_builds_saves_and_classifies(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
-    run = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "demo.py"), "--output_dir", str(tmp_path / "demo")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    demo = [str(REPO / "scripts" / "demo.py"), "--output_dir", str(tmp_path / "demo")]
+    run = run_python_offline(demo, cwd=REPO, tmp_path=tmp_path)
     folder = tmp_path / "demo" / "sfar-demo"
     for name in ("config.json", "model.safetensors", "modeling_sfar.py", "processor_config.json"):
         assert (folder / name).is_file(), name

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import torch
+
+from tests.conftest import run_python_offline
 
 SCRIPT = textwrap.dedent(
     """
@@ -74,17 +73,7 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(converted, vid
     scores = expected.softmax(-1)[0]
     top = scores.topk(3)
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(folder), video_path],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_python_offline(["-c", SCRIPT, str(folder), video_path], cwd=tmp_path, tmp_path=tmp_path)
     result = json.loads(run.stdout.strip().splitlines()[-1])
 
     assert result["processor"] == "SfarProcessor" and result["video_processor"] == "SfarVideoProcessor"
