@@ -17,11 +17,11 @@ demo: setup
 	$(PY) scripts/demo.py
 
 test: setup
-	$(VENV)/bin/ruff check modeling_sfar scripts tests
+	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check modeling_sfar scripts tests
+	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests
 
 clean:
 	rm -rf $(VENV) outputs

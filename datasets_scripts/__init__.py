@@ -1,0 +1,1 @@
+"""Dataset builders and sub-text generation for SFAR."""
