@@ -1,0 +1,34 @@
+"""Selecting sub-text sets by TPP: per class, the valid candidate with the highest score."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datasets_scripts.tpp_selection import select_by_tpp
+from modeling_sfar import text_prompt_perplexity
+
+
+def test_selection_matches_a_loop_over_classes_and_candidates():
+    torch.manual_seed(0)
+    classes, candidates = torch.randn(3, 8), torch.randn(3, 5, 4, 8)
+    valid = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    best, tpp = select_by_tpp(["a", "b", "c"], classes, candidates, valid)
+    for c in range(3):
+        scores = {
+            k: float(text_prompt_perplexity(classes[c : c + 1], candidates[c, k : k + 1].reshape(1, 4, 8)))
+            for k in range(5)
+            if valid[c, k]
+        }
+        assert int(best[c]) == max(scores, key=scores.get)
+        for k in range(5):
+            if valid[c, k]:
+                assert float(tpp[c, k]) == pytest.approx(scores[k], rel=1e-5)
+            else:
+                assert torch.isnan(tpp[c, k])
+
+
+def test_class_without_valid_candidate_is_named():
+    valid = torch.tensor([[True, False], [False, False]])
+    with pytest.raises(ValueError, match="class 'Archery' has no valid sub-text candidate"):
+        select_by_tpp(["Diving", "Archery"], torch.randn(2, 8), torch.randn(2, 2, 4, 8), valid)
