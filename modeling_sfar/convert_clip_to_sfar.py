@@ -60,9 +60,10 @@ def clip_to_sfar_state_dict(
     return converted
 
 
-def sfar_config_from_clip(clip_config: Any, **kwargs) -> SfarConfig:
-    """An `SfarConfig` with the CLIP towers of `clip_config` (a `CLIPConfig`); `kwargs` set SFAR's own fields."""
-    return SfarConfig(
+def sfar_config_from_clip(clip_config: Any, variant: str = "sfar", **kwargs) -> SfarConfig:
+    """An `SfarConfig` for `variant` with the CLIP towers of `clip_config` (a `CLIPConfig`); `kwargs` on top."""
+    return SfarConfig.from_variant(
+        variant,
         text_config=clip_config.text_config.to_dict(),
         vision_config=clip_config.vision_config.to_dict(),
         projection_dim=clip_config.projection_dim,
@@ -94,7 +95,7 @@ def convert_clip_to_sfar(
 
     clip = CLIPModel.from_pretrained(clip_name_or_path, revision=revision)
     tokenizer = AutoTokenizer.from_pretrained(clip_name_or_path, revision=revision)
-    config = sfar_config_from_clip(clip.config, **{**_variant(variant), **config_kwargs})
+    config = sfar_config_from_clip(clip.config, variant, **config_kwargs)
     config.text_config.eos_token_id = tokenizer.eos_token_id
     model = SfarForVideoClassification(config)
     state = clip_to_sfar_state_dict(clip.state_dict())
@@ -110,10 +111,3 @@ def convert_clip_to_sfar(
     )
     return model.eval(), SfarProcessor(video_processor=video_processor, tokenizer=tokenizer)
 
-
-def _variant(name: str) -> dict[str, Any]:
-    from .configuration_sfar import SFAR_VARIANTS
-
-    if name not in SFAR_VARIANTS:
-        raise ValueError(f"unknown SFAR variant {name!r}; choose from {sorted(SFAR_VARIANTS)}")
-    return dict(SFAR_VARIANTS[name])
