@@ -156,9 +156,19 @@ class SfarConfig(PreTrainedConfig):
         self.validate()
 
     @property
+    def uses_coarse(self) -> bool:
+        """Whether the fusion has the coarse branch (Eq. 4-8)."""
+        return self.fusion in ("coarse+fine", "coarse")
+
+    @property
+    def uses_fine(self) -> bool:
+        """Whether the fusion has the fine branch (Eq. 9-10)."""
+        return self.fusion in ("coarse+fine", "fine")
+
+    @property
     def uses_subtexts(self) -> bool:
         """Whether the configured fusion reads sub-texts (every fusion but `"mean"`)."""
-        return self.fusion != "mean"
+        return self.uses_coarse or self.uses_fine
 
     @property
     def temporal_num_heads(self) -> int:

@@ -398,10 +398,9 @@ class SfarModel(SfarPreTrainedModel):
         self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if multi_label else None
 
         self.temporal = SfarTemporalModule(config) if config.num_temporal_layers > 0 else None
-        coarse, fine = config.fusion in ("coarse+fine", "coarse"), config.fusion in ("coarse+fine", "fine")
-        self.subtext_attention = SfarAttention(width, config.temporal_num_heads) if coarse else None
-        self.coarse_ffn = SfarResidualMLP(width) if coarse else None
-        self.fine_ffn = SfarResidualMLP(width) if fine else None
+        self.subtext_attention = SfarAttention(width, config.temporal_num_heads) if config.uses_coarse else None
+        self.coarse_ffn = SfarResidualMLP(width) if config.uses_coarse else None
+        self.fine_ffn = SfarResidualMLP(width) if config.uses_fine else None
 
         self._register_text_buffers(config.num_labels, config.prompt_length, config.subtext_length)
         self.text_model.requires_grad_(False)
@@ -596,16 +595,15 @@ class SfarModel(SfarPreTrainedModel):
         num_classes = self.text_embeds.shape[0]
 
         coarse_weights = fine_weights = None
-        fusion = self.config.fusion
-        if fusion == "mean":
+        if not self.config.uses_subtexts:  # "mean": no text guidance
             video_embeds = frames.mean(1, keepdim=True).expand(-1, num_classes, -1)  # (B, C, D)
         else:
             video_embeds = 0
-            if self.coarse_ffn is not None:
+            if self.config.uses_coarse:
                 coarse_weights = self.coarse_frame_weights(frames)  # (B, C, T)
                 coarse = torch.einsum("bct,btd->bcd", coarse_weights, frames)  # o^coarse, Eq. 8
                 video_embeds = video_embeds + self.coarse_ffn(coarse)
-            if self.fine_ffn is not None:
+            if self.config.uses_fine:
                 fine_weights = self.fine_frame_weights(frames)  # (B, C, T)
                 fine = torch.einsum("bct,btd->bcd", fine_weights, frames)  # o^fine, Eq. 10
                 video_embeds = video_embeds + self.fine_ffn(fine)  # Eq. 11
