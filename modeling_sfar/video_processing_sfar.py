@@ -198,15 +198,6 @@ class SfarVideoProcessor(BaseVideoProcessor):
             return [video for video, _ in pairs], [metadata for _, metadata in pairs]
         return read_video_pyav(video_url_or_urls, sample_indices_fn)
 
-    def _decode_and_sample_videos(self, videos, video_metadata, do_sample_frames=None, sample_indices_fn=None):
-        videos, video_metadata = super()._decode_and_sample_videos(
-            videos, video_metadata, do_sample_frames=do_sample_frames, sample_indices_fn=sample_indices_fn
-        )
-        for video in videos:
-            if len(video) == 0:
-                raise ValueError("a video has no frames")
-        return videos, video_metadata
-
     def _preprocess(
         self,
         videos: list[torch.Tensor],
