@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling_sfar import SfarConfig, SfarModel, convert_clip_to_sfar
+from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel, convert_clip_to_sfar
 from modeling_sfar.tiny import build_tiny_clip, write_video
 
 LABELS = ["ApplyEyeMakeup", "brush_hair", "jump", "PlayingDaf"]
@@ -86,3 +86,13 @@ def run_python_offline(args: list[str], cwd: Path, tmp_path: Path) -> subprocess
     run = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
+
+
+def tiny_classifier(variant: str = "sfar", **kwargs) -> SfarForVideoClassification:
+    """A tiny classifier for one of `SFAR_VARIANTS` with a random label set (the prompt ensemble needs a tokenizer)."""
+    torch.manual_seed(0)
+    settings = {**SFAR_VARIANTS[variant], **kwargs}
+    settings.pop("prompt_templates", None)
+    model = SfarForVideoClassification(tiny_config(**settings))
+    randomize_text_features(model.sfar)
+    return model

@@ -9,19 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from modeling_sfar import SFAR_VARIANTS
-
 
 def build(variant):
-    from tests.conftest import randomize_text_features, tiny_config
+    from tests.conftest import tiny_classifier
 
-    torch.manual_seed(0)
-    settings = {k: v for k, v in SFAR_VARIANTS[variant].items() if k != "prompt_templates"}
-    from modeling_sfar import SfarForVideoClassification
-
-    model = SfarForVideoClassification(tiny_config(**settings)).train()
-    randomize_text_features(model.sfar)
-    return model
+    return tiny_classifier(variant).train()
 
 
 def batch():

@@ -8,16 +8,7 @@ import pytest
 import torch
 
 from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel
-from tests.conftest import LABELS, SUBTEXTS, randomize_text_features, tiny_config
-
-
-def tiny_classifier(variant: str = "sfar", **kwargs) -> SfarForVideoClassification:
-    torch.manual_seed(0)
-    settings = {**SFAR_VARIANTS[variant], **kwargs}
-    settings.pop("prompt_templates", None)
-    model = SfarForVideoClassification(tiny_config(**settings))
-    randomize_text_features(model.sfar)
-    return model
+from tests.conftest import LABELS, SUBTEXTS, tiny_classifier, tiny_config
 
 
 @pytest.mark.parametrize("variant", sorted(SFAR_VARIANTS))
