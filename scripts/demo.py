@@ -65,7 +65,7 @@ class DemoArguments:
     seed: int = field(default=0, metadata={"help": "Random seed."})
 
 
-def plot_frame_weights(coarse, fine, labels, path: str) -> None:
+def plot_frame_weights(coarse, fine, label: str, path: str) -> None:
     """Coarse and fine frame weights of the top class over the sampled frames."""
     import matplotlib
 
@@ -78,7 +78,7 @@ def plot_frame_weights(coarse, fine, labels, path: str) -> None:
     ax.plot(frames, fine, marker="s", label="fine a$^{fine}$")
     ax.set_xlabel("sampled frame")
     ax.set_ylabel("weight")
-    ax.set_title(f"frame weights for '{labels}'")
+    ax.set_title(f"frame weights for '{label}'")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
