@@ -104,6 +104,14 @@ class SfarConfig(PreTrainedConfig):
     """
 
     model_type = "sfar"
+    # Outputs that evaluation loops (Trainer) should not collect: only the logits are needed for metrics.
+    keys_to_ignore_at_inference = [
+        "video_embeds",
+        "frame_embeds",
+        "coarse_frame_weights",
+        "fine_frame_weights",
+        "text_embeds",
+    ]
     sub_configs = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
 
     def __init__(

@@ -655,7 +655,7 @@ class SfarForVideoClassification(SfarPreTrainedModel):
         output = self.sfar(pixel_values)
         loss = None
         if labels is not None:
-            if pixel_values.ndim == 6:
+            if pixel_values.ndim == 6 and self.training:
                 raise ValueError("multi-view input is for evaluation; train on (B, T, 3, H, W) clips")
             loss = self.loss(output.logits, labels)
         return SfarVideoClassifierOutput(loss=loss, **output)

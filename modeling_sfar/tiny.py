@@ -31,12 +31,15 @@ def build_tiny_clip(
     image_size: int = 32,
     patch_size: int = 8,
     seed: int = 0,
+    logit_scale_init_value: float = 2.6592,
 ) -> str:
     """
     Save a randomly initialised small `CLIPModel` and a character-level CLIP tokenizer to `save_directory`.
 
     The tokenizer is a real `CLIPTokenizer` whose vocabulary holds every byte character (with and without the
     end-of-word suffix) and no merges, so any text tokenizes. Returns the folder, loadable with `from_pretrained`.
+    `logit_scale_init_value` is the log logit scale: CLIP's initial log(1/0.07) by default; trained CLIP checkpoints
+    hold log(100) = 4.6052.
     """
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
@@ -68,7 +71,14 @@ def build_tiny_clip(
         "projection_dim": projection_dim,
     }
     torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim))
+    model = CLIPModel(
+        CLIPConfig(
+            text_config=text,
+            vision_config=vision,
+            projection_dim=projection_dim,
+            logit_scale_init_value=logit_scale_init_value,
+        )
+    )
     model.save_pretrained(save_directory)
     tokenizer.save_pretrained(save_directory)
     crop = {"height": image_size, "width": image_size}

@@ -36,11 +36,17 @@ class SfarVideoProcessorKwargs(VideosKwargs, total=False):
     training (`bool`): draw one random frame per segment and apply the training augmentation.
     num_clips (`int`): temporal clips K for multi-view testing (segment offsets spread evenly).
     num_crops (`int`): spatial crops S for multi-view testing, 1 (centre) or 3 (along the longer side).
+    flip_probability (`float`): chance of a horizontal flip in training (0 for direction-sensitive classes).
+    grayscale_probability (`float`): chance of turning a training clip grey.
+    crop_area_min (`float`): smallest share of the frame that the training crop keeps (BIKE: 0.08).
     """
 
     training: bool | None
     num_clips: int | None
     num_crops: int | None
+    flip_probability: float | None
+    crop_area_min: float | None
+    grayscale_probability: float | None
 
 
 def tsn_frame_indices(
@@ -150,7 +156,8 @@ class SfarVideoProcessor(BaseVideoProcessor):
 
     Evaluation (default): TSN segment centres, resize the short side to `size["shortest_edge"]` (256), centre crop
     `crop_size` (224). Training (`training=True`): a random frame per segment, the same random-sized crop for all
-    frames (area 0.08-1, aspect 3/4-4/3) resized to `crop_size`, horizontal flip p=0.5, grayscale p=0.2. Then
+    frames (area 0.08-1, aspect 3/4-4/3) resized to `crop_size`, horizontal flip (`flip_probability`, 0.5),
+    grayscale (`grayscale_probability`, 0.2). Then
     rescale to [0, 1] and normalise with CLIP's mean and std.
 
     Multi-view testing (`num_clips` K, `num_crops` S in {1, 3}): `pixel_values` gets a view axis,
@@ -174,6 +181,9 @@ class SfarVideoProcessor(BaseVideoProcessor):
     training = False
     num_clips = 1
     num_crops = 1
+    flip_probability = FLIP_PROBABILITY
+    crop_area_min = CROP_AREA[0]
+    grayscale_probability = GRAYSCALE_PROBABILITY
 
     def sample_frames(
         self,
@@ -215,6 +225,9 @@ class SfarVideoProcessor(BaseVideoProcessor):
         num_clips: int | None = None,
         num_crops: int | None = None,
         num_frames: int | None = None,
+        flip_probability: float | None = None,
+        grayscale_probability: float | None = None,
+        crop_area_min: float | None = None,
         return_tensors=None,
         **kwargs,
     ) -> BatchFeature:
@@ -226,7 +239,10 @@ class SfarVideoProcessor(BaseVideoProcessor):
         batch = []
         for video in videos:  # (K*T, 3, H, W) uint8
             if training:
-                views = [self._augment(video, size, resample, out_size)]
+                flip = self.flip_probability if flip_probability is None else flip_probability
+                gray = self.grayscale_probability if grayscale_probability is None else grayscale_probability
+                area = self.crop_area_min if crop_area_min is None else crop_area_min
+                views = [self._augment(video, size, resample, out_size, flip, gray, area)]
             else:
                 views = self._test_views(video, size, resample, out_size, do_resize, do_center_crop, num_crops)
             views = [
@@ -244,17 +260,26 @@ class SfarVideoProcessor(BaseVideoProcessor):
             pixel_values = pixel_values[:, 0]  # (B, T, 3, h, w)
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
-    def _augment(self, video: torch.Tensor, size: SizeDict, resample, out_size: tuple[int, int]) -> torch.Tensor:
+    def _augment(
+        self,
+        video: torch.Tensor,
+        size: SizeDict,
+        resample,
+        out_size: tuple[int, int],
+        flip: float,
+        gray: float,
+        area: float,
+    ) -> torch.Tensor:
         """BIKE's training transform, with one draw of each random choice for all frames of the video."""
         import torchvision.transforms.v2.functional as tvF
 
         video = self.resize(video, size=size, resample=resample)
         height, width = video.shape[-2:]
-        top, left, crop_h, crop_w = _random_resized_crop_box(height, width)
+        top, left, crop_h, crop_w = _random_resized_crop_box(height, width, (area, CROP_AREA[1]))
         video = tvF.resized_crop(video, top, left, crop_h, crop_w, size=list(out_size), antialias=True)
-        if torch.rand(()) < FLIP_PROBABILITY:
+        if torch.rand(()) < flip:
             video = tvF.horizontal_flip(video)
-        if torch.rand(()) < GRAYSCALE_PROBABILITY:
+        if torch.rand(()) < gray:
             video = tvF.rgb_to_grayscale(video, num_output_channels=3)
         return video
 
@@ -286,12 +311,14 @@ class SfarVideoProcessor(BaseVideoProcessor):
 SfarVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 
 
-def _random_resized_crop_box(height: int, width: int) -> tuple[int, int, int, int]:
-    """A crop box of random area (CROP_AREA of the frame) and aspect (CROP_ASPECT), as torchvision draws it."""
+def _random_resized_crop_box(
+    height: int, width: int, area_range: tuple[float, float] = CROP_AREA
+) -> tuple[int, int, int, int]:
+    """A crop box of random area (`area_range` of the frame) and aspect (CROP_ASPECT), as torchvision draws it."""
     area = height * width
     log_ratio = (math.log(CROP_ASPECT[0]), math.log(CROP_ASPECT[1]))
     for _ in range(10):
-        target_area = area * torch.empty(()).uniform_(*CROP_AREA).item()
+        target_area = area * torch.empty(()).uniform_(*area_range).item()
         aspect = math.exp(torch.empty(()).uniform_(*log_ratio).item())
         crop_w = round(math.sqrt(target_area * aspect))
         crop_h = round(math.sqrt(target_area / aspect))

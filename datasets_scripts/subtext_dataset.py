@@ -1,0 +1,97 @@
+"""Sub-text sets as Hugging Face datasets: two configurations, `subtexts` (the selected set per class) and
+`candidates` (every candidate with its TPP), written as parquet with a README whose metadata declares both, so
+`load_dataset(path_or_repo_id, "subtexts")` reads them locally and from the Hub alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["save_subtext_dataset", "load_subtexts", "SUBTEXT_CONFIGS"]
+
+SUBTEXT_CONFIGS = ("subtexts", "candidates")
+
+
+def _features():
+    from datasets import Features, Sequence, Value
+
+    common = {
+        "label": Value("string"),
+        "subtexts": Sequence(Value("string")),
+        "tpp": Value("float64"),
+        "generator": Value("string"),
+        "prompt": Value("string"),
+    }
+    return {
+        "subtexts": Features(common),
+        "candidates": Features({**common, "selected": Value("bool"), "answer": Value("string")}),
+    }
+
+
+def save_subtext_dataset(
+    folder: str | os.PathLike,
+    selected: list[dict[str, Any]],
+    candidates: list[dict[str, Any]],
+    card: Any = None,
+) -> Path:
+    """
+    Write `folder/subtexts/*.parquet`, `folder/candidates/*.parquet` and `folder/README.md`.
+
+    Args:
+        selected: one row per class: `label`, `subtexts`, `tpp`, `generator`, `prompt`.
+        candidates: one row per candidate: the same fields plus `selected` and the raw `answer`.
+        card: a `huggingface_hub.DatasetCard` to write as README.md; by default a minimal card that declares the
+            two configurations.
+    """
+    from datasets import Dataset
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    folder = Path(folder)
+    features = _features()
+    for name, rows in (("subtexts", selected), ("candidates", candidates)):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        columns = {key: [row[key] for row in rows] for key in features[name]}
+        Dataset.from_dict(columns, features=features[name]).to_parquet(folder / name / "train-00000-of-00001.parquet")
+    if card is None:
+        data = DatasetCardData(configs=config_metadata(), tags=["sfar", "sub-texts"])
+        card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# Sub-texts\n\n{len(selected)} classes.\n")
+    card.save(folder / "README.md")
+    return folder
+
+
+def config_metadata() -> list[dict[str, Any]]:
+    """The `configs` entry of the card metadata that maps each configuration to its parquet files."""
+    return [
+        {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}], "default": i == 0}
+        for i, name in enumerate(SUBTEXT_CONFIGS)
+    ]
+
+
+def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dict[str, list[str]]:
+    """
+    The selected sub-texts per class, from a sub-text dataset (local folder or Hub id, configuration `subtexts`) or
+    a JSON file mapping each label to its list of sub-texts.
+
+    Raises:
+        ValueError: a file that is neither, or a label listed twice.
+    """
+    path = Path(source)
+    if path.suffix == ".json" and path.is_file():
+        with open(path) as f:
+            mapping = json.load(f)
+        if not isinstance(mapping, dict) or not all(isinstance(v, list) for v in mapping.values()):
+            raise ValueError(f"{path}: expected a JSON object mapping each label to a list of sub-texts")
+        return {str(k): [str(t) for t in v] for k, v in mapping.items()}
+
+    from datasets import load_dataset
+
+    rows = load_dataset(os.fspath(source), "subtexts", split="train", revision=revision)
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        if row["label"] in out:
+            raise ValueError(f"{source}: label {row['label']!r} appears twice in the sub-texts")
+        out[row["label"]] = list(row["subtexts"])
+    return out
