@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean ablation
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 demo: setup
 	$(PY) scripts/demo.py
+
+ablation: setup
+	$(PY) scripts/ablation.py
 
 test: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests

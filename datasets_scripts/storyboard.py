@@ -168,21 +168,22 @@ def ambiguous_classes() -> set[str]:
 
 def storyboard_candidates(seed: int = 0) -> dict[str, list[dict]]:
     """
-    Candidate sub-text sets per class, as a sub-text generator would give them: the storyboard's own steps, the same
-    steps in a shuffled order, and a vague set that fits every class. Each candidate is `{"generator", "subtexts"}`.
+    Candidate sub-text sets per class, as a sub-text generator would give them: the storyboard's own steps, the steps
+    of another class, and a vague set that fits every class. Each candidate is `{"generator", "subtexts", "prompt"}`.
+    (A reordering of the own steps would not be a candidate worth offering: TPP is blind to the order of sub-texts.)
     """
     rng = np.random.default_rng(seed)
+    names = list(STORYBOARDS)
     out = {}
     for name, actions in STORYBOARDS.items():
-        steps = [ATOMIC_ACTIONS[a] for a in actions]
-        order = rng.permutation(len(steps))
-        while (order == np.arange(len(steps))).all():
-            order = rng.permutation(len(steps))
+        other = names[(names.index(name) + 1 + int(rng.integers(len(names) - 1))) % len(names)]
         out[name] = [
-            {"generator": "storyboard", "subtexts": steps},
-            {"generator": "storyboard-shuffled", "subtexts": [steps[i] for i in order]},
+            {"generator": "storyboard", "subtexts": [ATOMIC_ACTIONS[a] for a in actions]},
+            {"generator": "another class", "subtexts": [ATOMIC_ACTIONS[a] for a in STORYBOARDS[other]]},
             {"generator": "vague", "subtexts": list(VAGUE_STEPS)},
         ]
+        for candidate in out[name]:
+            candidate["prompt"] = f"storyboard ({candidate['generator']})"
     return out
 
 
@@ -222,7 +223,7 @@ def build_storyboard_dataset(
         rows = {"video": [], "label": [], "timing": [], "ambiguous": []}
         for label, name in enumerate(names):
             for i in range(per_class):
-                uniform = i % 2 == 0
+                uniform = (label + i) % 2 == 0  # half of every split, even with one video per class
                 frames = render_storyboard(STORYBOARDS[name], rng, num_frames, size, uniform=uniform)
                 path = os.path.abspath(os.path.join(folder, f"{label:02d}_{i:03d}.mp4"))
                 _write_mp4(path, frames)

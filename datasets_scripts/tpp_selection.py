@@ -6,7 +6,7 @@ import torch
 
 from modeling_sfar import text_prompt_perplexity
 
-__all__ = ["select_by_tpp"]
+__all__ = ["select_by_tpp", "select_candidates", "encode_texts"]
 
 
 def select_by_tpp(
@@ -40,3 +40,81 @@ def select_by_tpp(
     tpp = tpp.masked_fill(~valid, float("nan"))
     best = tpp.nan_to_num(float("-inf")).argmax(dim=1)  # (C,)
     return best, tpp
+
+
+@torch.no_grad()
+def encode_texts(clip_name_or_path: str, texts: list[str], batch_size: int = 256, revision: str | None = None):
+    """CLIP class embeddings (projected end-of-text features) of `texts`: `(len, D)`."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    model = CLIPModel.from_pretrained(clip_name_or_path, revision=revision).eval()
+    tokenizer = AutoTokenizer.from_pretrained(clip_name_or_path, revision=revision)
+    context = model.config.text_config.max_position_embeddings
+    out = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenizer(
+            texts[start : start + batch_size], padding=True, truncation=True, max_length=context, return_tensors="pt"
+        )
+        features = model.get_text_features(**tokens)
+        out.append(getattr(features, "pooler_output", features))
+    return torch.cat(out)
+
+
+def select_candidates(
+    clip_name_or_path: str,
+    candidates: dict[str, list[dict]],
+    prompt_template: str = "This is a video about {}",
+    revision: str | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """
+    Score every candidate sub-text set by TPP with a CLIP text tower and keep the best one per class.
+
+    Args:
+        candidates: label -> list of `{"subtexts": [N strings] or None (did not parse), "generator", "prompt",
+            "answer"}`; every parsed candidate of all classes has the same N.
+        prompt_template: the global prompt T_c that the class name fills (the model's `prompt_template`).
+
+    Returns:
+        `selected` (one row per class: label, subtexts, tpp, generator, prompt) and `rows` (every candidate with its
+        tpp, NaN when it did not parse, and whether it was selected), the two configurations of a sub-text dataset.
+    """
+    from modeling_sfar.modeling_sfar import class_name_to_text
+
+    labels = list(candidates)
+    width = max(len(c) for c in candidates.values())
+    sizes = {len(c["subtexts"]) for cands in candidates.values() for c in cands if c.get("subtexts")}
+    if len(sizes) > 1:
+        raise ValueError(f"candidates must all have the same number of sub-texts, got {sorted(sizes)}")
+    num_subtexts = sizes.pop() if sizes else 0
+    valid = torch.zeros(len(labels), width, dtype=torch.bool)
+    texts = [prompt_template.format(class_name_to_text(label)) for label in labels]
+    for c, label in enumerate(labels):
+        for k, candidate in enumerate(candidates[label]):
+            if candidate.get("subtexts"):
+                valid[c, k] = True
+                texts.extend(candidate["subtexts"])
+    if not valid.any(dim=1).all():
+        missing = [label for c, label in enumerate(labels) if not valid[c].any()]
+        raise ValueError(f"class {missing[0]!r} has no valid sub-text candidate")
+    embeds = encode_texts(clip_name_or_path, texts, revision=revision)
+    class_embeds, flat = embeds[: len(labels)], embeds[len(labels) :].view(-1, num_subtexts, embeds.shape[-1])
+    candidate_embeds = torch.zeros(len(labels), width, num_subtexts, embeds.shape[-1])
+    candidate_embeds[valid] = flat
+    best, tpp = select_by_tpp(labels, class_embeds, candidate_embeds, valid)
+
+    selected, rows = [], []
+    for c, label in enumerate(labels):
+        for k, candidate in enumerate(candidates[label]):
+            row = {
+                "label": label,
+                "subtexts": list(candidate.get("subtexts") or []),
+                "tpp": float(tpp[c, k]),
+                "generator": candidate.get("generator", ""),
+                "prompt": candidate.get("prompt", ""),
+                "selected": k == int(best[c]),
+                "answer": candidate.get("answer", ""),
+            }
+            rows.append(row)
+            if row["selected"]:
+                selected.append({key: row[key] for key in ("label", "subtexts", "tpp", "generator", "prompt")})
+    return selected, rows

@@ -22,7 +22,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from datasets_scripts.subtext_dataset import load_subtexts
-from modeling_sfar import SfarForVideoClassification, SfarProcessor, convert_clip_to_sfar
+from modeling_sfar import SFAR_VARIANTS, SfarForVideoClassification, SfarProcessor, convert_clip_to_sfar
 from modeling_sfar.training import (
     EpochCallback,
     SfarTrainer,
@@ -121,8 +121,9 @@ def build_model(model_args: ModelArguments, labels: list[str], subtexts, multi_l
     extra = {}
     if subtexts:  # N is the sub-text set's; a class with another count is refused by the model, named
         extra["num_subtexts"] = len(next(iter(subtexts.values())))
-    if model_args.num_temporal_layers is not None:
-        extra["num_temporal_layers"] = model_args.num_temporal_layers
+    if model_args.num_temporal_layers is not None:  # the depth of a temporal module; "clip" has none
+        if SFAR_VARIANTS[model_args.variant].get("num_temporal_layers", 1) > 0:
+            extra["num_temporal_layers"] = model_args.num_temporal_layers
     return convert_clip_to_sfar(
         model_args.base,
         labels,

@@ -1,23 +1,41 @@
-"""The main job end to end on its embedded default, as `make demo` runs it."""
+"""The main job end to end, as `make demo` runs it, on a few videos and one epoch (the figures: the full run)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from datasets import load_dataset
 
 from tests.conftest import run_python_offline
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_demo_builds_saves_and_classifies(tmp_path):
-    demo = [str(REPO / "scripts" / "demo.py"), "--output_dir", str(tmp_path / "demo")]
+def test_demo_generates_selects_trains_saves_and_classifies(tmp_path):
+    out = tmp_path / "demo"
+    demo = [str(REPO / "scripts" / "demo.py"), "--output_dir", str(out), "--epochs", "1",
+            "--train_per_class", "2", "--test_per_class", "1"]  # fmt: skip
     run = run_python_offline(demo, cwd=REPO, tmp_path=tmp_path)
-    folder = tmp_path / "demo" / "sfar-demo"
+
+    folder = out / "model"
     for name in ("config.json", "model.safetensors", "modeling_sfar.py", "processor_config.json"):
         assert (folder / name).is_file(), name
-    assert (tmp_path / "demo" / "frame_weights.png").stat().st_size > 1000
+    assert (out / "frame_weights.png").stat().st_size > 1000
+    assert len(list((out / "data" / "videos" / "train").glob("*.mp4"))) == 20
+
+    subtexts = load_dataset(str(out / "subtexts"), "subtexts", split="train")
+    candidates = load_dataset(str(out / "subtexts"), "candidates", split="train")
+    assert subtexts.num_rows == 10 and candidates.num_rows == 30
+    assert sum(candidates["selected"]) == 10
+    for row in subtexts:  # the selected candidate is the one with the highest TPP of its class
+        best = max((c for c in candidates if c["label"] == row["label"]), key=lambda c: c["tpp"])
+        assert row["subtexts"] == best["subtexts"] and row["tpp"] == best["tpp"]
+
+    results = json.loads((out / "results.json").read_text())
+    assert 0 <= results["eval_top1"] <= results["eval_top5"] <= 100
     lines = run.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split() == ["label", "score"])
-    table = lines[header + 1 : header + 6]
-    scores = [float(line.split()[-1]) for line in table]
-    assert len(scores) == 5 and scores == sorted(scores, reverse=True) and 0.99 < sum(scores) <= 1.001
+    scores = [float(line.split()[-1]) for line in lines[header + 1 : header + 6]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True) and sum(scores) <= 1.001
+    assert any(line.startswith("non-uniform timing") for line in lines)

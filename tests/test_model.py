@@ -68,8 +68,11 @@ def test_multi_view_logits_are_log_mean_probabilities():
     out = model(views).logits
     per_view = torch.stack([model(views[:, v]).logits.softmax(-1) for v in range(3)], 1)
     torch.testing.assert_close(out.softmax(-1), per_view.mean(1))
+    # evaluation scores the view-averaged logits (the Trainer's eval loss); training refuses views
+    labels = torch.tensor([0, 1])
+    torch.testing.assert_close(model(views, labels=labels).loss, model.loss(out, labels))
     with pytest.raises(ValueError, match="multi-view"):
-        model(views, labels=torch.tensor([0, 1]))
+        model.train()(views, labels=labels)
 
 
 def test_set_label_set_encodes_once_and_replaces_labels(converted):

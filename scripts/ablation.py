@@ -1,0 +1,96 @@
+"""The ablation on the embedded storyboard benchmark (the paper's Table 2e, plus its ambiguous / non-uniform subsets
+of Tables 8-9): mean pooling, temporal, coarse only, fine only, coarse+fine and ActionCLIP, over several seeds.
+
+    python scripts/ablation.py --output_dir outputs/ablation            # 6 variants x 3 seeds, the demo recipe
+
+Every run resumes where it stopped and a finished run is not repeated, so the command can be run again after an
+interruption. Writes `ablation.json` (every run) and `ablation.md` (mean and standard deviation over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import demo  # noqa: E402
+
+VARIANTS = {
+    "clip": "Baseline (CLIP): mean pooling",
+    "temporal": "Baseline (Temporal)",
+    "coarse": "coarse only",
+    "fine": "fine only",
+    "sfar": "SFAR (coarse + fine)",
+    "actionclip": "ActionCLIP",
+}
+COLUMNS = {
+    "all": "eval_top1",
+    "ambiguous": "eval_ambiguous_top1",
+    "non-uniform": "eval_timing=non-uniform_top1",
+    "uniform": "eval_timing=uniform_top1",
+}
+
+
+@dataclass
+class AblationArguments:
+    output_dir: str = field(default="outputs/ablation")
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: float = field(default=40)
+    data_seed: int = field(default=0, metadata={"help": "Seed of the generated dataset and CLIP (kept fixed)."})
+
+
+def table(runs: dict[str, dict[str, dict]], variants: list[str], seeds: list[int]) -> str:
+    """Markdown: top-1 mean ± std over seeds per variant and subset."""
+    lines = [
+        "| variant | " + " | ".join(f"{name} top-1" for name in COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
+    ]
+    for variant in variants:
+        cells = []
+        for key in COLUMNS.values():
+            values = [runs[variant][str(seed)][key] for seed in seeds if str(seed) in runs.get(variant, {})]
+            if not values:
+                cells.append("-")
+                continue
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
+        lines.append(f"| {VARIANTS[variant]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nTop-1 (%) on the generated test split, mean ± std over seeds {seeds}.\n"
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    (args,) = HfArgumentParser(AblationArguments).parse_args_into_dataclasses()
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    os.makedirs(args.output_dir, exist_ok=True)
+    record = os.path.join(args.output_dir, "ablation.json")
+    runs: dict[str, dict[str, dict]] = {}
+    if os.path.isfile(record):
+        with open(record) as f:
+            runs = json.load(f)
+    paths = demo.prepare(os.path.join(args.output_dir, "shared"), None, args.data_seed, 30, 10)
+    for seed in args.seeds:
+        for variant in args.variants:
+            if str(seed) in runs.get(variant, {}):
+                continue  # finished earlier
+            folder = os.path.join(args.output_dir, f"{variant}-seed{seed}")
+            metrics = demo.train(paths, folder, variant, seed, args.epochs)
+            runs.setdefault(variant, {})[str(seed)] = {k: v for k, v in metrics.items() if k.startswith("eval_")}
+            with open(record, "w") as f:
+                json.dump(runs, f, indent=2)
+            with open(os.path.join(args.output_dir, "ablation.md"), "w") as f:
+                f.write(table(runs, args.variants, args.seeds))
+    print(table(runs, args.variants, args.seeds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The local metrics against hand-worked examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modeling_sfar.metrics import classification_metrics, mean_average_precision, top_k_accuracy
+
+
+def test_top_k_accuracy():
+    scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]])
+    labels = np.array([1, 1, 0, 1])
+    assert top_k_accuracy(scores, labels, 1) == 0.25  # row 0 right; row 3 ties with a higher class: counts against
+    assert top_k_accuracy(scores, labels, 2) == 0.75  # row 2: class 0 is third
+    assert top_k_accuracy(scores, labels, 5) == 1.0
+    with pytest.raises(ValueError, match="no predictions"):
+        top_k_accuracy(np.zeros((0, 3)), np.zeros(0, dtype=int))
+
+
+def test_mean_average_precision():
+    scores = np.array([[0.9, 0.1, 0.3], [0.8, 0.7, 0.2], [0.3, 0.6, 0.1], [0.1, 0.2, 0.4]])
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    # class 0: ranks 1 (hit), 2, 3 (hit) -> (1 + 2/3) / 2; class 1: ranks 1 (hit), 2 (hit) -> 1; class 2: no positive
+    assert mean_average_precision(scores, targets) == pytest.approx(((1 + 2 / 3) / 2 + 1) / 2)
+    assert classification_metrics(scores, targets) == {"mAP": pytest.approx(100 * ((1 + 2 / 3) / 2 + 1) / 2)}
+    with pytest.raises(ValueError, match="no class has a positive"):
+        mean_average_precision(scores, np.zeros_like(targets))
