@@ -283,6 +283,17 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         with open(os.path.join(training_args.output_dir, "all_results.json"), "w") as f:
             json.dump(metrics, f, indent=2)
         logger.info("results: %s", json.dumps(metrics))
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from push_to_hub import model_card, push_model
+
+        repo_id = training_args.push_repo or f"local/{os.path.basename(os.path.normpath(training_args.output_dir))}"
+        base = model_args.model or model_args.base
+        card = model_card(training_args.output_dir, repo_id, base, data_args.dataset, metrics,
+                          views=f"{data_args.num_clips} clip(s) x {data_args.num_crops} crop(s)")  # fmt: skip
+        card.save(os.path.join(training_args.output_dir, "README.md"))  # our card, also for a later push
+        if training_args.push_repo:
+            sent = push_model(training_args.output_dir, training_args.push_repo)
+            logger.info("pushed %d files to %s", len(sent), training_args.push_repo)
     return metrics
 
 

@@ -316,3 +316,36 @@ def test_zero_shot_evaluates_on_another_label_set(storyboard, tiny_clip_dir, tmp
     shutil.rmtree(tmp_path / "run" / "checkpoint-1", ignore_errors=True)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert list(config["id2label"].values()) == list(STORYBOARDS)  # the saved model keeps its own label set
+
+
+def test_trained_folder_gets_our_card_and_pushes_only_what_users_need(storyboard, tiny_clip_dir, tmp_path):
+    """The card keeps pipeline_tag and the measured results; checkpoints and pickles are never sent."""
+    import push_to_hub
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "run"
+    metrics = train_script.main(train_args(storyboard, tiny_clip_dir, out, "--max_steps", "2"))
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "video-classification" and card.data.library_name == "transformers"
+    top1 = next(r for r in card.data.eval_results if r.metric_name == "top-1 accuracy")
+    assert top1.metric_value == round(metrics["eval_top1"], 2)
+    assert 'revision="main"' in card.text
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def create_repo(self, repo_id, **kwargs):
+            self.calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+
+    api = Recorder()
+    sent = push_to_hub.push_model(out, "org/sfar-test", api=api)
+    assert [c[:2] for c in api.calls] == [("create_repo", "org/sfar-test"), ("upload_folder", "org/sfar-test")]
+    assert api.calls[1][2]["ignore_patterns"] == push_to_hub.IGNORE
+    assert {"config.json", "model.safetensors", "modeling_sfar.py", "processor_config.json", "README.md"} <= set(sent)
+    assert (out / "checkpoint-2").is_dir() and (out / "training_args.bin").is_file()
+    assert not [f for f in sent if f.startswith("checkpoint-") or f.endswith((".bin", ".pt", ".pth"))]
+    assert push_to_hub.push_model(out, "org/sfar-test", dry_run=True) == sent
