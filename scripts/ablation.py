@@ -42,7 +42,7 @@ class AblationArguments:
     output_dir: str = field(default="outputs/ablation")
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    epochs: float = field(default=40)
+    epochs: float = field(default=60)
     data_seed: int = field(default=0, metadata={"help": "Seed of the generated dataset and CLIP (kept fixed)."})
 
 

@@ -53,7 +53,7 @@ class DemoArguments:
         default=None, metadata={"help": "CLIP checkpoint (Hub id or folder); default: a tiny random one."}
     )
     variant: str = field(default="sfar", metadata={"help": "Model variant (see SFAR_VARIANTS)."})
-    epochs: float = field(default=40, metadata={"help": "Training epochs."})
+    epochs: float = field(default=60, metadata={"help": "Training epochs."})
     train_per_class: int = field(default=30)
     test_per_class: int = field(default=10)
     seed: int = field(default=0, metadata={"help": "Seed of the data, the CLIP and the training."})
