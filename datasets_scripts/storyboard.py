@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modeling_sfar.tiny import write_frames
+
 __all__ = ["STORYBOARDS", "ATOMIC_ACTIONS", "build_storyboard_dataset", "storyboard_candidates", "render_storyboard"]
 
 # What each atomic action does to the bar's state (x, y, length, thickness, angle), and how a sub-text says it.
@@ -142,18 +144,6 @@ def render_storyboard(
     return frames
 
 
-def _write_mp4(path: str, frames: np.ndarray, fps: int = 8) -> None:
-    import av
-
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-
-
 def ambiguous_classes() -> set[str]:
     """Classes with a twin: another class with the same steps in another order, or with one step changed."""
     out = set()
@@ -226,7 +216,7 @@ def build_storyboard_dataset(
                 uniform = (label + i) % 2 == 0  # half of every split, even with one video per class
                 frames = render_storyboard(STORYBOARDS[name], rng, num_frames, size, uniform=uniform)
                 path = os.path.abspath(os.path.join(folder, f"{label:02d}_{i:03d}.mp4"))
-                _write_mp4(path, frames)
+                write_frames(path, frames)
                 rows["video"].append(path)
                 rows["label"].append(label)
                 rows["timing"].append("uniform" if uniform else "non-uniform")

@@ -22,7 +22,6 @@ __all__ = [
     "check_dataset",
     "check_videos",
     "few_shot_subset",
-    "video_transform",
     "VideoTransform",
     "EpochCallback",
     "with_row_index",
@@ -193,19 +192,6 @@ class VideoTransform:
         return {"pixel_values": list(pixel_values), "labels": list(labels)}
 
 
-def video_transform(
-    video_processor: Any,
-    training: bool,
-    num_classes: int,
-    multi_label: bool,
-    num_clips: int = 1,
-    num_crops: int = 1,
-    seed: int = 0,
-) -> VideoTransform:
-    """See `VideoTransform`."""
-    return VideoTransform(video_processor, training, num_classes, multi_label, num_clips, num_crops, seed)
-
-
 class EpochCallback(TrainerCallback):
     """Tells a training `VideoTransform` the epoch that starts, so that its draws depend on it."""
 
@@ -296,7 +282,7 @@ def evaluate_split(
     """
     groups = {column: np.asarray(dataset[column]) for column in group_columns}
     dataset.set_transform(
-        video_transform(video_processor, False, num_classes, multi_label, num_clips=num_clips, num_crops=num_crops)
+        VideoTransform(video_processor, False, num_classes, multi_label, num_clips=num_clips, num_crops=num_crops)
     )
     output = trainer.predict(dataset, metric_key_prefix=prefix)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions

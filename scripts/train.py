@@ -26,6 +26,7 @@ from modeling_sfar import SFAR_VARIANTS, SfarForVideoClassification, SfarProcess
 from modeling_sfar.training import (
     EpochCallback,
     SfarTrainer,
+    VideoTransform,
     check_dataset,
     check_videos,
     compute_metrics,
@@ -33,7 +34,6 @@ from modeling_sfar.training import (
     evaluate_split,
     few_shot_subset,
     load_video_dataset,
-    video_transform,
     with_row_index,
 )
 
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     if data_args.crop_area_min is not None:
         video_processor.crop_area_min = data_args.crop_area_min
     train = with_row_index(train)
-    transform = video_transform(video_processor, data_args.augment, len(labels), multi_label, seed=training_args.seed)
+    transform = VideoTransform(video_processor, data_args.augment, len(labels), multi_label, seed=training_args.seed)
     train.set_transform(transform)
     logger.info(
         "training %s on %d videos of %d classes, on %d process(es)",
