@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["save_subtext_dataset", "load_subtexts", "SUBTEXT_CONFIGS"]
+__all__ = ["save_subtext_dataset", "load_subtexts", "load_subtext_config", "push_subtext_dataset", "SUBTEXT_CONFIGS"]
 
 SUBTEXT_CONFIGS = ("subtexts", "candidates")
 
@@ -70,6 +70,29 @@ def config_metadata() -> list[dict[str, Any]]:
     ]
 
 
+def load_subtext_config(source: str | os.PathLike, config: str = "subtexts", revision: str | None = None):
+    """
+    One configuration of a sub-text dataset as a `Dataset`, from a local folder or a Hub id.
+
+    A local folder is read straight from its parquet files: `load_dataset` caches local folders under their base
+    name and configuration (datasets 5.2), so two folders both called `subtexts` could return each other's rows.
+    """
+    from datasets import Dataset, load_dataset
+
+    if config not in SUBTEXT_CONFIGS:
+        raise ValueError(f"unknown configuration {config!r}; a sub-text dataset has {list(SUBTEXT_CONFIGS)}")
+    path = Path(source)
+    if path.is_dir():
+        files = sorted((path / config).glob("*.parquet"))
+        if not files:
+            raise ValueError(f"{path}: no {config}/*.parquet files; is this a sub-text dataset?")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
+    return load_dataset(os.fspath(source), config, split="train", revision=revision)
+
+
 def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dict[str, list[str]]:
     """
     The selected sub-texts per class, from a sub-text dataset (local folder or Hub id, configuration `subtexts`) or
@@ -86,12 +109,33 @@ def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dic
             raise ValueError(f"{path}: expected a JSON object mapping each label to a list of sub-texts")
         return {str(k): [str(t) for t in v] for k, v in mapping.items()}
 
-    from datasets import load_dataset
-
-    rows = load_dataset(os.fspath(source), "subtexts", split="train", revision=revision)
+    rows = load_subtext_config(source, "subtexts", revision=revision)
     out: dict[str, list[str]] = {}
     for row in rows:
         if row["label"] in out:
             raise ValueError(f"{source}: label {row['label']!r} appears twice in the sub-texts")
         out[row["label"]] = list(row["subtexts"])
     return out
+
+
+def push_subtext_dataset(
+    folder: str | os.PathLike,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    api: Any = None,
+) -> str:
+    """Push a folder written by `save_subtext_dataset` (parquet configurations, card, histogram, answer log) as a
+    dataset repo; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=os.fspath(folder),
+        repo_id=repo_id,
+        repo_type="dataset",
+        revision=revision,
+        commit_message="Upload SFAR sub-texts",
+    )
+    return str(commit)

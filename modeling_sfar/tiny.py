@@ -1,4 +1,5 @@
-"""Tiny random CLIP checkpoints, saved in the layout of a Hub CLIP repository, for tests and the offline demo."""
+"""Tiny checkpoints saved in the layout of Hub repositories, for tests, benchmarks and the offline demo: a random
+CLIP, and a Llama chat model (random, or with weights set so that it answers like a small Markov chain)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 
 import torch
 
-__all__ = ["build_tiny_clip", "write_frames", "write_video"]
+__all__ = ["build_tiny_clip", "build_tiny_llama_chat", "write_frames", "write_video", "STEP_CHOICES"]
 
 
 def _byte_level_alphabet() -> list[str]:
@@ -117,3 +118,106 @@ def write_video(
         frames[i, y : y + side, x : x + side] = colour
     write_frames(path, frames, fps)
     return os.fspath(path)
+
+
+# The answers of the scripted tiny Llama: step k says one of two things; after step 3 it stops early with the given
+# probability (an answer of 3 steps, which the parser rejects); after step 4 comes a closing summary.
+STEP_CHOICES = (
+    ("This action is lifting the bar off the floor.", "This action is gripping the bar with both hands."),
+    ("This action is pulling the bar up to the chest.", "This action is moving the bar quickly upwards."),
+    ("This action is pushing the bar over the head.", "This action is holding the bar above the shoulders."),
+    ("This action is lowering the bar back down.", "This action is dropping the bar to the ground."),
+)
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tiny_llama_chat(
+    save_directory: str | os.PathLike,
+    scripted: bool = True,
+    stop_early_probability: float = 0.3,
+    hidden_size: int = 32,
+    seed: int = 0,
+) -> str:
+    """
+    Save a small `LlamaForCausalLM` chat model with a word-level tokenizer and a chat template to `save_directory`.
+
+    With `scripted=False` the weights are random (its answers do not parse). With `scripted=True` the attention and
+    MLP outputs are zero and the embeddings one-hot, so the next-token distribution depends on the last token only,
+    and the output layer holds the log-probabilities of a chain that answers like an LLM asked for four steps:
+    "1. This action is ..." (one of two phrasings per step, `STEP_CHOICES`), ..., "In summary, ...", end. After the
+    third step it ends early with `stop_early_probability`. Sampling is real `generate` sampling: seeds matter.
+    """
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
+    steps = [[f"{k + 1}. {text}\n" for text in choices] for k, choices in enumerate(STEP_CHOICES)]
+    summary = "In summary, these steps make up the action."
+    vocab = {token: i for i, token in enumerate(specials + [t for pair in steps for t in pair] + [summary])}
+    if hidden_size < len(vocab):
+        raise ValueError(f"hidden_size must be at least the vocabulary size {len(vocab)}")
+    backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=specials[4:],
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=vocab["<s>"],
+        eos_token_id=vocab["</s>"],
+        pad_token_id=vocab["<pad>"],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    if scripted:
+        with torch.no_grad():
+            layer = model.model.layers[0]
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+            model.model.embed_tokens.weight.zero_()
+            model.model.embed_tokens.weight[:, : len(vocab)] = torch.eye(len(vocab))
+            model.model.norm.weight.fill_(1.0)
+            transitions = torch.full((len(vocab), len(vocab)), 1e-9)  # row: current token, column: next token
+            eos = vocab["</s>"]
+            transitions[:, eos] = 1.0  # every other token ends the answer
+            transitions[vocab["<|assistant|>"]] = 1e-9
+            for token in steps[0]:
+                transitions[vocab["<|assistant|>"], vocab[token]] = 0.5
+            for k in range(3):
+                for token in steps[k]:
+                    transitions[vocab[token]] = 1e-9
+                    stop = stop_early_probability if k == 2 else 0.0
+                    for following in steps[k + 1]:
+                        transitions[vocab[token], vocab[following]] = (1 - stop) / 2
+                    transitions[vocab[token], eos] = max(stop, 1e-9)
+            for token in steps[3]:
+                transitions[vocab[token]] = 1e-9
+                transitions[vocab[token], vocab[summary]] = 1.0
+            # after the final norm a one-hot embedding becomes sqrt(hidden_size) times the one-hot vector
+            model.lm_head.weight.zero_()
+            model.lm_head.weight[: len(vocab), : len(vocab)] = transitions.log().T / hidden_size**0.5
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+    )
+    model.save_pretrained(save_directory)
+    tokenizer.save_pretrained(save_directory)
+    return os.fspath(save_directory)

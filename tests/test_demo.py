@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from datasets import load_dataset
-
+from datasets_scripts.subtext_dataset import load_subtext_config
 from tests.conftest import run_python_offline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,8 +23,8 @@ def test_demo_generates_selects_trains_saves_and_classifies(tmp_path):
     assert (out / "frame_weights.png").stat().st_size > 1000
     assert len(list((out / "data" / "videos" / "train").glob("*.mp4"))) == 20
 
-    subtexts = load_dataset(str(out / "subtexts"), "subtexts", split="train")
-    candidates = load_dataset(str(out / "subtexts"), "candidates", split="train")
+    subtexts = load_subtext_config(out / "subtexts", "subtexts")
+    candidates = load_subtext_config(out / "subtexts", "candidates")
     assert subtexts.num_rows == 10 and candidates.num_rows == 30
     assert sum(candidates["selected"]) == 10
     for row in subtexts:  # the selected candidate is the one with the highest TPP of its class

@@ -1,0 +1,240 @@
+"""Sub-text generation end to end on tiny Llama chat models built here: the transformers back-end, retries with new
+seeds, pooling of several models, TPP selection, the dataset and its card, resuming, and the errors.
+
+The scripted tiny Llama (`build_tiny_llama_chat`) is a real `LlamaForCausalLM` whose weights make the next token
+depend on the last one only, so that sampling writes four-step answers, or stops after three steps (rejected), as
+the seed decides. The random one writes nothing that parses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from datasets_scripts.generate_subtexts import (
+    SamplingOptions,
+    TransformersBackend,
+    VLLMBackend,
+    generate_answers,
+    generate_subtext_dataset,
+    main,
+    read_classes,
+    read_log,
+)
+from datasets_scripts.subtext_dataset import load_subtext_config, load_subtexts
+from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
+from datasets_scripts.tpp_selection import encode_texts
+from modeling_sfar import text_prompt_perplexity
+from modeling_sfar.modeling_sfar import class_name_to_text
+from modeling_sfar.tiny import STEP_CHOICES, build_tiny_llama_chat
+
+CLASSES = ["ApplyEyeMakeup", "brush_hair", "jump"]
+SAMPLING = SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=12, seed=0, max_attempts=3)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> str:
+    return build_tiny_llama_chat(tmp_path_factory.mktemp("tiny-llama"), stop_early_probability=0.4)
+
+
+@pytest.fixture(scope="module")
+def classes_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("classes") / "classes.txt"
+    path.write_text("\n".join(CLASSES) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def generated(llama, classes_file, tiny_clip_dir, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("subtexts") / "out"
+    argv = ["--classes", classes_file, "--model", llama, "--clip", tiny_clip_dir, "--output", str(output)]
+    argv += ["--backend", "transformers", "--temperature", "1", "--top_p", "1", "--max_new_tokens", "12"]
+    assert main(argv) == output
+    return output
+
+
+class Counting(TransformersBackend):
+    """The transformers back-end, counting the requests it is asked, optionally interrupted at call `fail_at`."""
+
+    def __init__(self, *args, fail_at: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked, self.calls, self.fail_at = [], 0, fail_at
+
+    def generate(self, requests, sampling):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise KeyboardInterrupt
+        self.asked.extend(requests)
+        return super().generate(requests, sampling)
+
+
+def test_the_model_is_asked_every_prompt_with_the_papers_system_prompt(llama, tmp_path):
+    backend = Counting(llama, batch_size=4)
+    records = generate_answers("llama", backend, {"jump": "jump"}, SAMPLING, tmp_path / "log.jsonl")
+    first = [r for r in backend.asked if r.attempt == 0]
+    assert sorted(r.prompt_index for r in first) == list(range(len(QUESTION_PROMPTS)))
+    assert first[0].messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert first[0].messages[1]["content"].endswith(QUESTION_PROMPTS[first[0].prompt_index])
+    rendered = backend.tokenizer.apply_chat_template(first[0].messages, add_generation_prompt=True, tokenize=False)
+    assert SYSTEM_PROMPT in rendered and "Action: jump" in rendered
+    assert {r["label"] for r in records} == {"jump"}
+
+
+def test_rejected_answers_are_retried_with_the_next_seed_and_recorded(generated):
+    records = read_log(generated / "answers.jsonl")
+    rejected = [r for r in records if r["rejected"]]
+    assert rejected, "with a 40% early stop some first answers have three steps"
+    assert {r["rejected"] for r in rejected} == {"found 3 steps, need 4"}
+    for r in records:
+        assert r["seed"] == SAMPLING.seed + r["attempt"]
+    by_question = {}
+    for r in records:
+        by_question.setdefault((r["label"], r["prompt_index"]), []).append(r)
+    for answers in by_question.values():
+        answers.sort(key=lambda r: r["attempt"])
+        assert [r["attempt"] for r in answers] == list(range(len(answers)))
+        # asked again only after a rejection, and never after an accepted answer
+        assert all(r["rejected"] for r in answers[:-1])
+        assert len(answers) == SAMPLING.max_attempts or not answers[-1]["rejected"]
+    assert any(r["attempt"] > 0 and r["subtexts"] for r in records), "some retries succeed"
+
+
+def test_the_dataset_holds_the_best_candidate_per_class_by_tpp(generated, tiny_clip_dir):
+    subtexts = load_subtext_config(generated, "subtexts")
+    candidates = load_subtext_config(generated, "candidates")
+    assert sorted(subtexts["label"]) == sorted(CLASSES)
+    phrasings = [text for pair in STEP_CHOICES for text in pair]
+    for row in subtexts:
+        assert len(row["subtexts"]) == 4 and all(text in phrasings for text in row["subtexts"])
+        rivals = [c for c in candidates if c["label"] == row["label"]]
+        assert row["tpp"] == max(c["tpp"] for c in rivals)
+        assert sum(c["selected"] for c in rivals) == 1
+        assert all(c["answer"].startswith("1. This action is") for c in rivals)
+    # the stored TPP is SPEC.md's TPP of the stored sub-texts under the CLIP text tower
+    row = subtexts[0]
+    embeds = encode_texts(
+        tiny_clip_dir, [f"This is a video about {class_name_to_text(row['label'])}", *row["subtexts"]]
+    )
+    assert row["tpp"] == pytest.approx(float(text_prompt_perplexity(embeds[:1], embeds[None, 1:])), rel=1e-4)
+
+
+def test_the_card_records_provenance_and_the_tpp_distribution(generated, llama):
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(generated / "README.md")
+    data = card.data.to_dict()
+    assert {c["config_name"] for c in data["configs"]} == {"subtexts", "candidates"}
+    assert "video-classification" in data["task_categories"] and "sfar" in data["tags"]
+    text = card.text
+    assert f"`{llama}`" in text and "temperature 1.0" in text and "seed 0" in text
+    assert "sfar-table6-7/v1" in text and QUESTION_PROMPTS[2] in text
+    assert '"found 3 steps, need 4" x' in text
+    assert "![TPP of every candidate" in text and (generated / "tpp_histogram.png").stat().st_size > 1000
+
+
+def test_several_models_are_pooled(llama, classes_file, tiny_clip_dir, tmp_path):
+    other = build_tiny_llama_chat(tmp_path / "other-llama", stop_early_probability=0.0)
+    classes = read_classes(classes_file)
+    models = {llama: lambda: TransformersBackend(llama), other: lambda: TransformersBackend(other)}
+    output = generate_subtext_dataset(models, classes, tiny_clip_dir, tmp_path / "out", SAMPLING)
+    candidates = load_subtext_config(output, "candidates")
+    assert {row["generator"] for row in candidates} == {llama, other}
+    assert len([c for c in candidates if c["generator"] == other]) == len(CLASSES) * len(QUESTION_PROMPTS)
+
+
+def test_an_interrupted_run_resumes_without_asking_again(llama, classes_file, tiny_clip_dir, tmp_path):
+    classes = read_classes(classes_file)
+    log = tmp_path / "answers.jsonl"
+    first = Counting(llama, batch_size=4, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers("llama", first, classes, SAMPLING, log, chunk_size=4)
+    saved = read_log(log)
+    assert len(saved) == 4 and len(first.asked) == 4  # the first chunk is kept
+    again = Counting(llama, batch_size=4)
+    records = generate_answers("llama", again, classes, SAMPLING, log, chunk_size=4)
+    asked_first = {(r.label, r.prompt_index, r.attempt) for r in first.asked}
+    asked_again = {(r.label, r.prompt_index, r.attempt) for r in again.asked}
+    assert not asked_first & asked_again
+    assert {(r["label"], r["prompt_index"]) for r in records} == {
+        (label, p) for label in CLASSES for p in range(len(QUESTION_PROMPTS))
+    }
+    # a third run finds nothing to ask and does not load the model
+    loads = []
+    generate_answers("llama", lambda: loads.append(1) or again, classes, SAMPLING, log, chunk_size=4)
+    assert not loads
+
+
+def test_a_class_without_any_valid_answer_is_named(classes_file, tiny_clip_dir, tmp_path):
+    random_llama = build_tiny_llama_chat(tmp_path / "random-llama", scripted=False)
+    argv = [
+        "--classes",
+        classes_file,
+        "--model",
+        random_llama,
+        "--clip",
+        tiny_clip_dir,
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    argv += ["--backend", "transformers", "--max_new_tokens", "2", "--max_attempts", "2"]  # 2 tokens: never 4 steps
+    with pytest.raises(ValueError, match=r"class 'ApplyEyeMakeup' has no valid sub-text candidate: every answer .*x\d"):
+        main(argv)
+    records = read_log(tmp_path / "o" / "answers.jsonl")
+    assert len(records) == len(CLASSES) * len(QUESTION_PROMPTS) * 2  # every attempt was made and kept
+
+
+def test_a_model_without_chat_template_is_refused(tmp_path):
+    plain = tmp_path / "plain"
+    build_tiny_llama_chat(plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="has no chat template"):
+        TransformersBackend(str(plain))
+
+
+def test_classes_come_from_a_video_dataset_or_a_file(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    features = Features({"video": Value("string"), "label": ClassLabel(names=["PlayingDaf", "brush_hair"])})
+    DatasetDict(train=Dataset.from_dict({"video": ["a.mp4"], "label": [0]}, features=features)).save_to_disk(
+        tmp_path / "data"
+    )
+    assert read_classes(str(tmp_path / "data")) == {"PlayingDaf": "Playing Daf", "brush_hair": "brush hair"}
+    listed = tmp_path / "classes.txt"
+    listed.write_text("jump\nrun\njump\n")
+    with pytest.raises(ValueError, match="class 'jump' is listed twice"):
+        read_classes(str(listed))
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="vLLM runs on a CUDA GPU only and this machine has none (run this test where the device tool lends one)",
+)
+def test_vllm_backend_answers_like_the_transformers_one(tmp_path, classes_file, tiny_clip_dir):
+    pytest.importorskip("vllm", reason='vLLM is not installed: pip install -e ".[generate]"')
+    model = build_tiny_llama_chat(tmp_path / "llama-vllm", hidden_size=128, stop_early_probability=0.4)
+    classes = read_classes(classes_file)
+    backend = VLLMBackend(model, gpu_memory_utilization=0.3, max_model_len=256)
+    records = generate_answers(model, backend, classes, SAMPLING, tmp_path / "answers.jsonl")
+    accepted = [r for r in records if r["subtexts"]]
+    assert accepted and all(len(r["subtexts"]) == 4 for r in accepted)
+    assert {r["rejected"] for r in records if r["rejected"]} <= {"found 3 steps, need 4"}
+    output = generate_subtext_dataset({model: backend}, classes, tiny_clip_dir, tmp_path, SAMPLING)
+    assert (output / "subtexts").is_dir()
+
+
+def test_local_sets_in_folders_of_the_same_name_do_not_mix(tmp_path):
+    from datasets_scripts.subtext_dataset import save_subtext_dataset
+
+    for name in ("first", "second"):
+        row = {"label": name, "subtexts": [f"{name} a", f"{name} b"], "tpp": 1.0, "generator": "g", "prompt": "p"}
+        save_subtext_dataset(tmp_path / name / "subtexts", [row], [{**row, "selected": True, "answer": ""}])
+    for name in ("first", "second"):
+        assert load_subtexts(tmp_path / name / "subtexts") == {name: [f"{name} a", f"{name} b"]}
+    with pytest.raises(ValueError, match="no candidates/\\*.parquet files"):
+        load_subtext_config(tmp_path, "candidates")
