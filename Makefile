@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint setup clean ablation
+.PHONY: demo test lint setup clean ablation bench
 
 setup: $(VENV)/.installed
 
@@ -19,12 +19,16 @@ demo: setup
 ablation: setup
 	$(PY) scripts/ablation.py
 
+# Benchmarks are run on demand, never by the tests; reports go to outputs/bench/*.md and *.json.
+bench: setup
+	$(PY) benchmarks/subtext_generation.py
+
 test: setup
-	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests
+	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests
+	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks
 
 clean:
 	rm -rf $(VENV) outputs

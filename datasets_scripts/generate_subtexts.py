@@ -63,6 +63,7 @@ class SamplingOptions:
     max_new_tokens: int = 512
     seed: int = 0
     max_attempts: int = 3
+    ignore_eos: bool = False  # benchmarks: every answer exactly max_new_tokens long
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class TransformersBackend:
                     temperature=sampling.temperature if sampling.temperature > 0 else None,
                     top_p=sampling.top_p if sampling.temperature > 0 else None,
                     max_new_tokens=sampling.max_new_tokens,
+                    min_new_tokens=sampling.max_new_tokens if sampling.ignore_eos else None,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
@@ -178,6 +180,7 @@ class VLLMBackend:
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_new_tokens,
                 seed=request.seed,
+                ignore_eos=sampling.ignore_eos,
             )
             for request in requests
         ]

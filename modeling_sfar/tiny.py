@@ -140,6 +140,9 @@ def build_tiny_llama_chat(
     stop_early_probability: float = 0.3,
     hidden_size: int = 32,
     seed: int = 0,
+    vocab_size: int | None = None,
+    config_overrides: dict | None = None,
+    save_weights: bool = True,
 ) -> str:
     """
     Save a small `LlamaForCausalLM` chat model with a word-level tokenizer and a chat template to `save_directory`.
@@ -149,6 +152,10 @@ def build_tiny_llama_chat(
     and the output layer holds the log-probabilities of a chain that answers like an LLM asked for four steps:
     "1. This action is ..." (one of two phrasings per step, `STEP_CHOICES`), ..., "In summary, ...", end. After the
     third step it ends early with `stop_early_probability`. Sampling is real `generate` sampling: seeds matter.
+
+    Benchmarks build a random model of a real size instead: `vocab_size` pads the vocabulary with filler tokens,
+    `config_overrides` sets the `LlamaConfig` sizes, and `save_weights=False` writes only the config and tokenizer
+    (for vLLM's `load_format="dummy"`, which makes random weights itself).
     """
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
@@ -159,7 +166,9 @@ def build_tiny_llama_chat(
     steps = [[f"{k + 1}. {text}\n" for text in choices] for k, choices in enumerate(STEP_CHOICES)]
     summary = "In summary, these steps make up the action."
     vocab = {token: i for i, token in enumerate(specials + [t for pair in steps for t in pair] + [summary])}
-    if hidden_size < len(vocab):
+    for i in range(len(vocab), vocab_size or 0):
+        vocab[f"w{i}"] = i
+    if scripted and hidden_size < len(vocab):
         raise ValueError(f"hidden_size must be at least the vocabulary size {len(vocab)}")
     backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = WhitespaceSplit()
@@ -186,6 +195,12 @@ def build_tiny_llama_chat(
         pad_token_id=vocab["<pad>"],
         tie_word_embeddings=False,
     )
+    for key, value in (config_overrides or {}).items():
+        setattr(config, key, value)
+    if not save_weights:
+        config.save_pretrained(save_directory)
+        tokenizer.save_pretrained(save_directory)
+        return os.fspath(save_directory)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
     if scripted:

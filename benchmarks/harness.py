@@ -1,0 +1,67 @@
+"""What every benchmark shares: interleaved repeats with medians, and a JSON + Markdown report.
+
+A benchmark's figures are ratios against a baseline measured in the same run: the cases are timed in turn, repeat
+after repeat, so that a slow spell of the machine falls on all of them alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def interleaved(cases: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1) -> dict[str, dict[str, Any]]:
+    """Time every case `warmup + repeats` times, in turn; returns each case's median and all its kept times (s)."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for round_ in range(warmup + repeats):
+        for name, case in cases.items():
+            start = time.perf_counter()
+            case()
+            elapsed = time.perf_counter() - start
+            if round_ >= warmup:
+                times[name].append(elapsed)
+    return {name: {"median_s": statistics.median(t), "times_s": t} for name, t in times.items()}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_report(
+    output_dir: str | os.PathLike, name: str, title: str, rows: list[dict[str, Any]], notes: str = ""
+) -> Path:
+    """Write `name.json` (rows, machine) and `name.md` (a table of the rows, then the notes); returns the .md path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = {"title": title, "machine": machine(), "rows": rows, "notes": notes}
+    (output_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["", f"Machine: {report['machine']}", "", notes]
+    path = output_dir / f"{name}.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
