@@ -31,7 +31,15 @@ from pathlib import Path
 
 logger = logging.getLogger("sfar.build_dataset")
 
-__all__ = ["build_ucf101", "build_hmdb51", "build_kinetics400", "build_charades", "BUILDERS", "BuildReport"]
+__all__ = [
+    "build_ucf101",
+    "build_hmdb51",
+    "build_kinetics400",
+    "build_charades",
+    "BUILDERS",
+    "BuildReport",
+    "dataset_card",
+]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 
@@ -243,6 +251,72 @@ BUILDERS = {
 }
 
 
+# name, homepage, licence of the videos (card metadata), citation (the dataset paper)
+SOURCES = {
+    "ucf101": (
+        "UCF-101",
+        "https://www.crcv.ucf.edu/data/UCF101.php",
+        "Soomro, Zamir and Shah. UCF101: A Dataset of 101 Human Actions Classes From Videos in The Wild. "
+        "CRCV-TR-12-01, 2012.",
+    ),
+    "hmdb51": (
+        "HMDB-51",
+        "https://serre-lab.clps.brown.edu/resource/hmdb-a-large-human-motion-database/",
+        "Kuehne, Jhuang, Garrote, Poggio and Serre. HMDB: A Large Video Database for Human Motion Recognition. "
+        "ICCV 2011.",
+    ),
+    "kinetics400": (
+        "Kinetics-400",
+        "https://github.com/cvdfoundation/kinetics-dataset",
+        "Kay et al. The Kinetics Human Action Video Dataset. arXiv:1705.06950, 2017.",
+    ),
+    "charades": (
+        "Charades",
+        "https://prior.allenai.org/projects/charades",
+        "Sigurdsson, Varol, Wang, Farhadi, Laptev and Gupta. Hollywood in Homes: Crowdsourcing Data Collection for "
+        "Activity Understanding. ECCV 2016.",
+    ),
+}
+CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "video_dataset_card.md"
+
+
+def dataset_card(builder: str, dataset, report: BuildReport, output: str, split: int | None = None):
+    """The card of a built index (a `huggingface_hub.DatasetCard` from `hub_cards/video_dataset_card.md`)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from modeling_sfar.training import dataset_labels
+
+    name, homepage, citation = SOURCES[builder]
+    first = dataset[next(iter(dataset))]
+    classes, multi_label = dataset_labels(first)
+    pretty_name = f"{name} (video index for SFAR{f', split {split}' if split else ''})"
+    data = DatasetCardData(
+        pretty_name=pretty_name,
+        license="other",
+        license_name=f"{name.lower()}-terms",
+        license_link=homepage,
+        task_categories=["video-classification"],
+        tags=["sfar", "action-recognition", builder] + (["multi-label"] if multi_label else []),
+    )
+    splits = [{"name": s, "kept": report.kept.get(s, len(dataset[s])), "missing": len(report.missing.get(s, []))}
+              for s in dataset]  # fmt: skip
+    return DatasetCard.from_template(
+        data,
+        template_path=str(CARD_TEMPLATE),
+        pretty_name=pretty_name,
+        source_name=name,
+        homepage=homepage,
+        citation=citation,
+        builder=builder,
+        split=split,
+        multi_label=multi_label,
+        num_classes=len(classes),
+        splits=splits,
+        any_missing=any(row["missing"] for row in splits),
+        output=output,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(BUILDERS))
@@ -256,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     kwargs = {"split": args.split} if args.dataset in ("ucf101", "hmdb51") else {}
     dataset, report = builder(args.root, strict=args.strict, **kwargs)
     dataset.save_to_disk(args.output)
+    split = kwargs.get("split")
+    dataset_card(args.dataset, dataset, report, args.output, split).save(os.path.join(args.output, "README.md"))
     for split, missing in report.missing.items():
         if missing:
             with open(os.path.join(args.output, f"missing_{split}.txt"), "w") as f:

@@ -1,9 +1,15 @@
-"""Push a trained SFAR folder to the Hub as a model repo, with our card (the Trainer's drops `pipeline_tag`).
+"""Push a trained SFAR folder as a model repo, or a sub-text set as a dataset repo, with our cards.
 
-    python scripts/push_to_hub.py --folder runs/ucf101 --repo_id org/sfar-vitb16-ucf101 [--dry_run]
+    python scripts/push_to_hub.py model --folder runs/ucf101 --repo_id org/sfar-vitb16-ucf101 \\
+        --dataset_name ucf101 --widget_video examples/archery.mp4 --widget_video examples/diving.mp4 [--dry_run]
+    python scripts/push_to_hub.py dataset --folder subtexts/k400 --repo_id org/sfar-subtexts-k400 [--dry_run]
 
-Only what a user needs is sent: config, safetensors weights, processor and tokenizer files, the remote-code files,
-the card and the results; checkpoints, optimizer states and pickled files (`*.bin`, `*.pt`, `*.pth`) stay local.
+The repo is first written to a staging folder (`--staging`, by default `<folder>-hub`) holding exactly what the repo
+will hold: for a model, the config (with `auto_map`), safetensors weights, processor and tokenizer files, the
+remote-code files, our card (`hub_cards/model_card.md`; the Trainer's drops `pipeline_tag`), the results and the
+widget videos under `examples/` with the model's predictions for them, computed now; checkpoints, optimizer states
+and pickled files (`*.bin`, `*.pt`, `*.pth`, `*.pkl`) never. `--dry_run` stops there and lists the files; otherwise
+one commit adds every staged file.
 """
 
 from __future__ import annotations
@@ -12,17 +18,37 @@ import argparse
 import fnmatch
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "model_card.md"
-IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**", "eval-*/**", "*.bin", "*.pt", "*.pth", "trainer_state.json"]
+IGNORE = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "runs/**",
+    "eval-*/**",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.pkl",
+    "*.ckpt",
+    "trainer_state.json",
+]
+# The SFAR paper's own ViT-B/16 figures (seeds/001), shown beside ours and never mixed with them.
+PAPER_RESULTS = [
+    ("Kinetics-400", "top-1 / top-5 (8x224, 1 view)", "84.5 / 96.7", "Table 1"),
+    ("Charades", "mAP (16 frames)", "51.1", "Table 2a"),
+    ("UCF-101, zero-shot", "top-1", "79.0", "Table 2b"),
+    ("HMDB-51, zero-shot", "top-1", "56.6", "Table 2b"),
+    ("HMDB-51 / UCF-101 / K-400, few-shot", "top-1, mean over K = 2, 4, 8, 16", "78.7", "Table 3"),
+]
 
 
 def files_to_upload(folder: str | os.PathLike) -> list[str]:
-    """The relative paths under `folder` that a push sends (everything but `IGNORE`)."""
+    """The relative paths under a trained `folder` that a model repo gets (everything but `IGNORE`)."""
     folder = Path(folder)
     out = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -30,6 +56,24 @@ def files_to_upload(folder: str | os.PathLike) -> list[str]:
         if not any(fnmatch.fnmatch(relative, pattern) for pattern in IGNORE):
             out.append(relative)
     return out
+
+
+def widget_examples(folder: str | os.PathLike, videos: list[str], top_k: int = 5) -> list[dict[str, Any]]:
+    """Run the folder's model on each widget video (through the pipeline, as the Hub would) now, at push time."""
+    from transformers import pipeline
+
+    classifier = pipeline("video-classification", model=os.fspath(folder), trust_remote_code=True)
+    examples = []
+    for video in videos:
+        predictions = classifier(video, top_k=top_k)
+        examples.append(
+            {
+                "file": f"examples/{Path(video).name}",
+                "title": Path(video).stem.replace("_", " "),
+                "output": [{"label": p["label"], "score": round(float(p["score"]), 4)} for p in predictions],
+            }
+        )
+    return examples
 
 
 def model_card(
@@ -41,8 +85,13 @@ def model_card(
     revision: str = "main",
     license: str = "mit",
     views: str = "1 clip x 1 crop",
+    examples: list[dict[str, Any]] | None = None,
+    subtexts: str | None = None,
 ) -> ModelCard:
-    """The model card of a trained folder, from `hub_cards/model_card.md`, with a model-index of `metrics`."""
+    """The model card of a trained folder, from `hub_cards/model_card.md`, with a model-index of `metrics` and the
+    widget `examples` (see `widget_examples`)."""
+    from huggingface_hub import constants
+
     config = json.loads((Path(folder) / "config.json").read_text())
     results, rows = [], []
     names = {
@@ -67,15 +116,25 @@ def model_card(
                     metric_value=round(value, 2),
                 )
             )
+    examples = examples or []
+    widget = [
+        {
+            "src": f"{constants.ENDPOINT}/{repo_id}/resolve/{revision}/{example['file']}",
+            "example_title": example["title"],
+            "output": example["output"],
+        }
+        for example in examples
+    ]
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="video-classification",
         license=license,
         tags=["sfar", "video-classification", "clip", "custom_code"],
         base_model=base_model if "/" in base_model else None,
-        datasets=[dataset_name] if "/" in dataset_name else None,
+        datasets=[d for d in (dataset_name, subtexts) if d and "/" in d] or None,
         model_name=repo_id.split("/")[-1],
         eval_results=results or None,
+        widget=widget or None,
     )
     return ModelCard.from_template(
         data,
@@ -88,47 +147,153 @@ def model_card(
         num_labels=len(config.get("id2label", {})),
         variant=config.get("fusion", "coarse+fine"),
         num_frames=config.get("num_frames", 8),
+        num_subtexts=config.get("num_subtexts", 4),
         results=rows,
         views=views,
+        examples=examples,
+        paper_results=PAPER_RESULTS,
     )
+
+
+def _check_weights(files: list[str], folder: str | os.PathLike) -> None:
+    if "model.safetensors" not in files and not any(f.endswith(".safetensors") for f in files):
+        raise FileNotFoundError(f"{folder}: no safetensors weights to push")
+    pickled = [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    if pickled:
+        raise ValueError(f"{folder}: refusing to push pickled files {pickled}; only safetensors weights are shipped")
+
+
+def stage_model_repo(
+    folder: str | os.PathLike,
+    staging: str | os.PathLike,
+    card: ModelCard | None = None,
+    widget_videos: list[str] = (),
+) -> list[str]:
+    """Write exactly what the model repo will hold to `staging` (emptied first); returns its files, sorted."""
+    folder, staging = Path(folder), Path(staging)
+    files = files_to_upload(folder)
+    _check_weights(files, folder)
+    if staging.exists():
+        shutil.rmtree(staging)
+    for relative in files:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / relative, staging / relative)
+    for video in widget_videos:
+        if not Path(video).is_file():
+            raise FileNotFoundError(f"widget video {video} does not exist")
+        (staging / "examples").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(video, staging / "examples" / Path(video).name)
+    if card is not None:
+        card.save(staging / "README.md")
+    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+
+
+def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike) -> list[str]:
+    """Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`."""
+    folder, staging = Path(folder), Path(staging)
+    if not (folder / "README.md").is_file() or not list(folder.glob("subtexts/*.parquet")):
+        raise FileNotFoundError(f"{folder}: not a sub-text dataset (README.md and subtexts/*.parquet expected)")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(".cache", "*.lock"))
+    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+
+
+def upload_staged(
+    staging: str | os.PathLike,
+    repo_id: str,
+    repo_type: str = "model",
+    api: Any = None,
+    private: bool = False,
+    commit_message: str = "Upload SFAR",
+) -> list[CommitOperationAdd]:
+    """Create the repo if needed and add every staged file in one commit; returns the operations sent."""
+    staging = Path(staging)
+    api = api or HfApi()
+    operations = [
+        CommitOperationAdd(path_in_repo=p.relative_to(staging).as_posix(), path_or_fileobj=str(p))
+        for p in sorted(staging.rglob("*"))
+        if p.is_file()
+    ]
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type=repo_type)
+    return operations
 
 
 def push_model(
-    folder: str | os.PathLike, repo_id: str, card: ModelCard | None = None, dry_run: bool = False, api: Any = None
+    folder: str | os.PathLike,
+    repo_id: str,
+    card: ModelCard | None = None,
+    dry_run: bool = False,
+    api: Any = None,
+    widget_videos: list[str] = (),
+    staging: str | os.PathLike | None = None,
+    private: bool = False,
 ) -> list[str]:
-    """Write the card to `folder/README.md` and upload the folder (see `files_to_upload`); returns the files sent."""
-    if card is not None:
-        card.save(Path(folder) / "README.md")
-    files = files_to_upload(folder)
-    if "model.safetensors" not in files and not any(f.startswith("model-") for f in files):
-        raise FileNotFoundError(f"{folder}: no safetensors weights to push")
-    if dry_run:
-        return files
-    api = api or HfApi()
-    api.create_repo(repo_id, repo_type="model", exist_ok=True)
-    api.upload_folder(
-        folder_path=os.fspath(folder),
-        repo_id=repo_id,
-        repo_type="model",
-        ignore_patterns=IGNORE,
-        commit_message="Upload SFAR model",
-    )
+    """Stage (see `stage_model_repo`) and, unless `dry_run`, upload a trained folder; returns the repo's files.
+
+    Without `card`, the folder's README.md (our card, written by train.py) is used."""
+    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
+    files = stage_model_repo(folder, staging, card, widget_videos)
+    if not dry_run:
+        upload_staged(staging, repo_id, "model", api, private, "Upload SFAR model")
     return files
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def push_dataset(
+    folder: str | os.PathLike,
+    repo_id: str,
+    dry_run: bool = False,
+    api: Any = None,
+    staging: str | os.PathLike | None = None,
+    private: bool = False,
+) -> list[str]:
+    """Stage and, unless `dry_run`, upload a sub-text set as a dataset repo; returns the repo's files."""
+    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
+    files = stage_dataset_repo(folder, staging)
+    if not dry_run:
+        upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
+    return files
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["model", "dataset"], help="A trained model folder or a sub-text set.")
     parser.add_argument("--folder", required=True)
     parser.add_argument("--repo_id", required=True)
-    parser.add_argument("--base_model", default="openai/clip-vit-base-patch16")
-    parser.add_argument("--dataset_name", default="unknown")
-    parser.add_argument("--dry_run", action="store_true", help="write the card and list the files, send nothing")
-    args = parser.parse_args()
-    results = Path(args.folder) / "all_results.json"
-    metrics = json.loads(results.read_text()) if results.is_file() else {}
-    card = model_card(args.folder, args.repo_id, args.base_model, args.dataset_name, metrics)
-    for name in push_model(args.folder, args.repo_id, card, dry_run=args.dry_run):
-        print(name)
+    parser.add_argument("--staging", default=None, help="Where the repo is written first (default <folder>-hub).")
+    parser.add_argument("--dry_run", action="store_true", help="Write the staging folder and list it; send nothing.")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--base_model", default="openai/clip-vit-base-patch16", help="model: the CLIP it came from.")
+    parser.add_argument("--dataset_name", default="unknown", help="model: the dataset it was trained on.")
+    parser.add_argument("--subtexts", default=None, help="model: the sub-text dataset repo it used.")
+    parser.add_argument("--revision", default="main", help="model: the revision the card's snippets pin.")
+    parser.add_argument("--license", default="mit")
+    parser.add_argument("--widget_video", action="append", default=[], help="model: a video for the widget.")
+    args = parser.parse_args(argv)
+    if args.kind == "dataset":
+        files = push_dataset(args.folder, args.repo_id, args.dry_run, staging=args.staging, private=args.private)
+    else:
+        results = Path(args.folder) / "all_results.json"
+        metrics = json.loads(results.read_text()) if results.is_file() else {}
+        examples = widget_examples(args.folder, args.widget_video) if args.widget_video else []
+        card = model_card(
+            args.folder,
+            args.repo_id,
+            args.base_model,
+            args.dataset_name,
+            metrics,
+            revision=args.revision,
+            license=args.license,
+            examples=examples,
+            subtexts=args.subtexts,
+        )
+        files = push_model(
+            args.folder, args.repo_id, card, args.dry_run, widget_videos=args.widget_video, staging=args.staging,
+            private=args.private,
+        )  # fmt: skip
+    print("\n".join(files))
+    return files
 
 
 if __name__ == "__main__":

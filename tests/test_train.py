@@ -338,14 +338,14 @@ def test_trained_folder_gets_our_card_and_pushes_only_what_users_need(storyboard
         def create_repo(self, repo_id, **kwargs):
             self.calls.append(("create_repo", repo_id, kwargs))
 
-        def upload_folder(self, **kwargs):
-            self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+        def create_commit(self, repo_id, operations, **kwargs):
+            self.calls.append(("create_commit", repo_id, [op.path_in_repo for op in operations]))
 
     api = Recorder()
-    sent = push_to_hub.push_model(out, "org/sfar-test", api=api)
-    assert [c[:2] for c in api.calls] == [("create_repo", "org/sfar-test"), ("upload_folder", "org/sfar-test")]
-    assert api.calls[1][2]["ignore_patterns"] == push_to_hub.IGNORE
+    sent = push_to_hub.push_model(out, "org/sfar-test", api=api, staging=tmp_path / "staged")
+    assert [c[:2] for c in api.calls] == [("create_repo", "org/sfar-test"), ("create_commit", "org/sfar-test")]
+    assert api.calls[1][2] == sent  # one commit adds exactly the staged files
     assert {"config.json", "model.safetensors", "modeling_sfar.py", "processor_config.json", "README.md"} <= set(sent)
     assert (out / "checkpoint-2").is_dir() and (out / "training_args.bin").is_file()
     assert not [f for f in sent if f.startswith("checkpoint-") or f.endswith((".bin", ".pt", ".pth"))]
-    assert push_to_hub.push_model(out, "org/sfar-test", dry_run=True) == sent
+    assert push_to_hub.push_model(out, "org/sfar-test", dry_run=True, staging=tmp_path / "dry") == sent

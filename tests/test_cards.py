@@ -1,0 +1,179 @@
+"""Every card renders from `hub_cards/` and parses back with the metadata the Hub needs; staging writes exactly the
+repo's files; a push sends exactly those files in one commit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import DatasetCard, ModelCard, RepoCard
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import push_to_hub  # noqa: E402
+
+SAVED = {
+    "config.json",
+    "configuration_sfar.py",
+    "model.safetensors",
+    "modeling_sfar.py",
+    "processing_sfar.py",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "video_processing_sfar.py",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(converted, tmp_path_factory) -> Path:
+    """A saved model folder as train.py leaves it: weights, code, processor, results, a checkpoint and pickles."""
+    model, processor = converted
+    folder = tmp_path_factory.mktemp("trained") / "run"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (folder / "all_results.json").write_text(json.dumps({"eval_top1": 71.25, "eval_top5": 93.5}))
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "optimizer.pt").write_bytes(b"x")
+    torch.save({"a": 1}, folder / "training_args.bin")
+    return folder
+
+
+def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained, converted, video_path, tmp_path):
+    examples = push_to_hub.widget_examples(trained, [video_path])
+    model, processor = converted
+    with torch.no_grad():
+        scores = model.eval()(**processor(videos=video_path)).logits.softmax(-1)[0]
+    expected = [model.config.id2label[i] for i in scores.topk(4).indices.tolist()]
+    assert [p["label"] for p in examples[0]["output"]] == expected  # computed by the model at push time
+
+    metrics = json.loads((trained / "all_results.json").read_text())
+    card = push_to_hub.model_card(
+        trained, "org/sfar-test", "openai/clip-vit-base-patch16", "org/ucf101-index", metrics,
+        revision="0123abc", examples=examples, subtexts="org/sfar-subtexts-ucf101",
+    )  # fmt: skip
+    card.save(tmp_path / "README.md")
+    data = ModelCard.load(tmp_path / "README.md").data
+    assert data.library_name == "transformers" and data.pipeline_tag == "video-classification"
+    assert data.license == "mit" and data.base_model == "openai/clip-vit-base-patch16"
+    assert {"sfar", "video-classification", "custom_code"} <= set(data.tags)
+    assert data.datasets == ["org/ucf101-index", "org/sfar-subtexts-ucf101"]
+    by_name = {r.metric_name: r.metric_value for r in data.eval_results}
+    assert by_name == {"top-1 accuracy": 71.25, "top-5 accuracy": 93.5}
+    (widget,) = data.widget
+    assert widget["src"].endswith("/org/sfar-test/resolve/0123abc/examples/clip.mp4")
+    assert widget["output"] == examples[0]["output"]
+    text = ModelCard.load(tmp_path / "README.md").text
+    assert 'revision="0123abc"' in text and "trust_remote_code=True" in text
+    assert "| test | top-1 accuracy | 71.2 |" in text or "| test | top-1 accuracy | 71.3 |" in text
+    assert "| Kinetics-400 | top-1 / top-5 (8x224, 1 view) | 84.5 / 96.7 | Table 1 |" in text
+    assert f"`examples/clip.mp4` | {expected[0]} (" in text
+    assert "## Limitations" in text and "@inproceedings{sfar2025" in text
+
+
+def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
+    from datasets_scripts.generate_subtexts import SamplingOptions, subtext_card
+
+    row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 2.5, "generator": "m", "prompt": "table6-q1"}
+    records = [{"generator": "m", "subtexts": None, "rejected": "empty answer"}]
+    card = subtext_card(
+        [row], [{**row, "selected": True, "answer": "a"}], records, [{"model": "m", "revision": "abc"}],
+        SamplingOptions(), "openai/clip-vit-base-patch16", "This is a video about {}", 2, repo_id="org/subtexts",
+    )  # fmt: skip
+    card.save(tmp_path / "README.md")
+    loaded = DatasetCard.load(tmp_path / "README.md")
+    data = loaded.data.to_dict()
+    assert data["task_categories"] == ["video-classification"] and data["license"] == "apache-2.0"
+    assert [c["config_name"] for c in data["configs"]] == ["subtexts", "candidates"]
+    assert data["configs"][0]["data_files"] == [{"split": "train", "path": "subtexts/*.parquet"}]
+    assert 'load_dataset("org/subtexts", "subtexts", split="train")' in loaded.text
+    assert "| `m` | `abc` | 1 |" in loaded.text and '"empty answer" x1' in loaded.text
+
+
+@pytest.mark.parametrize("builder", ["ucf101", "charades"])
+def test_video_dataset_card_renders_and_parses_back(builder, tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    from datasets_scripts.build_dataset import BuildReport, dataset_card
+
+    names = ["ApplyEyeMakeup", "YoYo"]
+    if builder == "charades":
+        features = Features({"video": Value("string"), "video_id": Value("string"),
+                             "labels": Sequence(ClassLabel(names=names))})  # fmt: skip
+        row = {"video": ["a.mp4"], "video_id": ["a"], "labels": [[0, 1]]}
+    else:
+        features = Features({"video": Value("string"), "video_id": Value("string"), "label": ClassLabel(names=names)})
+        row = {"video": ["a.mp4"], "video_id": ["a"], "label": [1]}
+    dataset = DatasetDict(
+        train=Dataset.from_dict(row, features=features), test=Dataset.from_dict(row, features=features)
+    )
+    report = BuildReport(kept={"train": 1, "test": 1}, missing={"train": ["b"], "test": []})
+    dataset_card(builder, dataset, report, "data/x", split=1 if builder == "ucf101" else None).save(tmp_path / "c.md")
+    card = DatasetCard.load(tmp_path / "c.md")
+    data = card.data.to_dict()
+    assert data["task_categories"] == ["video-classification"] and data["license"] == "other"
+    assert data["license_link"].startswith("https://") and builder in data["tags"]
+    assert ("multi-label" in data["tags"]) == (builder == "charades")
+    assert "| train | 1 | 1 |" in card.text and "| test | 1 | 0 |" in card.text
+    assert "The videos are not part of this dataset" in card.text
+    assert ("`labels` (list of class labels)" in card.text) == (builder == "charades")
+
+
+def test_the_space_card_declares_a_gradio_app():
+    card = RepoCard.load(REPO / "space" / "README.md")
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
+    requirements = (REPO / "space" / "requirements.txt").read_text()
+    for package in ("torch", "transformers", "gradio", "av", "matplotlib"):
+        assert package in requirements
+
+
+def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(trained, video_path, tmp_path):
+    card = push_to_hub.model_card(trained, "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
+    staged = push_to_hub.stage_model_repo(trained, tmp_path / "staged", card, [video_path])
+    assert set(staged) == SAVED | {"README.md", "all_results.json", "examples/clip.mp4"}
+    on_disk = {p.relative_to(tmp_path / "staged").as_posix() for p in (tmp_path / "staged").rglob("*") if p.is_file()}
+    assert on_disk == set(staged)
+    assert "auto_map" in json.loads((tmp_path / "staged" / "config.json").read_text())
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def create_repo(self, repo_id, **kwargs):
+            self.calls.append(("create_repo", repo_id, kwargs["repo_type"]))
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            self.calls.append(("create_commit", repo_id, kwargs["repo_type"]))
+            self.operations = operations
+
+    api = Recorder()
+    sent = push_to_hub.push_model(trained, "org/sfar-test", card, api=api, widget_videos=[video_path],
+                                  staging=tmp_path / "push")  # fmt: skip
+    assert api.calls == [("create_repo", "org/sfar-test", "model"), ("create_commit", "org/sfar-test", "model")]
+    assert sorted(op.path_in_repo for op in api.operations) == sent == staged
+    for op in api.operations:  # every operation adds the staged bytes
+        assert Path(op.path_or_fileobj).read_bytes() == (tmp_path / "staged" / op.path_in_repo).read_bytes()
+
+
+def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_path, capsys):
+    from datasets_scripts.subtext_dataset import save_subtext_dataset
+
+    row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 1.0, "generator": "g", "prompt": "p"}
+    save_subtext_dataset(tmp_path / "subtexts", [row], [{**row, "selected": True, "answer": ""}])
+    files = push_to_hub.main(["dataset", "--folder", str(tmp_path / "subtexts"), "--repo_id", "org/s", "--dry_run"])
+    assert files == ["README.md", "candidates/train-00000-of-00001.parquet", "subtexts/train-00000-of-00001.parquet"]
+    assert capsys.readouterr().out.split() == files
+    assert (tmp_path / "subtexts-hub" / "subtexts" / "train-00000-of-00001.parquet").is_file()
+
+
+def test_pickled_weights_are_never_pushed(trained, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    torch.save({"w": torch.zeros(1)}, bare / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="no safetensors weights to push"):
+        push_to_hub.stage_model_repo(bare, tmp_path / "staged")
