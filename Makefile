@@ -11,6 +11,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	@# Debian's Chromium, for the Space's browser test (Playwright drives it); skipped with a reason when absent
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1)) ; } \
+		|| echo "note: chromium not installed; the Space's browser test will be skipped"
 	touch $@
 
 demo: setup

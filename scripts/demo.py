@@ -149,10 +149,12 @@ def main() -> None:
     test = load_from_disk(paths["dataset"])["test"]
     held_out = test[len(test) // 2]
     true_label = test.features["label"].names[held_out["label"]]
-    classifier = pipeline("video-classification", model=folder, trust_remote_code=True)
+    classifier = pipeline(
+        "video-classification", model=folder, trust_remote_code=True, model_kwargs={"use_safetensors": True}
+    )
     predictions = classifier(held_out["video"], top_k=5)
 
-    model = SfarForVideoClassification.from_pretrained(folder).eval()
+    model = SfarForVideoClassification.from_pretrained(folder, use_safetensors=True).eval()
     processor = SfarProcessor.from_pretrained(folder)
     with torch.no_grad():
         out = model(**processor(videos=held_out["video"]))

@@ -74,13 +74,13 @@ def plot_confusion(logits: np.ndarray, labels: np.ndarray, names: list[str], pat
 def main(argv: list[str] | None = None) -> dict[str, float]:
     (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # the model first: a folder without safetensors weights fails before the videos are checked
+    model = SfarForVideoClassification.from_pretrained(args.model, revision=args.revision, use_safetensors=True)
+    processor = SfarProcessor.from_pretrained(args.model, revision=args.revision)
     dataset = load_video_dataset(args.dataset, args.split)
     labels, multi_label = dataset_labels(dataset)
     check_dataset(dataset, args.split, len(labels), multi_label)
     dataset = check_videos(dataset, args.split, strict=args.strict)
-
-    model = SfarForVideoClassification.from_pretrained(args.model, revision=args.revision)
-    processor = SfarProcessor.from_pretrained(args.model, revision=args.revision)
     own = list(model.config.id2label.values())
     if args.subtexts is not None or labels != own:
         if args.subtexts is None and model.config.uses_subtexts:

@@ -62,7 +62,9 @@ def widget_examples(folder: str | os.PathLike, videos: list[str], top_k: int = 5
     """Run the folder's model on each widget video (through the pipeline, as the Hub would) now, at push time."""
     from transformers import pipeline
 
-    classifier = pipeline("video-classification", model=os.fspath(folder), trust_remote_code=True)
+    classifier = pipeline(
+        "video-classification", model=os.fspath(folder), trust_remote_code=True, model_kwargs={"use_safetensors": True}
+    )
     examples = []
     for video in videos:
         predictions = classifier(video, top_k=top_k)

@@ -113,7 +113,7 @@ def build_model(model_args: ModelArguments, labels: list[str], subtexts, multi_l
     """SFAR from CLIP (`--base`) or from an SFAR checkpoint (`--model`), with the dataset's label set."""
     problem = "multi_label_classification" if multi_label else "single_label_classification"
     if model_args.model is not None:
-        model = SfarForVideoClassification.from_pretrained(model_args.model)
+        model = SfarForVideoClassification.from_pretrained(model_args.model, use_safetensors=True)
         processor = SfarProcessor.from_pretrained(model_args.model)
         model.config.problem_type = problem
         model.set_label_set(labels, processor.tokenizer, subtexts)

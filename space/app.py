@@ -25,8 +25,9 @@ class Classifier:
     """The model and its processor, and the label set it holds (the trained one, or the last one typed)."""
 
     def __init__(self, model: str, revision: str | None = None):
-        self.model = AutoModelForVideoClassification.from_pretrained(model, revision=revision, trust_remote_code=True)
-        self.model.eval()
+        self.model = AutoModelForVideoClassification.from_pretrained(
+            model, revision=revision, trust_remote_code=True, use_safetensors=True
+        ).eval()
         self.processor = AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=True)
         config = self.model.config
         self.trained = ([config.id2label[i] for i in range(len(config.id2label))], dict(config.subtexts or {}))

@@ -79,6 +79,24 @@ def randomize_text_features(model: SfarModel, seed: int = 0) -> None:
                 module.fc2.weight.normal_(0, 0.1, generator=gen)
 
 
+# Prepended to scripts run in a fresh process that must not see the package (it may be installed, editable).
+BLOCK_MODELING_SFAR = """
+import importlib.abc, sys
+
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "modeling_sfar":
+            raise ImportError("modeling_sfar is blocked in this process")
+
+sys.meta_path.insert(0, _Block())
+try:
+    import modeling_sfar
+    sys.exit("modeling_sfar should not be importable here")
+except ImportError:
+    pass
+"""
+
+
 def run_python_offline(args: list[str], cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     """Run `python *args` in a fresh process with the Hub offline and a private cache; fail with its stderr."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

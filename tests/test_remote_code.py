@@ -7,24 +7,11 @@ import textwrap
 
 import torch
 
-from tests.conftest import run_python_offline
+from tests.conftest import BLOCK_MODELING_SFAR, run_python_offline
 
-SCRIPT = textwrap.dedent(
+SCRIPT = BLOCK_MODELING_SFAR + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        # the package may be installed (editable); this process must not see it
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "modeling_sfar":
-                raise ImportError("modeling_sfar is blocked in this process")
-
-    sys.meta_path.insert(0, Block())
-    try:
-        import modeling_sfar
-        sys.exit("modeling_sfar should not be importable here")
-    except ImportError:
-        pass
+    import json, sys
 
     import torch
     from transformers import AutoModel, AutoModelForVideoClassification, AutoProcessor, pipeline

@@ -1,0 +1,167 @@
+"""Loading by repo id, offline: a Hub-compatible read-only server (`olah`) on loopback serves the staged model and
+sub-text repos as local git repositories, and a fresh process where `modeling_sfar` cannot be imported loads them
+through `HF_ENDPOINT` with `AutoModel`, `pipeline("video-classification")` and `load_dataset`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import BLOCK_MODELING_SFAR
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import push_to_hub  # noqa: E402
+
+pytest.importorskip("olah", reason="olah (the offline Hub server) is installed by `make test`")
+if shutil.which("git") is None:
+    pytest.skip("git is needed to serve local repositories", allow_module_level=True)
+
+
+def git_repo(staged: Path, path: Path) -> str:
+    """Copy `staged` to `path` as a git repository with one commit on `main`; returns the commit hash."""
+    shutil.copytree(staged, path)
+    identity = ["-c", "user.name=sfar-tests", "-c", "user.email=tests@localhost"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*identity, "commit", "-q", "-m", "Upload"]):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def hub(converted, video_path, tmp_path_factory):
+    """The staged repos served by olah; yields the endpoint and the model repo's commit."""
+    from datasets_scripts.subtext_dataset import save_subtext_dataset
+
+    root = tmp_path_factory.mktemp("hub")
+    model, processor = converted
+    model.save_pretrained(root / "run")
+    processor.save_pretrained(root / "run")
+    card = push_to_hub.model_card(root / "run", "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
+    push_to_hub.stage_model_repo(root / "run", root / "model-staged", card, [video_path])
+    commit = git_repo(root / "model-staged", root / "mirrors" / "models" / "org" / "sfar-test")
+
+    rows = [
+        {"label": label, "subtexts": texts, "tpp": 1.0 + i, "generator": "g", "prompt": "p"}
+        for i, (label, texts) in enumerate(model.config.subtexts.items())
+    ]
+    save_subtext_dataset(root / "subtexts", rows, [{**r, "selected": True, "answer": ""} for r in rows])
+    push_to_hub.stage_dataset_repo(root / "subtexts", root / "subtexts-staged")
+    git_repo(root / "subtexts-staged", root / "mirrors" / "datasets" / "org" / "sfar-subtexts-test")
+
+    port = free_port()
+    (root / "olah.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [basic]
+            host = "127.0.0.1"
+            port = {port}
+            mirror-netloc = "127.0.0.1:{port}"
+            mirror-lfs-netloc = "127.0.0.1:{port}"
+            mirrors-path = ["{root / "mirrors"}"]
+            repos-path = "{root / "cache"}"
+            log-path = "{root / "logs"}"
+
+            [accessibility]
+            offline = true
+            """
+        )
+    )
+    log = open(root / "olah.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "olah_server.py"), "-c", str(root / "olah.toml")],
+        cwd=root,
+        stdout=log,
+        stderr=log,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{endpoint}/api/models/org/sfar-test/revision/main", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"olah exited: {(root / 'olah.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("olah did not answer within 60 s")
+        yield {"endpoint": endpoint, "commit": commit, "root": root}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+SCRIPT = BLOCK_MODELING_SFAR + textwrap.dedent(
+    """
+    import json, sys
+
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoModel, AutoModelForVideoClassification, AutoProcessor, pipeline
+
+    from datasets_scripts.subtext_dataset import load_subtexts
+
+    video, commit = sys.argv[1], sys.argv[2]
+    processor = AutoProcessor.from_pretrained("org/sfar-test", trust_remote_code=True)
+    inputs = processor(videos=video)
+    result = {}
+    for auto, revision in ((AutoModel, None), (AutoModelForVideoClassification, commit)):
+        model = auto.from_pretrained("org/sfar-test", revision=revision, trust_remote_code=True).eval()
+        assert "transformers_modules" in type(model).__module__, type(model).__module__
+        with torch.no_grad():
+            result[auto.__name__] = model(**inputs).logits.tolist()
+    classifier = pipeline("video-classification", model="org/sfar-test", trust_remote_code=True)
+    result["pipeline"] = classifier(video, top_k=2)
+    rows = load_dataset("org/sfar-subtexts-test", "subtexts", split="train")
+    result["dataset"] = {row["label"]: row["subtexts"] for row in rows}
+    result["load_subtexts"] = load_subtexts("org/sfar-subtexts-test")
+    print(json.dumps(result))
+    """
+)
+
+
+def test_model_pipeline_and_subtexts_load_by_repo_id(hub, converted, video_path, tmp_path):
+    model, processor = converted
+    with torch.no_grad():
+        expected = model.eval()(**processor(videos=video_path)).logits
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, video_path, hub["commit"]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    for name in ("AutoModel", "AutoModelForVideoClassification"):
+        torch.testing.assert_close(torch.tensor(result[name]), expected)
+    top = expected.softmax(-1)[0].topk(2)
+    assert [p["label"] for p in result["pipeline"]] == [model.config.id2label[int(i)] for i in top.indices]
+    assert result["dataset"] == dict(model.config.subtexts) == result["load_subtexts"]
+    # everything came through the server: the files are in the private cache, by repo id
+    cached = {p.name for p in (tmp_path / "hf-home" / "hub").iterdir()}
+    assert {"models--org--sfar-test", "datasets--org--sfar-subtexts-test"} <= cached

@@ -1,0 +1,134 @@
+"""The Space's Gradio app, end to end in a real headless Chromium (Debian's, driven by Playwright) against the app
+on localhost: upload a generated video, read the predicted label from the page, take a screenshot; then type a
+label set and classify among it (zero-shot)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytest.importorskip("gradio", reason="gradio is installed by `make test`")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    sys.path.insert(0, str(REPO / "space"))
+    import app
+
+    yield app
+    sys.path.remove(str(REPO / "space"))
+
+
+def test_typed_label_sets_are_parsed_or_refused_with_the_line(app_module):
+    import gradio as gr
+
+    labels, subtexts = app_module.parse_label_set("jump: up; down\n\nrun: left foot; right foot\n")
+    assert labels == ["jump", "run"] and subtexts == {"jump": ["up", "down"], "run": ["left foot", "right foot"]}
+    assert app_module.parse_label_set("jump\nrun") == (["jump", "run"], {})
+    with pytest.raises(gr.Error, match="line 2: class 'jump' is listed twice"):
+        app_module.parse_label_set("jump: a; b\njump: c; d")
+    with pytest.raises(gr.Error, match="same number of sub-texts"):
+        app_module.parse_label_set("jump: a; b\nrun: c")
+    with pytest.raises(gr.Error, match="class 'run' has no sub-texts"):
+        app_module.parse_label_set("jump: a; b\nrun")
+
+
+def test_classifier_matches_the_model_and_draws_the_frame_weights(app_module, converted, video_path, tmp_path):
+    model, processor = converted
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    classifier = app_module.Classifier(str(tmp_path / "model"))
+    scores, picture = classifier(video_path)
+    with torch.no_grad():
+        expected = model.eval()(**processor(videos=video_path)).logits.softmax(-1)[0]
+    top = expected.topk(4)
+    assert list(scores) == [model.config.id2label[int(i)] for i in top.indices]
+    torch.testing.assert_close(torch.tensor(list(scores.values())), top.values)
+    assert picture.size[0] > 400 and picture.size[1] > 200
+    zero_shot, _ = classifier(video_path, "alpha: a; b; c; d\nbeta: e; f; g; h")
+    assert set(zero_shot) == {"alpha", "beta"}
+    back, _ = classifier(video_path, "")  # the trained label set again
+    assert list(back) == list(scores)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`apt-get install chromium`)")
+def test_upload_a_video_in_chromium_and_read_the_prediction(converted, video_path, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by `make test`")
+    model, processor = converted
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    with torch.no_grad():
+        logits = model.eval()(**processor(videos=video_path)).logits[0]
+    expected = model.config.id2label[int(logits.argmax())]
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(
+        SFAR_MODEL=str(folder),
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf-home"),
+    )
+    log = open(tmp_path / "app.log", "w")
+    server = subprocess.Popen([sys.executable, str(REPO / "space" / "app.py")], cwd=tmp_path, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"the app exited: {(tmp_path / 'app.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not answer within 120 s")
+
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.locator("#video input[type=file]").set_input_files(video_path)
+            page.locator("#video video").first.wait_for(timeout=60_000)  # uploaded and shown
+            page.locator("#classify").click()
+            prediction = page.locator("#prediction")
+            sync_api.expect(prediction).to_contain_text(expected, timeout=120_000)
+            page.locator("#weights img").first.wait_for(timeout=60_000)
+            top = prediction.locator("[data-testid='label-output-value']").inner_text().strip()
+            page.screenshot(path=str(tmp_path / "space.png"), full_page=True)
+
+            page.locator("#labels textarea").fill("alpha: a; b; c; d\nbeta: e; f; g; h")
+            page.locator("#classify").click()
+            zero_shot = prediction.locator("[data-testid='label-output-value']")
+            sync_api.expect(zero_shot).to_have_text(re.compile(r"^(alpha|beta)$"), timeout=120_000)
+            browser.close()
+        assert top == expected
+        assert (tmp_path / "space.png").stat().st_size > 10_000
+        if os.environ.get("SFAR_SCREENSHOT_DIR"):  # keep the picture (the README's screenshot comes from here)
+            shutil.copy(tmp_path / "space.png", Path(os.environ["SFAR_SCREENSHOT_DIR"]) / "space.png")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
