@@ -604,8 +604,8 @@ def main(argv: list[str] | None = None) -> Path:
     if args.push_to_hub:
         from datasets_scripts.subtext_dataset import push_subtext_dataset
 
-        url = push_subtext_dataset(output, args.push_to_hub, private=args.private)
-        logger.info("pushed to %s", url)
+        files = push_subtext_dataset(output, args.push_to_hub, private=args.private)
+        logger.info("pushed %d files to the dataset repo %s", len(files), args.push_to_hub)
     return output
 
 

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["save_subtext_dataset", "load_subtexts", "load_subtext_config", "push_subtext_dataset", "SUBTEXT_CONFIGS"]
+__all__ = [
+    "save_subtext_dataset",
+    "load_subtexts",
+    "load_subtext_config",
+    "push_subtext_dataset",
+    "stage_dataset_repo",
+    "SUBTEXT_CONFIGS",
+]
 
 SUBTEXT_CONFIGS = ("subtexts", "candidates")
 
@@ -118,24 +126,29 @@ def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dic
     return out
 
 
+def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike) -> list[str]:
+    """Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`."""
+    folder, staging = Path(folder), Path(staging)
+    if not (folder / "README.md").is_file() or not list(folder.glob("subtexts/*.parquet")):
+        raise FileNotFoundError(f"{folder}: not a sub-text dataset (README.md and subtexts/*.parquet expected)")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(".cache", "*.lock"))
+    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+
+
 def push_subtext_dataset(
     folder: str | os.PathLike,
     repo_id: str,
     private: bool = False,
-    revision: str | None = None,
     api: Any = None,
-) -> str:
-    """Push a folder written by `save_subtext_dataset` (parquet configurations, card, histogram, answer log) as a
-    dataset repo; returns the commit URL."""
-    from huggingface_hub import HfApi
+    staging: str | os.PathLike | None = None,
+) -> list[str]:
+    """Stage a sub-text set (see `stage_dataset_repo`, default `<folder>-hub`) and push it as a dataset repo in one
+    commit; returns the repo's files."""
+    from modeling_sfar.hub import upload_staged
 
-    api = api or HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=os.fspath(folder),
-        repo_id=repo_id,
-        repo_type="dataset",
-        revision=revision,
-        commit_message="Upload SFAR sub-texts",
-    )
-    return str(commit)
+    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
+    files = stage_dataset_repo(folder, staging)
+    upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
+    return files

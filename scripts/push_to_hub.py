@@ -22,7 +22,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from datasets_scripts.subtext_dataset import push_subtext_dataset, stage_dataset_repo
+from modeling_sfar.hub import upload_staged
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "model_card.md"
 IGNORE = [
@@ -190,38 +193,6 @@ def stage_model_repo(
     return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
 
 
-def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike) -> list[str]:
-    """Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`."""
-    folder, staging = Path(folder), Path(staging)
-    if not (folder / "README.md").is_file() or not list(folder.glob("subtexts/*.parquet")):
-        raise FileNotFoundError(f"{folder}: not a sub-text dataset (README.md and subtexts/*.parquet expected)")
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(".cache", "*.lock"))
-    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-
-
-def upload_staged(
-    staging: str | os.PathLike,
-    repo_id: str,
-    repo_type: str = "model",
-    api: Any = None,
-    private: bool = False,
-    commit_message: str = "Upload SFAR",
-) -> list[CommitOperationAdd]:
-    """Create the repo if needed and add every staged file in one commit; returns the operations sent."""
-    staging = Path(staging)
-    api = api or HfApi()
-    operations = [
-        CommitOperationAdd(path_in_repo=p.relative_to(staging).as_posix(), path_or_fileobj=str(p))
-        for p in sorted(staging.rglob("*"))
-        if p.is_file()
-    ]
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type=repo_type)
-    return operations
-
-
 def push_model(
     folder: str | os.PathLike,
     repo_id: str,
@@ -251,11 +222,9 @@ def push_dataset(
     private: bool = False,
 ) -> list[str]:
     """Stage and, unless `dry_run`, upload a sub-text set as a dataset repo; returns the repo's files."""
-    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_dataset_repo(folder, staging)
     if not dry_run:
-        upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
-    return files
+        return push_subtext_dataset(folder, repo_id, private, api, staging)
+    return stage_dataset_repo(folder, staging or f"{os.fspath(folder).rstrip('/')}-hub")
 
 
 def main(argv: list[str] | None = None) -> list[str]:

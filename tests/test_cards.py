@@ -169,6 +169,17 @@ def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_pat
     assert capsys.readouterr().out.split() == files
     assert (tmp_path / "subtexts-hub" / "subtexts" / "train-00000-of-00001.parquet").is_file()
 
+    class Recorder:
+        def create_repo(self, repo_id, **kwargs):
+            self.repo = (repo_id, kwargs["repo_type"])
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            self.commit = (repo_id, kwargs["repo_type"], [op.path_in_repo for op in operations])
+
+    api = Recorder()
+    assert push_to_hub.push_dataset(tmp_path / "subtexts", "org/s", api=api, staging=tmp_path / "push") == files
+    assert api.repo == ("org/s", "dataset") and api.commit == ("org/s", "dataset", files)
+
 
 def test_pickled_weights_are_never_pushed(trained, tmp_path):
     bare = tmp_path / "bare"
