@@ -52,16 +52,23 @@ def write_report(
     output_dir.mkdir(parents=True, exist_ok=True)
     report = {"title": title, "machine": machine(), "rows": rows, "notes": notes}
     (output_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
-    columns = list(dict.fromkeys(key for row in rows for key in row))
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.4g}"
         return "" if value is None else str(value)
 
-    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    lines += ["", f"Machine: {report['machine']}", "", notes]
+    lines = [f"# {title}", ""]
+    sections = list(dict.fromkeys(row.get("section", "") for row in rows))
+    for section in sections:  # one table per section, with that section's columns
+        part = [{k: v for k, v in row.items() if k != "section"} for row in rows if row.get("section", "") == section]
+        columns = list(dict.fromkeys(key for row in part for key in row))
+        if section:
+            lines += [f"## {section}", ""]
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in part]
+        lines.append("")
+    lines += [f"Machine: {report['machine']}", "", notes]
     path = output_dir / f"{name}.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path

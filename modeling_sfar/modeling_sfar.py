@@ -403,6 +403,7 @@ class SfarModel(SfarPreTrainedModel):
         self.fine_ffn = SfarResidualMLP(width) if config.uses_fine else None
 
         self._register_text_buffers(config.num_labels, config.prompt_length, config.subtext_length)
+        self._word_cache: tuple | None = None  # see `label_set_words`
         self.text_model.requires_grad_(False)
         self.text_projection.requires_grad_(False)
         self.post_init()
@@ -545,7 +546,7 @@ class SfarModel(SfarPreTrainedModel):
     def get_frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """CLIP frame embeddings: (B, T, 3, H, W) -> (B, T, D), before the temporal module."""
         batch_size, num_frames = pixel_values.shape[:2]
-        frames = pixel_values.flatten(0, 1)  # (B*T, 3, H, W)
+        frames = pixel_values.flatten(0, 1).to(self.visual_projection.weight.dtype)  # (B*T, 3, H, W), model dtype
         pooled = self.vision_model(pixel_values=frames).pooler_output  # (B*T, E)
         return self.visual_projection(pooled).view(batch_size, num_frames, -1)  # (B, T, D)
 
@@ -556,9 +557,40 @@ class SfarModel(SfarPreTrainedModel):
         subtext_mask = self.subtext_word_mask.flatten(1, 2)  # (C, N*S)
         return self.subtext_attention(prompt, subtext_words, key_padding_mask=subtext_mask) + prompt
 
+    def label_set_words(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """
+        The word-side constants of the frame weights: the normalised augmented prompt words T^_c (Eq. 4-6), (C, W, D),
+        and the normalised mean word of every sub-text (Eq. 9), (C, N, D); None for a branch the variant lacks.
+
+        They depend on the label set and the trained cross-attention only, not on the video. Outside training (no
+        gradient) they are computed once and reused until a parameter or buffer they depend on changes (an optimizer
+        step, `load_state_dict`, `set_label_set`, a dtype or device move); with gradients they are always recomputed.
+        (A change written through `.data`, which bypasses version counting, is not seen: call `clear_word_cache`.)
+        """
+        tensors = [self.prompt_word_embeds, self.subtext_word_embeds, self.prompt_word_mask, self.subtext_word_mask]
+        if self.subtext_attention is not None:
+            tensors += list(self.subtext_attention.parameters())
+        cacheable = not torch.is_grad_enabled()
+        key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) if cacheable else None
+        if cacheable and self._word_cache is not None and self._word_cache[0] == key:
+            return self._word_cache[1]
+        prompt_words = F.normalize(self.augmented_prompt_words(), dim=-1) if self.config.uses_coarse else None
+        mean_words = None
+        if self.config.uses_fine:
+            # The mean over words of sim(s, v) is sim-weighted by normalised words, so it is one dot product with
+            # the mean of the normalised word embeddings.
+            words = F.normalize(self.subtext_word_embeds, dim=-1)  # (C, N, S, D)
+            mean_words = _masked_mean(words, self.subtext_word_mask, dim=2)  # (C, N, D)
+        if cacheable:
+            self._word_cache = (key, (prompt_words, mean_words))
+        return prompt_words, mean_words
+
+    def clear_word_cache(self) -> None:
+        self._word_cache = None
+
     def coarse_frame_weights(self, frames: torch.Tensor) -> torch.Tensor:
         """a^coarse (Eq. 7): per word of T^_c a softmax over frames of sim / tau, averaged over words. (B, C, T)."""
-        words = F.normalize(self.augmented_prompt_words(), dim=-1)  # (C, W, D)
+        words = self.label_set_words()[0]  # (C, W, D), normalised
         sim = torch.einsum("cwd,btd->bcwt", words, F.normalize(frames, dim=-1))  # (B, C, W, T)
         per_word = (sim / self.config.frame_temperature).softmax(dim=-1)  # softmax over frames
         mask = self.prompt_word_mask.to(per_word.dtype)  # (C, W)
@@ -566,10 +598,7 @@ class SfarModel(SfarPreTrainedModel):
 
     def fine_frame_weights(self, frames: torch.Tensor) -> torch.Tensor:
         """a^fine (Eq. 9): softmax over frames of max_n (mean over the words of S_{c,n} of sim) / tau. (B, C, T)."""
-        # The mean over words of sim(s, v) is sim-weighted by normalised words, so it is one dot product with the
-        # mean of the normalised word embeddings: a constant of the label set.
-        words = F.normalize(self.subtext_word_embeds, dim=-1)  # (C, N, S, D)
-        mean_words = _masked_mean(words, self.subtext_word_mask, dim=2)  # (C, N, D)
+        mean_words = self.label_set_words()[1]  # (C, N, D)
         sim = torch.einsum("cnd,btd->bcnt", mean_words, F.normalize(frames, dim=-1))  # (B, C, N, T)
         return (sim.amax(dim=2) / self.config.frame_temperature).softmax(dim=-1)  # (B, C, T)
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from datasets_scripts.subtext_dataset import load_subtexts
@@ -46,6 +47,10 @@ class EvaluateArguments:
     group_columns: list[str] = field(default_factory=list, metadata={"help": "Also score these columns' subsets."})
     strict: bool = field(default=False, metadata={"help": "Stop on a missing or corrupt video instead of skip."})
     revision: str | None = field(default=None)
+    dtype: str = field(
+        default="float32", metadata={"help": "float32 or bfloat16 (the label set is encoded in float32 first)."}
+    )
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model (the Trainer's torch_compile)."})
 
 
 def plot_confusion(logits: np.ndarray, labels: np.ndarray, names: list[str], path: str) -> None:
@@ -98,6 +103,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         logger.info("zero-shot: replacing the model's %d labels by the dataset's %d", len(own), len(labels))
         model.set_label_set(labels, processor.tokenizer, subtexts)
 
+    if args.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}")
+    model = model.to(getattr(torch, args.dtype))
     output_dir = args.output_dir or os.path.join(args.model, f"eval-{os.path.basename(os.path.normpath(args.dataset))}")
     trainer = Trainer(
         model=model,
@@ -107,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             dataloader_num_workers=args.num_workers,
             remove_unused_columns=False,
             report_to="none",
+            torch_compile=args.compile,
         ),
         compute_metrics=compute_metrics,
     )

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel
 from tests.conftest import LABELS, SUBTEXTS, tiny_classifier, tiny_config
@@ -220,3 +221,39 @@ def test_new_label_set_keeps_the_model_dtype(converted, tiny_clip_dir):
     )
     assert model.sfar.text_embeds.dtype == torch.float64
     assert model(torch.randn(1, 4, 3, 32, 32, dtype=torch.float64)).logits.dtype == torch.float64
+
+
+def test_label_set_words_are_cached_outside_training_and_follow_every_change():
+    """Eq. 4-6 and the mean sub-text words are computed once for evaluation, and recomputed after an optimizer
+    step, a state-dict load or a dtype change; with gradients they are never cached."""
+    model = tiny_classifier("sfar").sfar.eval()
+    frames = torch.randn(2, 5, model.config.projection_dim)
+    with torch.no_grad():
+        first = model.label_set_words()
+        assert model.label_set_words()[0] is first[0]  # reused
+        weights = model.coarse_frame_weights(frames)
+    model._word_cache = None
+    with torch.no_grad():
+        torch.testing.assert_close(model.coarse_frame_weights(frames), weights)  # the cache changes nothing
+
+    optimizer = torch.optim.SGD(model.subtext_attention.parameters(), lr=1.0)
+    with torch.enable_grad():
+        words = model.label_set_words()
+        assert model.label_set_words()[0] is not words[0]  # with gradients: recomputed every time
+        words[0].sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        after_step = model.label_set_words()[0]
+    assert not torch.allclose(after_step, first[0])
+    uncached = F.normalize(model.augmented_prompt_words(), dim=-1)
+    torch.testing.assert_close(after_step, uncached)
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.subtext_attention.q_proj.weight.mul_(-1)
+        changed = model.label_set_words()[0]
+        model.load_state_dict(state)
+        torch.testing.assert_close(model.label_set_words()[0], after_step)
+        assert not torch.allclose(changed, after_step)
+        model.to(torch.float64)
+        assert model.label_set_words()[0].dtype == torch.float64
