@@ -260,13 +260,7 @@ def labels_scaling(args, rows: list) -> None:
         sfar = model.sfar
 
         def head(sfar=sfar):
-            frames_ = sfar.temporal(features)
-            weights = sfar.coarse_frame_weights(frames_)
-            coarse = sfar.coarse_ffn(torch.einsum("bct,btd->bcd", weights, frames_))
-            weights = sfar.fine_frame_weights(frames_)
-            fine = sfar.fine_ffn(torch.einsum("bct,btd->bcd", weights, frames_))
-            video = torch.nn.functional.normalize(coarse + fine, dim=-1)
-            return torch.einsum("bcd,cd->bc", video, sfar.text_embeds)
+            return sfar.head(features)
 
         with torch.no_grad():
             head()  # fills the label-set cache, as the first video of an evaluation does

@@ -205,6 +205,18 @@ class SfarResidualMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.fc2(F.gelu(self.fc1(x)))
 
+    def pooled(self, weights: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """
+        `forward(o)` for the class-specific poolings o_{b,c} = sum_t a_{b,c,t} v_{b,t} (Eq. 8, 10), all classes at once.
+
+        The first layer is linear and every row of `weights` sums to 1, so fc1(o_{b,c}) = sum_t a_{b,c,t} fc1(v_{b,t}):
+        fc1 runs on the T frames, not on the C pooled vectors (exact up to rounding). weights (B, C, T), frames
+        (B, T, D) -> (B, C, D).
+        """
+        pooled = torch.einsum("bct,btd->bcd", weights, frames)
+        hidden = torch.einsum("bct,bth->bch", weights, self.fc1(frames))  # (B, C, 4D)
+        return pooled + self.fc2(F.gelu(hidden))
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Text side helpers (pure functions)
@@ -619,7 +631,11 @@ class SfarModel(SfarPreTrainedModel):
         if pixel_values.ndim != 5:
             raise ValueError(f"pixel_values must be (B, T, 3, H, W) or (B, V, T, 3, H, W), got {pixel_values.shape}")
 
-        frame_embeds = self.get_frame_features(pixel_values)  # (B, T, D)
+        return self.head(self.get_frame_features(pixel_values))
+
+    def head(self, frame_embeds: torch.Tensor) -> SfarModelOutput:
+        """Everything after the vision tower (temporal module, text-guided poolings, logits) on (B, T, D) frames."""
+        self._check_text_features()
         frames = self.temporal(frame_embeds) if self.temporal is not None else frame_embeds  # v_l, (B, T, D)
         num_classes = self.text_embeds.shape[0]
 
@@ -630,12 +646,10 @@ class SfarModel(SfarPreTrainedModel):
             video_embeds = 0
             if self.config.uses_coarse:
                 coarse_weights = self.coarse_frame_weights(frames)  # (B, C, T)
-                coarse = torch.einsum("bct,btd->bcd", coarse_weights, frames)  # o^coarse, Eq. 8
-                video_embeds = video_embeds + self.coarse_ffn(coarse)
+                video_embeds = video_embeds + self.coarse_ffn.pooled(coarse_weights, frames)  # FFN(o^coarse), Eq. 8
             if self.config.uses_fine:
                 fine_weights = self.fine_frame_weights(frames)  # (B, C, T)
-                fine = torch.einsum("bct,btd->bcd", fine_weights, frames)  # o^fine, Eq. 10
-                video_embeds = video_embeds + self.fine_ffn(fine)  # Eq. 11
+                video_embeds = video_embeds + self.fine_ffn.pooled(fine_weights, frames)  # FFN(o^fine), Eq. 10-11
 
         sim = torch.einsum("bcd,cd->bc", F.normalize(video_embeds, dim=-1), self.text_embeds)  # (B, C)
         logits = self.logit_scale.exp() * sim
