@@ -24,7 +24,11 @@ ablation: setup
 	$(PY) scripts/ablation.py
 
 # Benchmarks are run on demand, never by the tests; reports go to outputs/bench/*.md and *.json.
+# torchcodec (the decoding baseline) needs FFmpeg's shared libraries: `apt-get install ffmpeg`.
 bench: setup
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/model_speed.py
+	$(PY) benchmarks/video_input.py
 	$(PY) benchmarks/subtext_generation.py
 
 test: setup

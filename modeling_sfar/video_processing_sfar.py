@@ -118,15 +118,9 @@ def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tup
         )
         indices = np.arange(total) if sample_indices_fn is None else np.asarray(sample_indices_fn(metadata=metadata))
         wanted = set(indices.tolist())
-        last = max(wanted)
         decoded: dict[int, np.ndarray] = {}
         try:
-            container.seek(0)
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:  # convert to RGB only the frames kept
-                    decoded[i] = frame.to_ndarray(format="rgb24")
-                if i >= last:
-                    break
+            _decode_frames(container, stream, wanted, fps, decoded)
         except av.error.FFmpegError as error:
             if not decoded:
                 raise ValueError(f"cannot decode video {path}: {error}") from error
@@ -138,6 +132,51 @@ def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tup
     frames = [decoded[i] if i in decoded else decoded[_nearest(available, i)] for i in indices.tolist()]
     metadata.frames_indices = indices.tolist()
     return np.stack(frames), metadata
+
+
+def _decode_frames(container, stream, wanted: set[int], fps: float | None, decoded: dict[int, np.ndarray]) -> None:
+    """
+    Fill `decoded` with the RGB frames whose indices are in `wanted`, decoding as little as possible.
+
+    Frames are decoded in order up to the last one wanted, and only the wanted ones are converted to RGB. Where a
+    keyframe lies between the last decoded frame and the next wanted one, the decoder jumps to that keyframe (the
+    keyframes are found by demuxing, which decodes nothing), so long gaps between sampled frames are skipped.
+    Without timestamps or a frame rate it decodes from the start.
+    """
+    time_base, start = stream.time_base, stream.start_time or 0
+
+    def index(pts: int) -> int:
+        return round(float((pts - start) * time_base) * fps)
+
+    keyframes: list[tuple[int, int]] = []  # (frame index, pts)
+    if fps and time_base:
+        packets = container.demux(stream)
+        keyframes = sorted((index(p.pts), p.pts) for p in packets if p.is_keyframe and p.pts is not None)
+    targets = sorted(wanted)
+    if not keyframes:  # no timestamps: one pass from the start
+        container.seek(0)
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                decoded[i] = frame.to_ndarray(format="rgb24")
+            if i >= targets[-1]:
+                return
+        return
+    position, frames = -1, None
+    for target in targets:
+        if target <= position:
+            continue  # passed already (a frame the stream lacks)
+        key_index, key_pts = max((k for k in keyframes if k[0] <= target), default=keyframes[0])
+        if frames is None or key_index > position + 1:  # jump over the gap to the keyframe before the target
+            container.seek(key_pts, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+        for frame in frames:
+            position = index(frame.pts) if frame.pts is not None else position + 1
+            if position in wanted:  # convert to RGB only the frames kept
+                decoded[position] = frame.to_ndarray(format="rgb24")
+            if position >= target:
+                break
+        else:
+            return  # the stream ended
 
 
 def _count_packets(container, stream) -> int:

@@ -40,6 +40,25 @@ def test_pyav_decodes_only_the_requested_frames_in_order(tmp_path):
     np.testing.assert_array_equal(some, everything[[7, 2, 2]])
 
 
+@pytest.mark.parametrize("keyframe_interval", [30, 250])
+def test_seeking_past_gaps_gives_the_frames_of_a_full_decode(tmp_path, keyframe_interval):
+    """Decoding jumps to the keyframe before a far target: the frames are still exactly those of a full decode."""
+    import av
+
+    from modeling_sfar.tiny import write_frames
+
+    frames = np.random.default_rng(0).integers(0, 255, (300, 32, 48, 3), dtype=np.uint8)
+    path = write_frames(tmp_path / "v.mp4", frames, fps=30, keyframe_interval=keyframe_interval)
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        keyframes = sum(packet.is_keyframe for packet in container.demux(stream))
+    assert keyframes == -(-300 // keyframe_interval)  # the file has the keyframes the test is about
+    everything, _ = read_video_pyav(path)
+    for indices in ([0, 37, 75, 112, 150, 187, 225, 262], [5, 299], [299], [280, 3, 3, 150], list(range(0, 300, 41))):
+        some, _ = read_video_pyav(path, lambda metadata, indices=indices: np.array(indices))
+        np.testing.assert_array_equal(some, everything[indices])
+
+
 @pytest.fixture(scope="module")
 def processor():
     return SfarVideoProcessor(num_frames=4, size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
