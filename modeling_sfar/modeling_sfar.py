@@ -547,6 +547,8 @@ class SfarModel(SfarPreTrainedModel):
         self.has_text_features.fill_(True)
 
     def _check_text_features(self) -> None:
+        if torch.compiler.is_compiling():  # checked in eager runs; a data-dependent branch would break the graph
+            return
         if not bool(self.has_text_features):
             raise ValueError(
                 "the model has no label set: call `set_label_set(labels, tokenizer, subtexts)` (or convert it from "

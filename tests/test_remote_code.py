@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 
@@ -71,3 +72,33 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(converted, vid
     labels = [model.config.id2label[i] for i in top.indices.tolist()]
     assert [p["label"] for p in result["pipeline"]] == labels
     torch.testing.assert_close(torch.tensor([p["score"] for p in result["pipeline"]]), top.values)
+
+
+def test_bfloat16_model_and_pipeline_agree_with_float32(converted, video_path):
+    """The reduced-precision path: float32 pixel values into a bfloat16 model, directly and through the pipeline."""
+    from transformers import pipeline
+
+    model, processor = converted
+    inputs = processor(videos=video_path)
+    with torch.no_grad():
+        full = model.eval()(**inputs).logits
+        half_model = copy.deepcopy(model).to(torch.bfloat16)
+        half = half_model(**inputs).logits
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)
+    classifier = pipeline("video-classification", model=half_model, image_processor=processor.video_processor)
+    scores = {p["label"]: p["score"] for p in classifier(video_path, top_k=4)}
+    expected = full.softmax(-1)[0]
+    for i, label in model.config.id2label.items():
+        assert abs(scores[label] - float(expected[i])) < 0.02
+
+
+def test_compiled_model_gives_the_eager_logits(converted, video_path):
+    """The compilation path (`model.compile()`, or `--compile` in evaluate.py) changes nothing but speed."""
+    model, processor = converted
+    inputs = processor(videos=video_path)
+    compiled = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        eager = model.eval()(**inputs).logits
+        compiled.compile()
+        torch.testing.assert_close(compiled(**inputs).logits, eager, rtol=1e-4, atol=1e-4)

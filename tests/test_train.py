@@ -94,6 +94,11 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
     )
     assert again["eval_top1"] == metrics["eval_top1"]
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
+    half = evaluate_script.main(
+        ["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval-bf16"),
+         "--dtype", "bfloat16"]
+    )  # fmt: skip
+    assert 0 <= half["eval_top1"] <= 100  # the bfloat16 path runs end to end (its accuracy: test_remote_code)
 
 
 def test_training_moves_both_learning_rates(storyboard, tiny_clip_dir, tmp_path):
