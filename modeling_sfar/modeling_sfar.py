@@ -600,6 +600,7 @@ class SfarModel(SfarPreTrainedModel):
         return prompt_words, mean_words
 
     def clear_word_cache(self) -> None:
+        """Forget the cached label-set words (see `label_set_words`)."""
         self._word_cache = None
 
     def coarse_frame_weights(self, frames: torch.Tensor) -> torch.Tensor:

@@ -143,15 +143,17 @@ def _decode_frames(container, stream, wanted: set[int], fps: float | None, decod
     keyframes are found by demuxing, which decodes nothing), so long gaps between sampled frames are skipped.
     Without timestamps or a frame rate it decodes from the start.
     """
-    time_base, start = stream.time_base, stream.start_time or 0
+    time_base, start = stream.time_base, 0
 
     def index(pts: int) -> int:
         return round(float((pts - start) * time_base) * fps)
 
     keyframes: list[tuple[int, int]] = []  # (frame index, pts)
     if fps and time_base:
-        packets = container.demux(stream)
-        keyframes = sorted((index(p.pts), p.pts) for p in packets if p.is_keyframe and p.pts is not None)
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None]
+        if packets:
+            start = min(pts for pts, _ in packets)  # frame 0: the earliest presentation time, whatever the edit list
+            keyframes = sorted((index(pts), pts) for pts, key in packets if key)
     targets = sorted(wanted)
     if not keyframes:  # no timestamps: one pass from the start
         container.seek(0)
