@@ -251,7 +251,7 @@ BUILDERS = {
 }
 
 
-# name, homepage, licence of the videos (card metadata), citation (the dataset paper)
+# name, homepage (also the card's licence link: the videos stay under their authors' terms), citation
 SOURCES = {
     "ucf101": (
         "UCF-101",

@@ -179,3 +179,7 @@ def test_command_line_saves_and_lists_missing(tmp_path, clip):
     assert "train: 3 videos (1 missing)" in run.stdout
     assert load_from_disk(str(out))["train"].num_rows == 3
     assert (out / "missing_train.txt").read_text().split() == ["gone1234567_000020_000030"]
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(out / "README.md")  # the index's card (tests/test_cards.py checks its content)
+    assert "kinetics400" in card.data.tags and "| train | 3 | 1 |" in card.text
