@@ -108,14 +108,33 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name, self.batch_size = model, batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.chat = None  # the processor whose chat template a vision-language model (LLaVA) uses
+        try:
+            network = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
+        except ValueError as error:  # not a text-only model: LLaVA and other vision-language chat models
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            try:
+                network = AutoModelForImageTextToText.from_pretrained(model, revision=revision, dtype=dtype)
+            except ValueError:
+                raise ValueError(f"{model}: neither a causal language model nor an image-text-to-text model") from error
+            self.chat = AutoProcessor.from_pretrained(model, revision=revision)
         self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, padding_side="left")
-        if not self.tokenizer.chat_template:
+        template = (self.chat or self.tokenizer).chat_template
+        if not template:
             raise ValueError(f"{model}: the tokenizer has no chat template; use a chat (instruction-tuned) model")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype).to(self.device).eval()
+        self.model = network.to(self.device).eval()
         self.revision = revision or getattr(self.model.config, "_commit_hash", None)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text of one conversation, with the model's chat template (text parts for LLaVA's)."""
+        if self.chat is None:
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        parts = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in messages]
+        return self.chat.apply_chat_template(parts, add_generation_prompt=True, tokenize=False)
 
     def generate(self, requests: list[Request], sampling: SamplingOptions) -> list[str]:
         import torch
@@ -123,9 +142,7 @@ class TransformersBackend:
         answers = []
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start : start + self.batch_size]
-            texts = self.tokenizer.apply_chat_template(
-                [r.messages for r in batch], add_generation_prompt=True, tokenize=False
-            )
+            texts = [self.render(r.messages) for r in batch]
             inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             torch.manual_seed(batch[0].seed * 1_000_003 + start)
             with torch.no_grad():

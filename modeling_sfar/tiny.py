@@ -7,7 +7,14 @@ import os
 
 import torch
 
-__all__ = ["build_tiny_clip", "build_tiny_llama_chat", "write_frames", "write_video", "STEP_CHOICES"]
+__all__ = [
+    "build_tiny_clip",
+    "build_tiny_llama_chat",
+    "build_tiny_llava_chat",
+    "write_frames",
+    "write_video",
+    "STEP_CHOICES",
+]
 
 
 def _byte_level_alphabet() -> list[str]:
@@ -133,8 +140,10 @@ STEP_CHOICES = (
     ("This action is pushing the bar over the head.", "This action is holding the bar above the shoulders."),
     ("This action is lowering the bar back down.", "This action is dropping the bar to the ground."),
 )
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} {% endfor %}"
+CHAT_TEMPLATE = (  # content as a string (chat models) or a list of text parts (vision-language processors)
+    "{% for message in messages %}<|{{ message['role'] }}|> "
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}{{ part['text'] }}{% endfor %}{% endif %} {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
@@ -240,4 +249,60 @@ def build_tiny_llama_chat(
     )
     model.save_pretrained(save_directory)
     tokenizer.save_pretrained(save_directory)
+    return os.fspath(save_directory)
+
+
+def build_tiny_llava_chat(save_directory: str | os.PathLike, seed: int = 0) -> str:
+    """
+    Save a small random `LlavaNextForConditionalGeneration` (the LLaVA-1.6 architecture) with a processor whose chat
+    template takes text parts, as llava-hf checkpoints do: for testing the text-only use of a vision-language model.
+    """
+    import tempfile
+
+    from transformers import (
+        AutoTokenizer,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = AutoTokenizer.from_pretrained(build_tiny_llama_chat(tmp, scripted=False, save_weights=False))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    config = LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=[[32, 32]],
+    )
+    torch.manual_seed(seed)
+    LlavaNextForConditionalGeneration(config).save_pretrained(save_directory)
+    images = LlavaNextImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=[[32, 32]]
+    )
+    processor = LlavaNextProcessor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+    )
+    processor.save_pretrained(save_directory)
     return os.fspath(save_directory)

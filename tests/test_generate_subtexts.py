@@ -238,3 +238,16 @@ def test_local_sets_in_folders_of_the_same_name_do_not_mix(tmp_path):
         assert load_subtexts(tmp_path / name / "subtexts") == {name: [f"{name} a", f"{name} b"]}
     with pytest.raises(ValueError, match="no candidates/\\*.parquet files"):
         load_subtext_config(tmp_path, "candidates")
+
+
+def test_a_vision_language_chat_model_answers_text_only(tmp_path):
+    """LLaVA-1.6 (LlavaNext) checkpoints are not causal LMs for the auto classes: the transformers back-end loads them
+    as image-text-to-text models and renders the prompts with their processor's chat template (text parts)."""
+    from modeling_sfar.tiny import build_tiny_llava_chat
+
+    backend = Counting(build_tiny_llava_chat(tmp_path / "llava"), batch_size=2)
+    assert backend.chat is not None and type(backend.model).__name__ == "LlavaNextForConditionalGeneration"
+    records = generate_answers("llava", backend, {"jump": "jump"}, SAMPLING, tmp_path / "log.jsonl")
+    assert len(records) >= len(QUESTION_PROMPTS) and all(isinstance(r["answer"], str) for r in records)
+    rendered = backend.render(backend.asked[0].messages)
+    assert SYSTEM_PROMPT in rendered and "Action: jump" in rendered and rendered.endswith("<|assistant|>")
