@@ -301,8 +301,8 @@ def main() -> None:
         SECTIONS[name](args, rows)
     notes = (
         f"ViT-B/16 size, random weights, float32 unless said; medians of interleaved repeats; "
-        f"{time.perf_counter() - start:.0f} s in all. Peak MB: peak resident set of a fresh process over the case "
-        "minus its resident set before it."
+        f"{time.perf_counter() - start:.0f} s in all. Peak MB: peak resident set of a fresh process over a second "
+        "run of the case minus its resident set before it."
     )
     path = write_report(args.output_dir, "model_speed", "SFAR speed against its backbone", rows, notes)
     print(path.read_text())
