@@ -33,6 +33,7 @@ def worker(rank, world_size, init_file, variant, queue):
         dist.all_reduce(grad)
         grad /= world_size  # what DDP averages
         queue.put((rank, loss.item(), grad.tolist()))
+        dist.barrier()  # neither process tears gloo down while the other still uses it (an abort, seen once in CI)
     finally:
         dist.destroy_process_group()
 
