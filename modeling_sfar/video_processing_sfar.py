@@ -104,6 +104,7 @@ def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tup
         if not container.streams.video:
             raise ValueError(f"no video stream in {path}")
         stream = container.streams.video[0]
+        _share_cores_between_workers(stream)
         total = stream.frames or _count_packets(container, stream)
         if total < 1:
             raise ValueError(f"video has no frames: {path}")
@@ -132,6 +133,19 @@ def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tup
     frames = [decoded[i] if i in decoded else decoded[_nearest(available, i)] for i in indices.tolist()]
     metadata.frames_indices = indices.tolist()
     return np.stack(frames), metadata
+
+
+def _share_cores_between_workers(stream) -> None:
+    """
+    In a DataLoader worker, give the decoder its share of the cores (cores // workers, at least 1) instead of FFmpeg's
+    default of one thread per core: one threaded decoder per worker would oversubscribe the machine. The main
+    process keeps FFmpeg's default.
+    """
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    if info is not None:
+        stream.codec_context.thread_count = max(1, (os.cpu_count() or 1) // info.num_workers)
 
 
 def _decode_frames(container, stream, wanted: set[int], fps: float | None, decoded: dict[int, np.ndarray]) -> None:

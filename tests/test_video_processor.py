@@ -135,3 +135,20 @@ def test_processor_round_trip(processor, tmp_path):
     processor.save_pretrained(tmp_path)
     loaded = SfarVideoProcessor.from_pretrained(tmp_path)
     assert loaded.num_frames == 4 and loaded.crop_size == processor.crop_size
+
+
+def test_dataloader_workers_decode_the_same_frames(tmp_path):
+    """Workers decode with their share of the cores (fewer FFmpeg threads): the frames are the same."""
+    path = write_video(tmp_path / "v.mp4", num_frames=24)
+    expected, _ = read_video_pyav(path, lambda metadata: np.array([1, 9, 17, 23]))
+
+    class Videos(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.from_numpy(read_video_pyav(path, lambda metadata: np.array([1, 9, 17, 23]))[0])
+
+    for frames in torch.utils.data.DataLoader(Videos(), batch_size=2, num_workers=2):
+        for video in frames:
+            np.testing.assert_array_equal(video.numpy(), expected)
