@@ -114,18 +114,11 @@ def peak_memory_mb(case: str, batch_size: int) -> float:
     return json.loads(run.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS: now, VmHWM: peak), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -158,11 +151,11 @@ def memory_case(case: str, batch_size: int) -> None:
         grad = False
     with torch.set_grad_enabled(grad):
         run()  # steady state: optimizer states allocated, SFAR's label-set cache filled (as from the second video on)
-    before = _rss_mb()
+    before = _status_mb("VmRSS")
     _reset_peak()
     with torch.set_grad_enabled(grad):
         run()
-    print(json.dumps({"peak_mb": _peak_mb() - before}))
+    print(json.dumps({"peak_mb": _status_mb("VmHWM") - before}))
 
 
 # -- the sections ------------------------------------------------------------------------------------------------

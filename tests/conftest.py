@@ -97,6 +97,31 @@ except ImportError:
 """
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_server(url: str, process: subprocess.Popen, log: Path, name: str, seconds: int) -> None:
+    """Poll `url` until it answers; fail with the end of `log` if `process` exits first or after `seconds`."""
+    import time
+    import urllib.request
+
+    for _ in range(2 * seconds):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+    pytest.fail(f"{name} did not answer within {seconds} s")
+
+
 def run_python_offline(args: list[str], cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     """Run `python *args` in a fresh process with the Hub offline and a private cache; fail with its stderr."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from tests.conftest import free_port
 
 
 def build(variant):
@@ -52,10 +53,7 @@ def test_two_processes_give_the_single_process_loss_and_gradient(variant, tmp_pa
     context = mp.get_context("spawn")
     queue = context.Queue()
     os.environ.setdefault("PYTHONPATH", os.getcwd())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(worker, args=(2, port, variant, queue), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(worker, args=(2, free_port(), variant, queue), nprocs=2, join=True, start_method="spawn")
     results = sorted(queue.get(timeout=60) for _ in range(2))
     for _, distributed_loss, grad in results:
         assert distributed_loss == pytest.approx(loss.item(), rel=1e-5)

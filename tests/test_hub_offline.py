@@ -7,18 +7,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import BLOCK_MODELING_SFAR
+from tests.conftest import BLOCK_MODELING_SFAR, free_port, wait_for_server
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -39,12 +36,6 @@ def git_repo(staged: Path, path: Path) -> str:
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True
     ).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +86,8 @@ def hub(converted, video_path, tmp_path_factory):
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{endpoint}/api/models/org/sfar-test/revision/main", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"olah exited: {(root / 'olah.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("olah did not answer within 60 s")
+        url = f"{endpoint}/api/models/org/sfar-test/revision/main"
+        wait_for_server(url, server, root / "olah.log", "olah", 60)
         yield {"endpoint": endpoint, "commit": commit, "root": root}
     finally:
         server.terminate()

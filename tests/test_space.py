@@ -7,26 +7,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import free_port, wait_for_server
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytest.importorskip("gradio", reason="gradio is installed by `make test`")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +88,7 @@ def test_upload_a_video_in_chromium_and_read_the_prediction(converted, video_pat
                               stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"the app exited: {(tmp_path / 'app.log').read_text()[-3000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("the app did not answer within 120 s")
+        wait_for_server(url, server, tmp_path / "app.log", "the app", 120)
 
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
