@@ -22,8 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AttentionInterface, PreTrainedModel
 from transformers import initialization as init
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
 from transformers.utils import ModelOutput, logging
 
@@ -105,6 +106,58 @@ class SfarVideoClassifierOutput(SfarModelOutput):
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------------------------------------------
+
+# The attention scores `blocked_sdpa_attention` holds at once: a block of heads whose scores stay in cache.
+ATTENTION_BLOCK_BYTES = 2 * 1024 * 1024
+
+
+def blocked_sdpa_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """
+    The vision tower's attention (registered as "sfar_sdpa"): transformers' SDPA attention, except for bfloat16
+    inference on a CPU.
+
+    There torch's fused kernel computes in float32 (unless the CPU has AMX tiles), and an unfused
+    matmul-softmax-matmul writes the whole (B*H, L, L) score tensor to memory and reads it back three times. So the
+    heads are taken a block at a time, sized so that a block's scores (`ATTENTION_BLOCK_BYTES`) stay in cache
+    between the two bfloat16 matmuls. Same softmax attention, scores rounded to bfloat16 as in the rest of a
+    bfloat16 model; at ViT-B/16 size (64 frames, 197 tokens) 2.3x faster than the fused kernel on a 2-core AVX-512
+    CPU. query, key, value (B, H, L, hd) -> (B, L, H, hd), None.
+    """
+    batch_size, num_heads, length, head_dim = query.shape
+    if (
+        query.device.type != "cpu"
+        or query.dtype != torch.bfloat16
+        or torch.is_grad_enabled()
+        or attention_mask is not None
+        or dropout > 0.0
+        or getattr(module, "is_causal", False)
+        or key.shape != query.shape
+        or kwargs.get("output_attentions", False)
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )  # fmt: skip
+    scaling = head_dim**-0.5 if scaling is None else scaling
+    q, k, v = query.flatten(0, 1), key.flatten(0, 1), value.flatten(0, 1)  # (B*H, L, hd)
+    out = torch.empty_like(q)
+    block = max(1, ATTENTION_BLOCK_BYTES // (length * length * query.element_size()))
+    for start in range(0, len(q), block):
+        rows = slice(start, start + block)
+        scores = torch.bmm(q[rows], k[rows].transpose(1, 2)).mul_(scaling)  # (block, L, L)
+        torch.bmm(scores.softmax(-1), v[rows], out=out[rows])
+    return out.view(batch_size, num_heads, length, head_dim).transpose(1, 2), None
+
+
+AttentionInterface.register("sfar_sdpa", blocked_sdpa_attention)
 
 
 class SfarAttention(nn.Module):
@@ -402,6 +455,8 @@ class SfarModel(SfarPreTrainedModel):
         width = config.projection_dim
         self.text_model = CLIPTextModel._from_config(config.text_config)
         self.vision_model = CLIPVisionModel._from_config(config.vision_config)
+        if self.vision_model.config._attn_implementation == "sdpa":  # the default; an explicit other choice is kept
+            self.vision_model.config._attn_implementation = "sfar_sdpa"
         self.text_projection = nn.Linear(config.text_config.hidden_size, width, bias=False)
         self.visual_projection = nn.Linear(config.vision_config.hidden_size, width, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))

@@ -257,3 +257,67 @@ def test_label_set_words_are_cached_outside_training_and_follow_every_change():
         assert not torch.allclose(changed, after_step)
         model.to(torch.float64)
         assert model.label_set_words()[0].dtype == torch.float64
+
+
+def reference_softmax_attention(query, key, value, scaling):
+    """softmax(q k^T * scaling) v, head by head, in float64: (B, H, L, hd) -> (B, L, H, hd)."""
+    out = torch.empty(query.shape, dtype=torch.float64)
+    for b in range(query.shape[0]):
+        for h in range(query.shape[1]):
+            q, k, v = (t[b, h].double() for t in (query, key, value))
+            out[b, h] = ((q @ k.T) * scaling).softmax(-1) @ v
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2 * 7 * 7 * 3, 2**21], ids=["one-head", "three-heads", "default"])
+def test_blocked_attention_is_softmax_attention_in_any_block_size(block_bytes, monkeypatch):
+    """bfloat16 inference on a CPU takes the blocked path; blocks of 1, 3 (not dividing the 2 x 5 heads) or all."""
+    import modeling_sfar.modeling_sfar as modeling
+
+    monkeypatch.setattr(modeling, "ATTENTION_BLOCK_BYTES", block_bytes)
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(2, 5, 7, 8).bfloat16() for _ in range(3))
+    module = torch.nn.Module()
+    with torch.no_grad():
+        out, weights = modeling.blocked_sdpa_attention(module, query, key, value, None, scaling=0.3)
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 7, 5, 8) and weights is None
+    torch.testing.assert_close(out.double(), reference_softmax_attention(query, key, value, 0.3), rtol=0.02, atol=0.02)
+
+
+def test_blocked_attention_is_transformers_sdpa_everywhere_else():
+    """float32, training (gradients), a mask, or a causal module: exactly transformers' SDPA attention."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from modeling_sfar.modeling_sfar import blocked_sdpa_attention
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.is_causal = False
+    query, key, value = (torch.randn(2, 5, 7, 8) for _ in range(3))
+    mask = torch.rand(2, 1, 7, 7) > 0.3
+    half = [t.bfloat16().requires_grad_() for t in (query, key, value)]
+    cases = [((query, key, value, None), torch.no_grad), ((query, key, value, mask), torch.no_grad),
+             ((*half, None), torch.enable_grad)]  # fmt: skip
+    for args, grad_mode in cases:
+        with grad_mode():
+            expected = sdpa_attention_forward(module, *args, scaling=0.3)[0]
+            torch.testing.assert_close(blocked_sdpa_attention(module, *args, scaling=0.3)[0], expected, rtol=0, atol=0)
+
+
+def test_vision_tower_attention_defaults_to_blocked_sdpa_and_keeps_an_explicit_choice(tiny_clip_dir, tmp_path):
+    model = tiny_classifier("sfar").eval()
+    assert model.sfar.vision_model.config._attn_implementation == "sfar_sdpa"
+    model.save_pretrained(tmp_path)
+    loaded = SfarForVideoClassification.from_pretrained(tmp_path)
+    assert loaded.sfar.vision_model.config._attn_implementation == "sfar_sdpa"
+    eager = SfarForVideoClassification.from_pretrained(tmp_path, attn_implementation="eager")
+    assert eager.sfar.vision_model.config._attn_implementation == "eager"
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    plain = copy.deepcopy(half)
+    plain.sfar.vision_model.set_attn_implementation("sdpa")
+    assert plain.sfar.vision_model.config._attn_implementation == "sdpa"
+    pixel_values = torch.randn(2, 5, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            half(pixel_values).logits.float(), plain(pixel_values).logits.float(), rtol=0.05, atol=0.05
+        )
