@@ -39,6 +39,8 @@ class SfarVideoProcessorKwargs(VideosKwargs, total=False):
     flip_probability (`float`): chance of a horizontal flip in training (0 for direction-sensitive classes).
     grayscale_probability (`float`): chance of turning a training clip grey.
     crop_area_min (`float`): smallest share of the frame that the training crop keeps (BIKE: 0.08).
+    decode_threads (`int`): FFmpeg threads per decoded video; None: FFmpeg's default (one per core) in the main
+        process, the worker's share of the cores (cores // workers) in a DataLoader worker.
     """
 
     training: bool | None
@@ -47,6 +49,7 @@ class SfarVideoProcessorKwargs(VideosKwargs, total=False):
     flip_probability: float | None
     crop_area_min: float | None
     grayscale_probability: float | None
+    decode_threads: int | None
 
 
 def tsn_frame_indices(
@@ -78,9 +81,12 @@ def tsn_frame_indices(
     return np.clip(indices, 0, total_num_frames - 1).reshape(-1)
 
 
-def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tuple[np.ndarray, VideoMetadata]:
+def read_video_pyav(
+    path: str, sample_indices_fn: Callable | None = None, threads: int | None = None
+) -> tuple[np.ndarray, VideoMetadata]:
     """
-    Decode the frames of `path` that `sample_indices_fn(metadata=...)` selects (all frames without it).
+    Decode the frames of `path` that `sample_indices_fn(metadata=...)` selects (all frames without it), with
+    `threads` FFmpeg threads (None: FFmpeg's default in the main process, cores // workers in a DataLoader worker).
 
     Returns:
         `(len(indices), H, W, 3)` uint8 RGB frames, in the order of the indices (repeats allowed), and the metadata.
@@ -104,7 +110,12 @@ def read_video_pyav(path: str, sample_indices_fn: Callable | None = None) -> tup
         if not container.streams.video:
             raise ValueError(f"no video stream in {path}")
         stream = container.streams.video[0]
-        _share_cores_between_workers(stream)
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be at least 1, got {threads}")
+            stream.codec_context.thread_count = threads
+        else:
+            _share_cores_between_workers(stream)
         total = stream.frames or _count_packets(container, stream)
         if total < 1:
             raise ValueError(f"video has no frames: {path}")
@@ -239,6 +250,7 @@ class SfarVideoProcessor(BaseVideoProcessor):
     flip_probability = FLIP_PROBABILITY
     crop_area_min = CROP_AREA[0]
     grayscale_probability = GRAYSCALE_PROBABILITY
+    decode_threads = None
 
     def sample_frames(
         self,
@@ -261,7 +273,7 @@ class SfarVideoProcessor(BaseVideoProcessor):
         if isinstance(video_url_or_urls, (list, tuple)):
             pairs = [self.fetch_videos(path, sample_indices_fn) for path in video_url_or_urls]
             return [video for video, _ in pairs], [metadata for _, metadata in pairs]
-        return read_video_pyav(video_url_or_urls, sample_indices_fn)
+        return read_video_pyav(video_url_or_urls, sample_indices_fn, threads=self.decode_threads)
 
     def _preprocess(
         self,

@@ -152,3 +152,27 @@ def test_dataloader_workers_decode_the_same_frames(tmp_path):
     for frames in torch.utils.data.DataLoader(Videos(), batch_size=2, num_workers=2):
         for video in frames:
             np.testing.assert_array_equal(video.numpy(), expected)
+
+
+def test_decode_threads_are_set_saved_and_checked(tmp_path, monkeypatch):
+    import modeling_sfar.video_processing_sfar as video_processing
+
+    path = write_video(tmp_path / "v.mp4", num_frames=24)
+    threads = []
+    decode = video_processing._decode_frames
+
+    def spy(container, stream, *args):
+        threads.append(stream.codec_context.thread_count)
+        return decode(container, stream, *args)
+
+    monkeypatch.setattr(video_processing, "_decode_frames", spy)
+    processor = SfarVideoProcessor(num_frames=4, decode_threads=1)
+    processor.save_pretrained(tmp_path / "processor")
+    loaded = SfarVideoProcessor.from_pretrained(tmp_path / "processor")
+    assert loaded.decode_threads == 1
+    one_thread = loaded(path)["pixel_values"]
+    default = SfarVideoProcessor(num_frames=4)(path)["pixel_values"]
+    assert threads == [1, 0]  # FFmpeg's own default (0: one per core) when not set
+    torch.testing.assert_close(one_thread, default, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        read_video_pyav(path, threads=0)
