@@ -1,7 +1,8 @@
 """What every benchmark shares: interleaved repeats with medians, and a JSON + Markdown report.
 
 A benchmark's figures are ratios against a baseline measured in the same run: the cases are timed in turn, repeat
-after repeat, so that a slow spell of the machine falls on all of them alike.
+after repeat, so that a slow spell of the machine falls on all of them alike, and a ratio is the median of the
+per-round ratios (`paired_ratio`; model_speed.py), so that a drift between rounds cancels too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def interleaved(cases: dict[str, Callable[[], Any]], repeats: int = 5, warmup: i
             if round_ >= warmup:
                 times[name].append(elapsed)
     return {name: {"median_s": statistics.median(t), "times_s": t} for name, t in times.items()}
+
+
+def paired_ratio(times: dict[str, dict[str, Any]], case: str, base: str) -> float:
+    """The median over rounds of `case`'s time over `base`'s time in the same round (from `interleaved`)."""
+    return statistics.median(a / b for a, b in zip(times[case]["times_s"], times[base]["times_s"], strict=True))
 
 
 def machine() -> dict[str, Any]:

@@ -3,12 +3,14 @@
     python benchmarks/model_speed.py                       # everything, ViT-B/16 size, random weights
     python benchmarks/model_speed.py --only inference --batch_sizes 1
 
-Every figure is a ratio against a baseline timed in the same run, interleaved, medians of `--repeats`:
+Every figure is a ratio against a baseline timed in the same run, interleaved, the median of `--repeats` per-round
+ratios:
 - inference: SFAR's forward over the bare CLIP vision tower (+ projection) on the same 8 frames, 400 labels; and
   transformers' `XCLIPModel` at the same size (its video side, with the 400 text embeddings computed beforehand,
   as SFAR's are);
-- precision: bfloat16 (and `torch.compile` with `--compile`) over float32 throughput, with the largest relative
-  logit difference;
+- precision: bfloat16, bfloat16 + `torch.compile`, and bfloat16 + `torch.compile` with frozen weights (what
+  `evaluate.py --compile` does) over float32 throughput, with the largest relative logit difference (`--no_compile`
+  leaves the compiled cases out);
 - training: one optimizer step of SFAR (coarse + fine) over the mean-pooling model with the same temporal layers;
 - labels: the head's share of the forward time (everything after the vision tower) for C in {100, 400, 1000, 4000}.
 Peak memory is the peak resident set of a fresh process running the case once more after a first run (steady
@@ -28,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from benchmarks.harness import interleaved, write_report  # noqa: E402
+from benchmarks.harness import interleaved, paired_ratio, write_report  # noqa: E402
 
 VIT_B16 = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
            "image_size": 224, "patch_size": 16}  # fmt: skip
@@ -176,13 +178,12 @@ def inference(args, rows: list) -> None:
                 },
                 repeats=args.repeats,
             )
-        base = times["CLIP vision tower"]["median_s"]
         for name, measured in times.items():
             case = {"CLIP vision tower": "vision", "SFAR": "sfar", "X-CLIP": "xclip"}[name]
             rows.append({
                 "section": "inference, 8x224, 400 labels", "batch": batch_size, "model": name,
                 "median s": measured["median_s"], "videos/s": batch_size / measured["median_s"],
-                "time / vision tower": measured["median_s"] / base,
+                "time / vision tower": paired_ratio(times, name, "CLIP vision tower"),
                 "peak MB": peak_memory_mb(case, batch_size) if args.memory else None,
             })  # fmt: skip
         print(json.dumps(rows[-3:], indent=1), flush=True)
@@ -195,8 +196,21 @@ def precision(args, rows: list) -> None:
     if args.compile:
         compiled = torch.compile(model16)
         cases["bfloat16 + torch.compile"] = lambda x: compiled(pixel_values=x)
+        # weights folded into the graph as constants: oneDNN prepacks the linear layers' weights once
+        frozen = torch.compile(sfar_model().eval().to(torch.bfloat16), options={"freezing": True})
+        cases["bfloat16 + torch.compile, frozen weights"] = lambda x: frozen(pixel_values=x)
     batch_size = max(args.batch_sizes)
     x = frames(batch_size)
+    # The machine's own ratio: a 4096^3 matmul in bfloat16 over float32 (the model's time is ~80 % matmuls)
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    matmuls = interleaved({"float32": lambda: a @ b, "bfloat16": lambda: a16 @ b16}, repeats=args.repeats)
+    for name, measured in matmuls.items():
+        rows.append({
+            "section": "precision, matmul 4096^3 (the CPU's ratio)", "model": name,
+            "GFLOP/s": 2 * 4096**3 / measured["median_s"] / 1e9,
+            "throughput / float32": 1 / paired_ratio(matmuls, name, "float32"),
+        })  # fmt: skip
     with torch.no_grad():
         reference = model32(pixel_values=x).logits
         differences, agreement = {}, {}
@@ -206,12 +220,11 @@ def precision(args, rows: list) -> None:
             differences[name] = float((logits - reference).abs().max() / reference.abs().max())
             agreement[name] = float((logits.argmax(-1) == reference.argmax(-1)).float().mean())
         times = interleaved({name: (lambda c=case: c(x)) for name, case in cases.items()}, repeats=args.repeats)
-    base = times["float32"]["median_s"]
     for name, measured in times.items():
         rows.append({
             "section": "precision, SFAR 8x224, 400 labels", "batch": batch_size, "model": name,
             "median s": measured["median_s"], "videos/s": batch_size / measured["median_s"],
-            "throughput / float32": base / measured["median_s"],
+            "throughput / float32": 1 / paired_ratio(times, name, "float32"),
             "max logit difference / max logit": differences[name],
             "top-1 agreement with float32": agreement[name],
         })  # fmt: skip
@@ -234,12 +247,12 @@ def training(args, rows: list) -> None:
 
         steps[name] = step
     times = interleaved(steps, repeats=args.train_repeats)
-    base = times["mean pooling + temporal (6 layers)"]["median_s"]
     for name, measured in times.items():
         case = "train-sfar" if name.startswith("SFAR") else "train-mean"
         rows.append({
             "section": "training step, 8x224, 400 labels", "batch": batch_size, "model": name,
-            "median s": measured["median_s"], "time / mean pooling": measured["median_s"] / base,
+            "median s": measured["median_s"],
+            "time / mean pooling": paired_ratio(times, name, "mean pooling + temporal (6 layers)"),
             "peak MB": peak_memory_mb(case, batch_size) if args.memory else None,
         })  # fmt: skip
     print(json.dumps(rows[-2:], indent=1), flush=True)
@@ -281,7 +294,9 @@ def main() -> None:
     parser.add_argument("--train_batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train_repeats", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on a CPU)")
+    parser.add_argument(
+        "--no_compile", dest="compile", action="store_false", help="leave out the torch.compile cases (minutes here)"
+    )
     parser.add_argument("--no_memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     parser.add_argument("--memory_case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
