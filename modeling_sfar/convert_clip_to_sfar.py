@@ -110,4 +110,3 @@ def convert_clip_to_sfar(
         crop_size={"height": image_size, "width": image_size},
     )
     return model.eval(), SfarProcessor(video_processor=video_processor, tokenizer=tokenizer)
-
