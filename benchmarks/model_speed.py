@@ -8,9 +8,9 @@ ratios:
 - inference: SFAR's forward over the bare CLIP vision tower (+ projection) on the same 8 frames, 400 labels; and
   transformers' `XCLIPModel` at the same size (its video side, with the 400 text embeddings computed beforehand,
   as SFAR's are);
-- precision: bfloat16, bfloat16 + `torch.compile`, and bfloat16 + `torch.compile` with frozen weights (what
-  `evaluate.py --compile` does) over float32 throughput, with the largest relative logit difference (`--no_compile`
-  leaves the compiled cases out);
+- precision: bfloat16 and bfloat16 + `torch.compile` (what `evaluate.py --dtype bfloat16 --compile` does) over
+  float32 throughput, with the largest relative logit difference (`--no_compile` leaves compilation out), and the
+  CPU's own bfloat16 / float32 ratio on a 4096^3 matmul;
 - training: one optimizer step of SFAR (coarse + fine) over the mean-pooling model with the same temporal layers;
 - labels: the head's share of the forward time (everything after the vision tower) for C in {100, 400, 1000, 4000}.
 Peak memory is the peak resident set of a fresh process running the case once more after a first run (steady
@@ -196,9 +196,6 @@ def precision(args, rows: list) -> None:
     if args.compile:
         compiled = torch.compile(model16)
         cases["bfloat16 + torch.compile"] = lambda x: compiled(pixel_values=x)
-        # weights folded into the graph as constants: oneDNN prepacks the linear layers' weights once
-        frozen = torch.compile(sfar_model().eval().to(torch.bfloat16), options={"freezing": True})
-        cases["bfloat16 + torch.compile, frozen weights"] = lambda x: frozen(pixel_values=x)
     batch_size = max(args.batch_sizes)
     x = frames(batch_size)
     # The machine's own ratio: a 4096^3 matmul in bfloat16 over float32 (the model's time is ~80 % matmuls)

@@ -52,7 +52,7 @@ class EvaluateArguments:
     )
     compile: bool = field(
         default=False,
-        metadata={"help": "torch.compile the model for inference, its weights folded in as constants (freezing)."},
+        metadata={"help": "torch.compile the model (inductor; the first batches pay for the compilation)."},
     )
 
 
@@ -110,9 +110,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         raise ValueError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}")
     model = model.to(getattr(torch, args.dtype))
     if args.compile:
-        # The weights are fixed here, so inductor may fold them into the graph (freezing): on a CPU the linear layers'
-        # weights are then prepacked for oneDNN once, and the label-set words of Eq. 4-6 become constants.
-        model.eval().compile(options={"freezing": True})
+        # (Inductor's weight freezing was measured too: no gain over this on a CPU, 4.17-4.70x against 4.20-4.56x.)
+        model.eval().compile()
     output_dir = args.output_dir or os.path.join(args.model, f"eval-{os.path.basename(os.path.normpath(args.dataset))}")
     trainer = Trainer(
         model=model,
