@@ -145,7 +145,7 @@ def blocked_sdpa_attention(
     ):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
-        )  # fmt: skip
+        )
     scaling = head_dim**-0.5 if scaling is None else scaling
     q, k, v = query.flatten(0, 1), key.flatten(0, 1), value.flatten(0, 1)  # (B*H, L, hd)
     out = torch.empty_like(q)

@@ -99,10 +99,14 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
          "--dtype", "bfloat16"]
     )  # fmt: skip
     assert 0 <= half["eval_top1"] <= 100  # the bfloat16 path runs end to end (its accuracy: test_remote_code)
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
     compiled = evaluate_script.main(
         ["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval-compiled"),
          "--compile"]
     )  # fmt: skip
+    assert counters["stats"]["unique_graphs"] > graphs  # the model was compiled
     assert compiled["eval_top1"] == metrics["eval_top1"] and compiled["eval_top5"] == metrics["eval_top5"]
 
 
