@@ -110,12 +110,7 @@ def read_video_pyav(
         if not container.streams.video:
             raise ValueError(f"no video stream in {path}")
         stream = container.streams.video[0]
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be at least 1, got {threads}")
-            stream.codec_context.thread_count = threads
-        else:
-            _share_cores_between_workers(stream)
+        _set_decoder_threads(stream, threads)
         total = stream.frames or _count_packets(container, stream)
         if total < 1:
             raise ValueError(f"video has no frames: {path}")
@@ -146,17 +141,22 @@ def read_video_pyav(
     return np.stack(frames), metadata
 
 
-def _share_cores_between_workers(stream) -> None:
+def _set_decoder_threads(stream, threads: int | None) -> None:
     """
-    In a DataLoader worker, give the decoder its share of the cores (cores // workers, at least 1) instead of FFmpeg's
-    default of one thread per core: one threaded decoder per worker would oversubscribe the machine. The main
-    process keeps FFmpeg's default.
+    Set the decoder's thread count: `threads` when given; otherwise, in a DataLoader worker, the worker's share of
+    the cores (cores // workers, at least 1) instead of FFmpeg's default of one thread per core, which with one
+    threaded decoder per worker would oversubscribe the machine. The main process keeps FFmpeg's default.
     """
-    from torch.utils.data import get_worker_info
+    if threads is None:
+        from torch.utils.data import get_worker_info
 
-    info = get_worker_info()
-    if info is not None:
-        stream.codec_context.thread_count = max(1, (os.cpu_count() or 1) // info.num_workers)
+        info = get_worker_info()
+        if info is None:
+            return
+        threads = max(1, (os.cpu_count() or 1) // info.num_workers)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    stream.codec_context.thread_count = threads
 
 
 def _decode_frames(container, stream, wanted: set[int], fps: float | None, decoded: dict[int, np.ndarray]) -> None:
