@@ -25,9 +25,10 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from datasets_scripts.subtext_dataset import push_subtext_dataset, stage_dataset_repo
+from hub_cards import MODEL_CARD, template_path
 from modeling_sfar.hub import upload_staged
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "model_card.md"
+TEMPLATE = template_path(MODEL_CARD)
 IGNORE = [
     "checkpoint-*",
     "checkpoint-*/**",
