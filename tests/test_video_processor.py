@@ -159,13 +159,13 @@ def test_decode_threads_are_set_saved_and_checked(tmp_path, monkeypatch):
 
     path = write_video(tmp_path / "v.mp4", num_frames=24)
     threads = []
-    decode = video_processing._decode_frames
+    decode = video_processing._decode_seeking
 
     def spy(container, stream, *args):
         threads.append(stream.codec_context.thread_count)
         return decode(container, stream, *args)
 
-    monkeypatch.setattr(video_processing, "_decode_frames", spy)
+    monkeypatch.setattr(video_processing, "_decode_seeking", spy)
     processor = SfarVideoProcessor(num_frames=4, decode_threads=1)
     processor.save_pretrained(tmp_path / "processor")
     loaded = SfarVideoProcessor.from_pretrained(tmp_path / "processor")
