@@ -201,6 +201,9 @@ def _open(path: str, threads: int | None):
     if not container.streams.video:
         container.close()
         raise VideoDecodingError(f"no video stream in {path}")
+    if container.format.name in ("image2", "image2pipe") or container.format.name.endswith("_pipe"):  # jpeg_pipe, ...
+        container.close()
+        raise VideoDecodingError(f"{path} is a still image ({container.format.name}), not a video")
     _set_decoder_threads(container.streams.video[0], threads)
     return container
 
