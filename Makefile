@@ -15,6 +15,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1)) ; } \
 		|| echo "note: chromium not installed; the Space's browser test will be skipped"
+	@# Debian's FFmpeg: its CLI writes the container cases of the decoding corpus (tests/test_video_corpus.py), its
+	@# libraries serve torchcodec in `make bench`; skipped with a reason when absent
+	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install -y -qq ffmpeg >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null 2>&1)) ; } \
+		|| echo "note: ffmpeg not installed; the container cases of the decoding corpus will be skipped"
 	touch $@
 
 demo: setup
@@ -24,7 +29,7 @@ ablation: setup
 	$(PY) scripts/ablation.py
 
 # Benchmarks are run on demand, never by the tests; reports go to outputs/bench/*.md and *.json.
-# torchcodec (the decoding baseline) needs FFmpeg's shared libraries: `apt-get install ffmpeg`.
+# torchcodec (the decoding baseline) needs FFmpeg's shared libraries, which `make setup` installs when run as root.
 bench: setup
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/model_speed.py

@@ -6,8 +6,9 @@ DataLoader workers; and the pipeline's time per video.
 
 Files: 10 s clips at 30 fps, 320x240 and 640x360, a keyframe every 250 and every 30 frames (H.264, written here).
 Cases per file, interleaved, medians:
-- ours: `SfarVideoProcessor` (PyAV: decode up to the last needed frame, jump over gaps to the keyframe before a far
-  target, RGB only for the frames kept) + TSN sampling + resize/crop/normalise;
+- ours: `SfarVideoProcessor` (PyAV: one pass over the packets for the frames' timestamps, decode up to the last
+  needed frame, jump over gaps to the keyframe before a far target, check the seek's landing and every frame's
+  timestamp, RGB only for the frames kept) + TSN sampling + resize/crop/normalise;
 - ours, decode only: `read_video_pyav` with the same 8 indices;
 - torchcodec: `VideoDecoder(path).get_frames_at(indices)` (decode only, no transform);
 - the previous decoder (every frame from the start up to the last one needed), as the baseline of the seeking.

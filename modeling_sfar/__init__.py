@@ -25,7 +25,7 @@ from .modeling_sfar import (
     text_prompt_perplexity,
 )
 from .processing_sfar import SfarProcessor
-from .video_processing_sfar import SfarVideoProcessor, read_video_pyav, tsn_frame_indices
+from .video_processing_sfar import SfarVideoProcessor, VideoDecodingError, read_video_pyav, tsn_frame_indices
 
 AutoConfig.register("sfar", SfarConfig, exist_ok=True)
 AutoModel.register(SfarConfig, SfarModel, exist_ok=True)
@@ -43,6 +43,7 @@ __all__ = [
     "SfarProcessor",
     "SfarVideoClassifierOutput",
     "SfarVideoProcessor",
+    "VideoDecodingError",
     "actionclip_loss",
     "class_name_to_text",
     "clip_to_sfar_state_dict",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_sfar import SfarVideoProcessor, read_video_pyav, tsn_frame_indices
+from modeling_sfar import SfarVideoProcessor, VideoDecodingError, read_video_pyav, tsn_frame_indices
 from modeling_sfar.tiny import write_video
 
 
@@ -120,15 +120,55 @@ def test_missing_file_is_named(processor, tmp_path):
 def test_empty_file_is_named(processor, tmp_path):
     path = tmp_path / "empty.mp4"
     path.write_bytes(b"")
-    with pytest.raises(ValueError, match="video file is empty: .*empty.mp4"):
+    with pytest.raises(VideoDecodingError, match="video file is empty: .*empty.mp4"):
         processor(str(path))
 
 
 def test_corrupt_file_is_named(processor, tmp_path):
     path = tmp_path / "corrupt.mp4"
     path.write_bytes(b"this is not a video" * 100)
-    with pytest.raises(ValueError, match="corrupt.mp4"):
+    with pytest.raises(VideoDecodingError, match="corrupt.mp4"):
         processor(str(path))
+
+
+def test_bad_files_raise_video_decoding_errors_naming_them(processor, tmp_path):
+    """Every file that cannot deliver frames raises a VideoDecodingError (a ValueError), which names the file and
+    says why; a path where nothing exists stays a FileNotFoundError."""
+    import av
+    from PIL import Image
+
+    folder = tmp_path / "videos.mp4"
+    folder.mkdir()
+    with pytest.raises(VideoDecodingError, match=f"{folder} is a directory, not a video file"):
+        processor(str(folder))
+    image = tmp_path / "frame.mp4"  # a JPEG named like a video
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(image, format="JPEG")
+    with pytest.raises(VideoDecodingError, match=r"frame.mp4 is a still image \(jpeg_pipe\), not a video"):
+        processor(str(image))
+    audio = tmp_path / "audio.wav"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        silence = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        silence.sample_rate = 8000
+        container.mux(stream.encode(silence))
+        container.mux(stream.encode())
+    with pytest.raises(VideoDecodingError, match="audio.wav"):
+        read_video_pyav(audio)
+    assert issubclass(VideoDecodingError, ValueError) and not issubclass(FileNotFoundError, VideoDecodingError)
+
+
+def test_zero_frames_or_clips_blame_the_argument_not_the_video(processor, video_path):
+    for kwargs, name in (({"num_clips": 0}, "num_clips"), ({"num_frames": 0}, "num_frames")):
+        with pytest.raises(ValueError, match=f"{name} must be a positive integer, got 0") as error:
+            processor(video_path, **kwargs)
+        assert not isinstance(error.value, VideoDecodingError)  # the video is fine
+
+
+def test_indices_outside_the_video_blame_the_sampler(video_path):
+    for indices, match in (([0, 12], "asked for frame 12 of .*clip.mp4, which has frames 0 to 11"), ([], "empty")):
+        with pytest.raises(ValueError, match=match.replace("empty", "non-empty")) as error:
+            read_video_pyav(video_path, lambda metadata, indices=indices: np.array(indices, dtype=np.int64))
+        assert not isinstance(error.value, VideoDecodingError)
 
 
 def test_processor_round_trip(processor, tmp_path):
@@ -159,13 +199,13 @@ def test_decode_threads_are_set_saved_and_checked(tmp_path, monkeypatch):
 
     path = write_video(tmp_path / "v.mp4", num_frames=24)
     threads = []
-    decode = video_processing._decode_frames
+    decode = video_processing._decode_seeking
 
     def spy(container, stream, *args):
         threads.append(stream.codec_context.thread_count)
         return decode(container, stream, *args)
 
-    monkeypatch.setattr(video_processing, "_decode_frames", spy)
+    monkeypatch.setattr(video_processing, "_decode_seeking", spy)
     processor = SfarVideoProcessor(num_frames=4, decode_threads=1)
     processor.save_pretrained(tmp_path / "processor")
     loaded = SfarVideoProcessor.from_pretrained(tmp_path / "processor")
