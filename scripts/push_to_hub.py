@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -24,9 +25,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from datasets_scripts.subtext_dataset import push_subtext_dataset, stage_dataset_repo
-from modeling_sfar.hub import upload_staged
+from datasets_scripts.subtext_dataset import stage_dataset_repo
+from modeling_sfar.hub import prepare_staging, record_staging, upload_staged
 
+logger = logging.getLogger("sfar.push_to_hub")
 TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "model_card.md"
 IGNORE = [
     "checkpoint-*",
@@ -173,24 +175,33 @@ def stage_model_repo(
     staging: str | os.PathLike,
     card: ModelCard | None = None,
     widget_videos: list[str] = (),
+    dry_run: bool = False,
 ) -> list[str]:
-    """Write exactly what the model repo will hold to `staging` (emptied first); returns its files, sorted."""
-    folder, staging = Path(folder), Path(staging)
+    """
+    Write exactly what the model repo will hold to `staging` (see `prepare_staging`: a separate folder, emptied
+    only of what an earlier staging wrote; with `dry_run` nothing is deleted, and a dry run beside an earlier
+    staging writes to a new folder, logged). Returns the repo's files, sorted.
+    """
+    folder = Path(folder)
     files = files_to_upload(folder)
     _check_weights(files, folder)
-    if staging.exists():
-        shutil.rmtree(staging)
-    for relative in files:
-        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / relative, staging / relative)
     for video in widget_videos:
         if not Path(video).is_file():
             raise FileNotFoundError(f"widget video {video} does not exist")
+    staging = prepare_staging(folder, staging, dry_run=dry_run)
+    examples = [f"examples/{Path(video).name}" for video in widget_videos]
+    record_staging(staging, [*files, *examples, *(["README.md"] if card is not None else [])])
+    for relative in files:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / relative, staging / relative)
+    for video, relative in zip(widget_videos, examples, strict=True):
         (staging / "examples").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(video, staging / "examples" / Path(video).name)
+        shutil.copy2(video, staging / relative)
     if card is not None:
         card.save(staging / "README.md")
-    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    if dry_run:
+        logger.info("dry run: the repo is staged in %s; nothing is sent", staging)
+    return record_staging(staging)
 
 
 def push_model(
@@ -207,7 +218,7 @@ def push_model(
 
     Without `card`, the folder's README.md (our card, written by train.py) is used."""
     staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_model_repo(folder, staging, card, widget_videos)
+    files = stage_model_repo(folder, staging, card, widget_videos, dry_run=dry_run)
     if not dry_run:
         upload_staged(staging, repo_id, "model", api, private, "Upload SFAR model")
     return files
@@ -221,10 +232,13 @@ def push_dataset(
     staging: str | os.PathLike | None = None,
     private: bool = False,
 ) -> list[str]:
-    """Stage and, unless `dry_run`, upload a sub-text set as a dataset repo; returns the repo's files."""
+    """Stage (see `stage_dataset_repo`) and, unless `dry_run`, upload a sub-text set as a dataset repo; returns the
+    repo's files."""
+    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
+    files = stage_dataset_repo(folder, staging, dry_run=dry_run)
     if not dry_run:
-        return push_subtext_dataset(folder, repo_id, private, api, staging)
-    return stage_dataset_repo(folder, staging or f"{os.fspath(folder).rstrip('/')}-hub")
+        upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
+    return files
 
 
 def main(argv: list[str] | None = None) -> list[str]:
@@ -242,6 +256,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--license", default="mit")
     parser.add_argument("--widget_video", action="append", default=[], help="model: a video for the widget.")
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.kind == "dataset":
         files = push_dataset(args.folder, args.repo_id, args.dry_run, staging=args.staging, private=args.private)
     else:

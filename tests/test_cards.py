@@ -16,6 +16,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import push_to_hub  # noqa: E402
 
+from modeling_sfar.hub import STAGING_MARKER  # noqa: E402
+
 SAVED = {
     "config.json",
     "configuration_sfar.py",
@@ -136,7 +138,7 @@ def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(train
     staged = push_to_hub.stage_model_repo(trained, tmp_path / "staged", card, [video_path])
     assert set(staged) == SAVED | {"README.md", "all_results.json", "examples/clip.mp4"}
     on_disk = {p.relative_to(tmp_path / "staged").as_posix() for p in (tmp_path / "staged").rglob("*") if p.is_file()}
-    assert on_disk == set(staged)
+    assert on_disk == set(staged) | {STAGING_MARKER}  # the marker that says the folder is the staging's own
     assert "auto_map" in json.loads((tmp_path / "staged" / "config.json").read_text())
 
     class Recorder:
