@@ -42,6 +42,8 @@ IGNORE = [
     "*.ckpt",
     "trainer_state.json",
 ]
+# One licence for the project's code and what it publishes: setup.cfg's.
+LICENSE = "apache-2.0"
 # The SFAR paper's own ViT-B/16 figures (seeds/001), shown beside ours and never mixed with them.
 PAPER_RESULTS = [
     ("Kinetics-400", "top-1 / top-5 (8x224, 1 view)", "84.5 / 96.7", "Table 1"),
@@ -86,20 +88,23 @@ def widget_examples(folder: str | os.PathLike, videos: list[str], top_k: int = 5
 def model_card(
     folder: str | os.PathLike,
     repo_id: str,
-    base_model: str,
+    base_model: str | None,
     dataset_name: str,
     metrics: dict[str, float],
     revision: str = "main",
-    license: str = "mit",
+    license: str = LICENSE,
     views: str = "1 clip x 1 crop",
     examples: list[dict[str, Any]] | None = None,
     subtexts: str | None = None,
 ) -> ModelCard:
     """The model card of a trained folder, from `hub_cards/model_card.md`, with a model-index of `metrics` and the
-    widget `examples` (see `widget_examples`)."""
+    widget `examples` (see `widget_examples`). `base_model` None: the checkpoint the folder's model was converted
+    from (`converted_from` in its config); only a Hub id becomes the card's `base_model` metadata."""
     from huggingface_hub import constants
 
     config = json.loads((Path(folder) / "config.json").read_text())
+    base_model = base_model or config.get("converted_from")
+    base_on_hub = base_model if base_model and is_hub_id(base_model) else None
     results, rows = [], []
     names = {
         "top1": ("accuracy", "top-1 accuracy"),
@@ -137,7 +142,7 @@ def model_card(
         pipeline_tag="video-classification",
         license=license,
         tags=["sfar", "video-classification", "clip", "custom_code"],
-        base_model=base_model if "/" in base_model else None,
+        base_model=base_on_hub,
         datasets=[d for d in (dataset_name, subtexts) if d and "/" in d] or None,
         model_name=repo_id.split("/")[-1],
         eval_results=results or None,
@@ -150,6 +155,7 @@ def model_card(
         repo_id=repo_id,
         revision=revision,
         base_model=base_model,
+        base_on_hub=base_on_hub,
         dataset_name=dataset_name,
         num_labels=len(config.get("id2label", {})),
         variant=config.get("fusion", "coarse+fine"),
@@ -159,6 +165,16 @@ def model_card(
         views=views,
         examples=examples,
         paper_results=PAPER_RESULTS,
+    )
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether `name` is a Hub repo id (`owner/name`) rather than a local path."""
+    return (
+        name.count("/") == 1
+        and not name.startswith(("/", ".", "~"))
+        and not os.path.exists(name)
+        and all(part.strip() for part in name.split("/"))
     )
 
 
@@ -249,11 +265,13 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--staging", default=None, help="Where the repo is written first (default <folder>-hub).")
     parser.add_argument("--dry_run", action="store_true", help="Write the staging folder and list it; send nothing.")
     parser.add_argument("--private", action="store_true")
-    parser.add_argument("--base_model", default="openai/clip-vit-base-patch16", help="model: the CLIP it came from.")
+    parser.add_argument(
+        "--base_model", default=None, help="model: the model it came from (default: recorded in its config)."
+    )
     parser.add_argument("--dataset_name", default="unknown", help="model: the dataset it was trained on.")
     parser.add_argument("--subtexts", default=None, help="model: the sub-text dataset repo it used.")
     parser.add_argument("--revision", default="main", help="model: the revision the card's snippets pin.")
-    parser.add_argument("--license", default="mit")
+    parser.add_argument("--license", default=LICENSE)
     parser.add_argument("--widget_video", action="append", default=[], help="model: a video for the widget.")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)

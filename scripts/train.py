@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         from push_to_hub import model_card, push_model
 
         repo_id = training_args.push_repo or f"local/{os.path.basename(os.path.normpath(training_args.output_dir))}"
-        base = model_args.model or model_args.base
+        base = model_args.model  # None: the CLIP it was converted from, recorded in its config
         card = model_card(training_args.output_dir, repo_id, base, data_args.dataset, metrics,
                           views=f"{data_args.num_clips} clip(s) x {data_args.num_crops} crop(s)")  # fmt: skip
         card.save(os.path.join(training_args.output_dir, "README.md"))  # our card, also for a later push

@@ -61,7 +61,7 @@ def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained,
     card.save(tmp_path / "README.md")
     data = ModelCard.load(tmp_path / "README.md").data
     assert data.library_name == "transformers" and data.pipeline_tag == "video-classification"
-    assert data.license == "mit" and data.base_model == "openai/clip-vit-base-patch16"
+    assert data.license == "apache-2.0" and data.base_model == "openai/clip-vit-base-patch16"
     assert {"sfar", "video-classification", "custom_code"} <= set(data.tags)
     assert data.datasets == ["org/ucf101-index", "org/sfar-subtexts-ucf101"]
     by_name = {r.metric_name: r.metric_value for r in data.eval_results}
@@ -75,6 +75,29 @@ def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained,
     assert "| Kinetics-400 | top-1 / top-5 (8x224, 1 view) | 84.5 / 96.7 | Table 1 |" in text
     assert f"`examples/clip.mp4` | {expected[0]} (" in text
     assert "## Limitations" in text and "@inproceedings{sfar2025" in text
+
+
+def test_the_card_takes_base_model_from_the_conversion_and_one_licence_for_the_project(trained, tmp_path):
+    """The conversion records its source in the config; a local source is named in the text, not as `base_model`;
+    the card, the Space and setup.cfg state one licence."""
+    import configparser
+
+    config = json.loads((trained / "config.json").read_text())
+    assert Path(config["converted_from"]).is_dir()  # the fixture converts a local tiny CLIP
+    card = push_to_hub.model_card(trained, "org/sfar-test", None, "x", {})
+    assert card.data.base_model is None
+    assert f"fine-tuned from\na local\ncheckpoint (`{config['converted_from']}`)" in card.text
+    hub_source = tmp_path / "hub-source"
+    hub_source.mkdir()
+    (hub_source / "config.json").write_text(json.dumps({**config, "converted_from": "google/some-clip"}))
+    card = push_to_hub.model_card(hub_source, "org/sfar-test", None, "x", {})
+    assert card.data.base_model == "google/some-clip" and "(https://huggingface.co/google/some-clip)" in card.text
+
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    project = setup["metadata"]["license"].lower()
+    assert card.data.license == project == push_to_hub.LICENSE
+    assert RepoCard.load(REPO / "space" / "README.md").data.license == project
 
 
 def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
