@@ -41,6 +41,8 @@ IGNORE = [
     "*.pkl",
     "*.ckpt",
     "trainer_state.json",
+    "bad_videos.jsonl",  # local paths of the training machine
+    "sfar_recipe.json",  # the demo's record of its recipe, with local paths
 ]
 # One licence for the project's code and what it publishes: setup.cfg's.
 LICENSE = "apache-2.0"
