@@ -126,15 +126,23 @@ def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dic
     return out
 
 
-def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike) -> list[str]:
-    """Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`."""
-    folder, staging = Path(folder), Path(staging)
+def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
+    """
+    Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`, a separate folder
+    emptied only of what an earlier staging wrote (see `modeling_sfar.hub.prepare_staging`; with `dry_run` nothing
+    is deleted, and a dry run beside an earlier staging writes to a new folder). Returns the staged files, sorted.
+    """
+    from modeling_sfar.hub import prepare_staging, record_staging
+
+    folder = Path(folder)
     if not (folder / "README.md").is_file() or not list(folder.glob("subtexts/*.parquet")):
         raise FileNotFoundError(f"{folder}: not a sub-text dataset (README.md and subtexts/*.parquet expected)")
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(".cache", "*.lock"))
-    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    ignore = shutil.ignore_patterns(".cache", "*.lock")
+    staging = prepare_staging(folder, staging, dry_run=dry_run)
+    planned = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    record_staging(staging, [f for f in planned if not f.startswith(".cache/") and not f.endswith(".lock")])
+    shutil.copytree(folder, staging, ignore=ignore, dirs_exist_ok=True)
+    return record_staging(staging)
 
 
 def push_subtext_dataset(

@@ -97,6 +97,7 @@ def convert_clip_to_sfar(
     tokenizer = AutoTokenizer.from_pretrained(clip_name_or_path, revision=revision)
     config = sfar_config_from_clip(clip.config, variant, **config_kwargs)
     config.text_config.eos_token_id = tokenizer.eos_token_id
+    config.converted_from = clip_name_or_path  # the model card's `base_model` comes from here
     model = SfarForVideoClassification(config)
     state = clip_to_sfar_state_dict(clip.state_dict())
     own = {k: v for k, v in model.state_dict().items() if k.removeprefix("sfar.").startswith(SFAR_NEW_KEY_PREFIXES)}

@@ -1,12 +1,100 @@
-"""Sending a staged folder to the Hub: one commit that adds exactly the files of the folder (not shipped to the Hub)."""
+"""Staging a repo in a folder of its own and sending it to the Hub in one commit (not shipped to the Hub).
+
+A staging folder is emptied before it is written again, so the tools that stage must never point that at anything
+else: `prepare_staging` refuses a folder that is, contains or lies inside the source, or that holds files an earlier
+staging did not write. The folders it owns carry a marker file (`STAGING_MARKER`) listing the files staged there.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["upload_staged"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["STAGING_MARKER", "prepare_staging", "record_staging", "staged_files", "upload_staged"]
+
+STAGING_MARKER = ".sfar-staging.json"
+
+
+def staged_files(staging: str | os.PathLike) -> list[str]:
+    """The relative paths of the files under `staging` that belong to the repo (all but the marker), sorted."""
+    staging = Path(staging)
+    return sorted(
+        p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file() and p.name != STAGING_MARKER
+    )
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def prepare_staging(source: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> Path:
+    """
+    Make `staging` an empty folder owned by the staging tools, for a repo built from `source`, and return it.
+
+    A folder that does not exist is created, an empty one is taken over; one that an earlier staging wrote (its
+    marker lists every file in it) is emptied of those files. With `dry_run` nothing is deleted: an earlier staging
+    is left as it is and a new folder beside it (`<staging>-dry-*`) is returned instead.
+
+    Raises:
+        ValueError: `staging` is, contains or lies inside `source`; it is a file; or it holds files that no staging
+            wrote (nothing is deleted then). The message names the folder.
+    """
+    source, staging = Path(source).resolve(), Path(staging).resolve()
+    if _within(staging, source) or _within(source, staging):
+        relation = "is" if staging == source else "lies inside" if _within(staging, source) else "contains"
+        raise ValueError(
+            f"--staging {staging} {relation} --folder {source}: staging empties its folder, so it must be a "
+            "separate folder (default: <folder>-hub)"
+        )
+    if staging.exists() and not staging.is_dir():
+        raise ValueError(f"--staging {staging}: a file, not a folder")
+    marker = staging / STAGING_MARKER
+    if staging.is_dir() and any(staging.iterdir()):
+        owned: set[str] = set()
+        if marker.is_file():
+            try:
+                owned = set(json.loads(marker.read_text())["files"])
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"--staging {staging}: its {STAGING_MARKER} is unreadable ({error})") from error
+        foreign = [f for f in staged_files(staging) if f not in owned]
+        if not marker.is_file() or foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise ValueError(
+                f"--staging {staging}: the folder holds files that no earlier staging wrote ({shown or 'no marker'}); "
+                "nothing was deleted. Pick a new or empty folder."
+            )
+        if dry_run:
+            fresh = Path(tempfile.mkdtemp(prefix=f"{staging.name}-dry-", dir=staging.parent))
+            logger.warning("%s holds an earlier staging; a dry run deletes nothing, so it stages in %s", staging, fresh)
+            staging = fresh
+        else:
+            for relative in sorted(owned, reverse=True):
+                (staging / relative).unlink(missing_ok=True)
+            # folders left empty by those files, deepest first (the ones the staging made)
+            for folder in sorted((p for p in staging.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / STAGING_MARKER).write_text(json.dumps({"files": []}))
+    return staging
+
+
+def record_staging(staging: str | os.PathLike, planned: list[str] | None = None) -> list[str]:
+    """
+    Write the marker of `staging`, listing the files that a later staging may remove: `planned` (the relative paths
+    about to be written, recorded before writing so that a staging cut short still owns its files), or the files
+    now there. Returns the files now there.
+    """
+    files = staged_files(staging)
+    owned = sorted(set(files) | set(planned or []))
+    (Path(staging) / STAGING_MARKER).write_text(json.dumps({"files": owned}, indent=1))
+    return files
 
 
 def upload_staged(
@@ -17,15 +105,14 @@ def upload_staged(
     private: bool = False,
     commit_message: str = "Upload SFAR",
 ) -> list:
-    """Create the repo if needed and add every staged file in one commit; returns the operations sent."""
+    """Create the repo if needed and add every staged file (not the marker) in one commit; returns the operations."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     staging = Path(staging)
     api = api or HfApi()
     operations = [
-        CommitOperationAdd(path_in_repo=p.relative_to(staging).as_posix(), path_or_fileobj=str(p))
-        for p in sorted(staging.rglob("*"))
-        if p.is_file()
+        CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(staging / relative))
+        for relative in staged_files(staging)
     ]
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type=repo_type)

@@ -4,8 +4,11 @@ transform, SFAR's two learning rates, and the Trainer subclass that uses them. N
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,9 +21,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "load_video_dataset",
+    "check_model_source",
     "dataset_labels",
     "check_dataset",
+    "BadVideoError",
+    "BadVideoLog",
+    "video_errors",
     "check_videos",
+    "last_complete_checkpoint",
     "few_shot_subset",
     "VideoTransform",
     "EpochCallback",
@@ -28,20 +36,44 @@ __all__ = [
     "sfar_parameter_groups",
     "SfarTrainer",
     "compute_metrics",
+    "evaluate_split",
 ]
 
 
 def load_video_dataset(source: str, split: str | None = None):
-    """A `DatasetDict` (or one split) from a folder written by `save_to_disk`, or a Hub dataset id."""
+    """
+    A `DatasetDict` (or one split) from a folder written by `save_to_disk`, or a Hub dataset id.
+
+    Raises:
+        FileNotFoundError: `source` looks like a local path (absolute, `./`, `~`, or more than one `/`) and does not
+            exist.
+        ValueError: `source` is a file, or a folder that `save_to_disk` did not write; or it lacks `split`.
+    """
     from datasets import DatasetDict, load_dataset, load_from_disk
 
-    if os.path.isdir(source) and (
-        os.path.isfile(os.path.join(source, "dataset_dict.json"))
-        or os.path.isfile(os.path.join(source, "dataset_info.json"))
-    ):
+    if os.path.isdir(source):
+        if not (
+            os.path.isfile(os.path.join(source, "dataset_dict.json"))
+            or os.path.isfile(os.path.join(source, "dataset_info.json"))
+        ):
+            # `load_dataset` would read the folder's files as a video folder and fail in a decoder far from here.
+            raise ValueError(
+                f"--dataset {source}: not a dataset saved with `save_to_disk` (no dataset_dict.json or "
+                "dataset_info.json); build one with datasets_scripts/build_dataset.py"
+            )
         dataset = load_from_disk(source)
+    elif os.path.exists(source):
+        raise ValueError(f"--dataset {source}: a file, not a dataset folder or a Hub dataset id")
+    elif _looks_local(source):
+        raise FileNotFoundError(f"--dataset {source}: no such folder")
     else:
-        dataset = load_dataset(source)
+        try:
+            dataset = load_dataset(source)
+        except Exception as error:  # the Hub's errors vary (offline, not found, gated); name what was asked
+            raise ValueError(
+                f"--dataset {source}: neither a local folder (none exists) nor a loadable Hub dataset "
+                f"({error.__class__.__name__}: {error})"
+            ) from error
     if split is None:
         return dataset
     if not isinstance(dataset, DatasetDict):
@@ -49,6 +81,30 @@ def load_video_dataset(source: str, split: str | None = None):
     if split not in dataset:
         raise ValueError(f"{source} has no split {split!r}; it has {sorted(dataset)}")
     return dataset[split]
+
+
+def _looks_local(source: str) -> bool:
+    """Whether `source` can only be a local path: a Hub id is `name` or `owner/name`."""
+    return (
+        os.path.isabs(source)
+        or source.startswith((".", "~"))
+        or source.count("/") > 1
+        or (os.sep != "/" and os.sep in source)
+    )
+
+
+def check_model_source(source: str, argument: str = "--model") -> None:
+    """
+    Refuse a model source that cannot be loaded, naming `argument`, before `from_pretrained` reports it as a badly
+    formed Hub id: a path that does not exist, a file, or a folder without `config.json`. A Hub id passes.
+    """
+    if os.path.isdir(source):
+        if not os.path.isfile(os.path.join(source, "config.json")):
+            raise ValueError(f"{argument} {source}: the folder has no config.json; it is not a saved model")
+    elif os.path.exists(source):
+        raise ValueError(f"{argument} {source}: a file, not a model folder or a Hub id")
+    elif _looks_local(source):
+        raise FileNotFoundError(f"{argument} {source}: no such folder")
 
 
 def dataset_labels(dataset) -> tuple[list[str], bool]:
@@ -85,44 +141,161 @@ def check_dataset(dataset, split: str, num_classes: int, multi_label: bool) -> N
             )
 
 
-def _probe(path: str) -> str:
-    """'' if `path` opens as a video with at least one decodable frame, else the reason."""
+class BadVideoError(ValueError):
+    """A video that a run met and could not use, with `--strict` (or with no usable replacement)."""
+
+
+def video_errors() -> tuple[type[BaseException], ...]:
+    """
+    What the video reader raises for a file it cannot deliver frames from: `ValueError` (and its subclasses, such as
+    the processor's decoding errors), `OSError` (a missing or unreadable file), `EOFError`, and PyAV's errors.
+    """
     import av
 
-    if not os.path.isfile(path):
+    return (ValueError, OSError, EOFError, av.error.FFmpegError)
+
+
+def _reason(video: str, error: BaseException) -> str:
+    """Why `video` could not be used: the state of the file when that explains it, else the reader's error."""
+    if not os.path.exists(video):
         return "file not found"
-    if os.path.getsize(path) == 0:
+    if os.path.isdir(video):
+        return "a folder, not a file"
+    if os.path.getsize(video) == 0:
         return "empty file"
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                return "no video stream"
-            for _frame in container.decode(video=0):
-                return ""
-            return "no decodable frame"
-    except (av.error.FFmpegError, OSError, ValueError) as error:
-        return f"cannot be decoded ({error.__class__.__name__}: {error})"
+    return f"cannot be decoded ({error.__class__.__name__}: {error})"
 
 
-def check_videos(dataset, split: str, strict: bool = False, num_proc: int | None = None):
+class BadVideoLog:
     """
-    Open every video of `dataset` (PyAV) and drop those that are missing or do not decode, logging each path and
-    reason and the count. With `strict`, raise instead, listing them.
+    The videos a run met and could not use, as JSON lines in one file (`{"scope", "index", "video", "reason"}`).
+
+    A file, not an attribute, because the videos are read in DataLoader workers and in every process of a
+    data-parallel run: each appends its own lines, and the main process reads them all at the end. A resumed run
+    appends to the killed run's file, so a video counts once however often it was met.
     """
-    problems = dataset.map(
-        lambda row: {"_problem": _probe(row["video"])}, num_proc=num_proc, desc=f"checking {split} videos"
-    )["_problem"]
-    bad = [(dataset[i]["video"], reason) for i, reason in enumerate(problems) if reason]
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+
+    def reset(self) -> None:
+        """Forget an earlier run's records (this file is the log's own; nothing else is removed)."""
+        if os.path.isfile(self.path):
+            os.remove(self.path)
+
+    def add(self, scope: str, index: int, video: str, reason: str) -> None:
+        line = json.dumps({"scope": scope, "index": int(index), "video": video, "reason": reason}) + "\n"
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        # One write of one short line in append mode: lines of concurrent writers do not interleave.
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    def read(self, scope: str) -> dict[int, tuple[str, str]]:
+        """Row index -> (video, first reason) of every video recorded under `scope`."""
+        out: dict[int, tuple[str, str]] = {}
+        if not os.path.isfile(self.path):
+            return out
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill
+                    continue
+                if record.get("scope") == scope:
+                    out.setdefault(int(record["index"]), (record["video"], record["reason"]))
+        return out
+
+
+class _CheckRows(torch.utils.data.Dataset):
+    """Positions of a split -> '' if the row's video loads as the run will load it, else the reason."""
+
+    def __init__(self, videos: list[str], indices: list[int], positions: list[int], load: Callable):
+        self.videos, self.indices, self.positions, self.load = videos, indices, positions, load
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> tuple[int, str]:
+        position = self.positions[i]
+        video = self.videos[position]
+        try:
+            self.load(video, self.indices[position])
+        except video_errors() as error:
+            return position, _reason(video, error)
+        return position, ""
+
+
+def _first(batch: list) -> Any:
+    return batch[0]
+
+
+def check_videos(
+    dataset, split: str, load: Callable[[str, int], Any], strict: bool = False, num_workers: int = 0
+) -> tuple[Any, list[tuple[str, str]]]:
+    """
+    Load every video of `dataset` now, with `load(video, row_index)` (the run's own reader, sampling and
+    transform: `VideoTransform.load`), and drop those that fail, logging each path and reason and the count. With
+    `strict`, raise `BadVideoError` listing them instead.
+
+    The files are read as they are at this call: nothing is cached between runs. In a data-parallel run every
+    process checks its share of the rows and all get the whole list. `num_workers` DataLoader workers read in
+    parallel. The row index is the `_index` column where there is one (see `with_row_index`), else the position.
+
+    Returns:
+        The usable rows, and the (video, reason) pairs of the dropped ones.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    videos = list(dataset["video"])
+    indices = list(dataset["_index"]) if "_index" in dataset.column_names else list(range(len(videos)))
+    state = PartialState()
+    shard = list(range(state.process_index, len(videos), state.num_processes))
+    loader = torch.utils.data.DataLoader(
+        _CheckRows(videos, indices, shard, load), batch_size=1, num_workers=num_workers, collate_fn=_first
+    )
+    found = [(position, reason) for position, reason in loader if reason]
+    if state.num_processes > 1:
+        found = gather_object(found)
+    bad = [(videos[position], reason) for position, reason in sorted(found)]
     if not bad:
-        return dataset
+        return dataset, []
     listing = "\n".join(f"  {path}: {reason}" for path, reason in bad)
     if strict:
-        raise ValueError(f"{len(bad)} of {len(dataset)} videos of split {split!r} cannot be used:\n{listing}")
+        raise BadVideoError(f"{len(bad)} of {len(videos)} videos of split {split!r} cannot be used:\n{listing}")
     for path, reason in bad:
         logger.warning("skipping %s: %s", path, reason)
-    logger.warning("skipped %d of %d videos of split %r", len(bad), len(dataset), split)
-    keep = [i for i, reason in enumerate(problems) if not reason]
-    return dataset.select(keep)
+    logger.warning("skipped %d of %d videos of split %r", len(bad), len(videos), split)
+    dropped = {position for position, _ in found}
+    return dataset.select([i for i in range(len(videos)) if i not in dropped]), bad
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """
+    The newest `checkpoint-N` of `output_dir` that a save finished, or None. The Trainer writes
+    `trainer_state.json` last, so a checkpoint without it (or with it cut short) was being written when the run was
+    killed: it is skipped with a warning that names it and says why.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    found = []
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(r"checkpoint-(\d+)", name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    for _, folder in sorted(found, reverse=True):
+        state = os.path.join(folder, "trainer_state.json")
+        if not os.path.isfile(state):
+            reason = "it has no trainer_state.json (the run was stopped while saving it)"
+        else:
+            try:
+                with open(state, encoding="utf-8") as f:
+                    json.load(f)
+                return folder
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                reason = f"its trainer_state.json is cut short ({error})"
+        logger.warning("not resuming from %s: %s", folder, reason)
+    return None
 
 
 def few_shot_subset(dataset, shots: int, seed: int, num_classes: int):
@@ -146,8 +319,18 @@ class VideoTransform:
     In training every video's random choices (frames, crop, flip) are drawn from a generator seeded by
     (`seed`, `epoch`, row index), not from the global random state: a run resumed from a checkpoint then sees exactly
     the clips of an uninterrupted run, although data loaders fetch batches ahead of the step being trained. The
-    `_index` column carries the row index; `EpochCallback` keeps `epoch` current.
+    `_index` column carries the row index (`with_row_index`); `EpochCallback` keeps `epoch` current.
+
+    A video that cannot be loaded (deleted, emptied, undecodable: see `video_errors`) does not stop the run: it is
+    logged with its path and reason, recorded in `log` under `scope`, and replaced by the next rows of the bound
+    dataset (see `bind`) until one loads, each drawn with a seed of (`seed`, `epoch`, row index, attempt). The
+    replacement depends only on the files and those numbers, so a resumed run replaces exactly as the uninterrupted
+    one did. In training the replacement brings its own label; in evaluation the row keeps its label and
+    `evaluate_split` leaves it out of the metrics. With `strict` the first such video raises `BadVideoError`.
     """
+
+    # Rows tried after a bad one before giving up: more failures in a row mean a broken set-up, not a few bad files.
+    max_replacements = 16
 
     def __init__(
         self,
@@ -158,10 +341,39 @@ class VideoTransform:
         num_clips: int = 1,
         num_crops: int = 1,
         seed: int = 0,
+        scope: str = "train",
+        log: BadVideoLog | None = None,
+        strict: bool = False,
     ):
         self.video_processor, self.training = video_processor, training
         self.num_classes, self.multi_label = num_classes, multi_label
         self.num_clips, self.num_crops, self.seed, self.epoch = num_clips, num_crops, seed, 0
+        self.scope, self.log, self.strict = scope, log, strict
+        self.videos: list[str] = []
+        self.targets: list[Any] = []
+        self.positions: dict[int, int] = {}
+
+    def bind(self, dataset) -> None:
+        """Remember the rows of `dataset` (videos, labels, row indices) that replacements are drawn from."""
+        self.videos = list(dataset["video"])
+        self.targets = list(dataset["labels" if self.multi_label else "label"])
+        indices = dataset["_index"] if "_index" in dataset.column_names else range(len(self.videos))
+        self.indices = [int(i) for i in indices]
+        self.positions = {index: position for position, index in enumerate(self.indices)}
+
+    def load(self, video: str, index: int, attempt: int = 0) -> torch.Tensor:
+        """
+        One video's `pixel_values` as this transform loads it for row `index` (in training with the row's seed).
+
+        Returns:
+            `(T, 3, H, W)`, or `(K * S, T, 3, H, W)` with several evaluation views.
+        """
+        if not self.training:
+            return self._pixels([video])[0]
+        key = (self.seed, self.epoch, int(index)) if attempt == 0 else (self.seed, self.epoch, int(index), attempt)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash(key) % 2**63)
+            return self._pixels([video])[0]
 
     def _pixels(self, videos: list[str]) -> torch.Tensor:
         return self.video_processor(
@@ -172,23 +384,55 @@ class VideoTransform:
             return_tensors="pt",
         )["pixel_values"]
 
+    def _replace(self, video: str, index: int, error: BaseException) -> tuple[torch.Tensor, Any]:
+        """Record the bad `video` of row `index` and load the next usable row instead: (pixels, its label)."""
+        reason = _reason(video, error)
+        what = "training" if self.training else "evaluation"
+        if self.strict:
+            raise BadVideoError(f"video {video} (row {index} of {self.scope!r}) failed in {what}: {reason}") from error
+        logger.warning("video %s (row %d of %r) failed in %s, replaced: %s", video, index, self.scope, what, reason)
+        if self.log is not None:
+            self.log.add(self.scope, index, video, reason)
+        if index not in self.positions:
+            raise BadVideoError(f"video {video} (row {index}) failed ({reason}) and no rows are bound to replace it")
+        start, count = self.positions[index], len(self.videos)
+        failures = [f"{video}: {reason}"]
+        for attempt in range(1, min(count, self.max_replacements + 1)):
+            position = (start + attempt) % count
+            try:
+                return self.load(self.videos[position], index, attempt), self.targets[position]
+            except video_errors() as other:
+                failures.append(f"{self.videos[position]}: {_reason(self.videos[position], other)}")
+        raise BadVideoError(
+            f"row {index} of {self.scope!r} and the {len(failures) - 1} rows after it cannot be loaded; the set-up, "
+            "not single files, looks broken:\n  " + "\n  ".join(failures)
+        ) from error
+
     def __call__(self, batch: dict) -> dict:
         videos = list(batch["video"])
-        if self.training and "_index" in batch:
-            clips = []
-            for video, index in zip(videos, batch["_index"], strict=True):
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(hash((self.seed, self.epoch, int(index))) % 2**63)
-                    clips.append(self._pixels([video])[0])
-            pixel_values = torch.stack(clips)
+        column = "labels" if self.multi_label else "label"
+        targets = list(batch[column])
+        indices = [int(i) for i in batch["_index"]] if "_index" in batch else None
+        if indices is None and not self.training:
+            pixel_values = self._pixels(videos)  # no row indices: one call, errors propagate
         else:
-            pixel_values = self._pixels(videos)
+            indices = indices if indices is not None else list(range(len(videos)))
+            clips = []
+            for row, (video, index) in enumerate(zip(videos, indices, strict=True)):
+                try:
+                    clips.append(self.load(video, index))
+                except video_errors() as error:
+                    pixels, target = self._replace(video, index, error)
+                    clips.append(pixels)
+                    if self.training:  # evaluation keeps the row's label; the row is left out of the metrics
+                        targets[row] = target
+            pixel_values = torch.stack(clips)
         if self.multi_label:
             labels = torch.zeros(len(videos), self.num_classes)
-            for row, positives in enumerate(batch["labels"]):
+            for row, positives in enumerate(targets):
                 labels[row, list(positives)] = 1.0
         else:
-            labels = torch.as_tensor(batch["label"], dtype=torch.long)
+            labels = torch.as_tensor(targets, dtype=torch.long)
         return {"pixel_values": list(pixel_values), "labels": list(labels)}
 
 
@@ -203,7 +447,10 @@ class EpochCallback(TrainerCallback):
 
 
 def with_row_index(dataset):
-    """`dataset` with an `_index` column (the row number) for `VideoTransform`'s per-video seeds."""
+    """
+    `dataset` with an `_index` column (the row number) for `VideoTransform`'s per-video seeds. Added before rows are
+    dropped or selected, it keeps every row's seed whatever happens to the others.
+    """
     return dataset.add_column("_index", list(range(len(dataset))))
 
 
@@ -274,25 +521,60 @@ def evaluate_split(
     num_crops: int = 1,
     group_columns: tuple[str, ...] = (),
     prefix: str = "eval",
+    log: BadVideoLog | None = None,
+    strict: bool = False,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """
     Predict `dataset` with `trainer` (multi-view with `num_clips` x `num_crops`) and score it, also on the subsets
     that `group_columns` define (a boolean column gives the subset where it is true, any other column one subset per
     value), as in the paper's ambiguous / non-uniform tables. Returns the metrics, the logits and the labels.
+
+    A video that fails while it is predicted (see `VideoTransform`) is recorded in `log` and left out of every
+    metric; `{prefix}_bad_videos` counts them. With `strict` it stops the evaluation instead.
     """
+    if "_index" not in dataset.column_names:
+        dataset = with_row_index(dataset)
     groups = {column: np.asarray(dataset[column]) for column in group_columns}
-    dataset.set_transform(
-        VideoTransform(video_processor, False, num_classes, multi_label, num_clips=num_clips, num_crops=num_crops)
+    rows = np.asarray(dataset["_index"])
+    scope = f"{prefix}:{split}"
+    transform = VideoTransform(
+        video_processor,
+        False,
+        num_classes,
+        multi_label,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        scope=scope,
+        log=log,
+        strict=strict,
     )
+    transform.bind(dataset)
+    dataset.set_transform(transform)
     output = trainer.predict(dataset, metric_key_prefix=prefix)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    label_ids = output.label_ids
     metrics = dict(output.metrics)
+    bad = log.read(scope) if log is not None else {}
+    keep = ~np.isin(rows, list(bad))  # (len(dataset),)
+    if bad:
+        # Re-score without the replaced rows: their pixels came from another video.
+        for key, value in classification_metrics(logits[keep], label_ids[keep]).items():
+            metrics[f"{prefix}_{key}"] = value
+        logger.warning(
+            "%d of %d videos of split %r failed during evaluation and are left out of its metrics: %s",
+            len(bad),
+            len(rows),
+            split,
+            ", ".join(video for video, _ in bad.values()),
+        )
+    metrics[f"{prefix}_bad_videos"] = len(bad)
     for column, values in groups.items():
         subsets = (
             {column: values} if values.dtype == bool else {f"{column}={v}": values == v for v in np.unique(values)}
         )
         for name, mask in subsets.items():
+            mask = mask & keep
             if mask.any():
-                for key, value in classification_metrics(logits[mask], output.label_ids[mask]).items():
+                for key, value in classification_metrics(logits[mask], label_ids[mask]).items():
                     metrics[f"{prefix}_{name}_{key}"] = value
-    return metrics, logits, output.label_ids
+    return metrics, logits, label_ids

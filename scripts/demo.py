@@ -59,13 +59,54 @@ class DemoArguments:
     seed: int = field(default=0, metadata={"help": "Seed of the data, the CLIP and the training."})
 
 
+RECIPE_FILE = "sfar_recipe.json"
+
+
+def claim_folder(folder: str, recipe: dict, what: str) -> None:
+    """
+    Make `folder` the home of `what` made with `recipe`, or refuse: runs resume and data are reused from the folder,
+    so one made with another recipe (another seed, epochs, variant ...) would be silently reused or crash. The
+    recipe is recorded in `folder/sfar_recipe.json`.
+
+    Raises:
+        ValueError: `folder` holds `what` of another recipe, or files whose recipe is unknown; the message names the
+            folder and the differences.
+    """
+    path = os.path.join(folder, RECIPE_FILE)
+    recipe = json.loads(json.dumps(recipe))  # as it reads back (tuples become lists)
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old == recipe:
+            return
+        changes = ", ".join(
+            f"{key} {old.get(key)!r} -> {recipe.get(key)!r}"
+            for key in sorted(set(old) | set(recipe))
+            if old.get(key) != recipe.get(key)
+        )
+        raise ValueError(
+            f"{folder} holds the {what} of another recipe ({changes}); it is reused and resumed, not replaced: pass "
+            "another --output_dir for a fresh run, or remove that folder"
+        )
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise ValueError(
+            f"{folder} holds files of an unknown recipe (no {RECIPE_FILE}, written by an older version?): pass "
+            "another --output_dir for a fresh run, or remove that folder"
+        )
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(recipe, f, indent=2)
+
+
 def prepare(output_dir: str, base: str | None, seed: int, train_per_class: int, test_per_class: int) -> dict:
-    """Dataset, CLIP and TPP-selected sub-text dataset (each built once, reused when present)."""
+    """Dataset, CLIP and TPP-selected sub-text dataset (each built once, reused when present and of this recipe)."""
     data = os.path.join(output_dir, "data")
+    claim_folder(data, {"seed": seed, "train_per_class": train_per_class, "test_per_class": test_per_class}, "data")
     if not os.path.isdir(os.path.join(data, "dataset")):
         build_storyboard_dataset(data, train_per_class, test_per_class, seed=seed)
     if base is None:
         base = os.path.join(output_dir, "tiny-clip")
+        claim_folder(base, {"seed": seed, **TINY_CLIP}, "tiny CLIP")
         if not os.path.isfile(os.path.join(base, "config.json")):
             build_tiny_clip(base, seed=seed, logit_scale_init_value=math.log(100), **TINY_CLIP)
     subtexts = os.path.join(output_dir, "subtexts")
@@ -75,7 +116,12 @@ def prepare(output_dir: str, base: str | None, seed: int, train_per_class: int, 
 
 
 def train(paths: dict, output_dir: str, variant: str, seed: int, epochs: float) -> dict:
-    """Train one variant with the demo recipe; returns train.py's metrics (top-1/top-5, ambiguous, timing)."""
+    """
+    Train one variant with the demo recipe, resuming a run of the same recipe in `output_dir` (a run of another
+    recipe there is refused: see `claim_folder`); returns train.py's metrics (top-1/top-5, ambiguous, timing).
+    """
+    recipe = {"variant": variant, "seed": seed, "epochs": epochs, "base": paths["base"], "dataset": paths["dataset"]}
+    claim_folder(output_dir, {**recipe, **RECIPE}, "training run")
     argv = [
         "--dataset",
         paths["dataset"],

@@ -20,12 +20,16 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments
 from datasets_scripts.subtext_dataset import load_subtexts
 from modeling_sfar import SfarForVideoClassification, SfarProcessor
 from modeling_sfar.training import (
+    BadVideoLog,
+    VideoTransform,
     check_dataset,
+    check_model_source,
     check_videos,
     compute_metrics,
     dataset_labels,
     evaluate_split,
     load_video_dataset,
+    with_row_index,
 )
 
 logger = logging.getLogger("sfar.evaluate")
@@ -45,7 +49,9 @@ class EvaluateArguments:
     batch_size: int = field(default=8)
     num_workers: int = field(default=0)
     group_columns: list[str] = field(default_factory=list, metadata={"help": "Also score these columns' subsets."})
-    strict: bool = field(default=False, metadata={"help": "Stop on a missing or corrupt video instead of skip."})
+    strict: bool = field(
+        default=False, metadata={"help": "Stop on a missing or corrupt video (before or during) instead of skip."}
+    )
     revision: str | None = field(default=None)
     dtype: str = field(
         default="float32", metadata={"help": "float32 or bfloat16 (the label set is encoded in float32 first)."}
@@ -80,12 +86,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     # the model first: a folder without safetensors weights fails before the videos are checked
+    check_model_source(args.model, "--model")
     model = SfarForVideoClassification.from_pretrained(args.model, revision=args.revision, use_safetensors=True)
     processor = SfarProcessor.from_pretrained(args.model, revision=args.revision)
     dataset = load_video_dataset(args.dataset, args.split)
     labels, multi_label = dataset_labels(dataset)
     check_dataset(dataset, args.split, len(labels), multi_label)
-    dataset = check_videos(dataset, args.split, strict=args.strict)
+    # The videos as they are now, loaded as the evaluation will load them (reader, frames, views).
+    checker = VideoTransform(
+        processor.video_processor, False, len(labels), multi_label, num_clips=args.num_clips, num_crops=args.num_crops
+    )
+    dataset, skipped = check_videos(
+        with_row_index(dataset), args.split, checker.load, strict=args.strict, num_workers=args.num_workers
+    )
+    if len(dataset) == 0:
+        raise ValueError(f"split {args.split!r} of {args.dataset} has no usable video")
     own = list(model.config.id2label.values())
     if args.subtexts is not None or labels != own:
         if args.subtexts is None and model.config.uses_subtexts:
@@ -107,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         raise ValueError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}")
     model = model.to(getattr(torch, args.dtype))
     output_dir = args.output_dir or os.path.join(args.model, f"eval-{os.path.basename(os.path.normpath(args.dataset))}")
+    log = BadVideoLog(os.path.join(output_dir, "bad_videos.jsonl"))
+    log.reset()
     trainer = Trainer(
         model=model,
         args=TrainingArguments(
@@ -129,11 +146,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args.num_clips,
         args.num_crops,
         tuple(args.group_columns),
+        log=log,
+        strict=args.strict,
     )
+    metrics["eval_skipped_videos"] = len(skipped)
     if trainer.is_world_process_zero():
         os.makedirs(output_dir, exist_ok=True)
+        failed = {video: reason for video, reason in log.read(f"eval:{args.split}").values()}
+        problems = {"skipped_before_evaluation": dict(skipped), "failed_during_evaluation": failed}
         with open(os.path.join(output_dir, "eval_results.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
+            json.dump({**metrics, "bad_videos": problems}, f, indent=2)
         if not multi_label and len(labels) <= 50:
             plot_confusion(logits, label_ids, labels, os.path.join(output_dir, "confusion.png"))
         print(json.dumps(metrics, indent=2))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -24,10 +25,11 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from datasets_scripts.subtext_dataset import push_subtext_dataset, stage_dataset_repo
+from datasets_scripts.subtext_dataset import stage_dataset_repo
 from hub_cards import MODEL_CARD, template_path
-from modeling_sfar.hub import upload_staged
+from modeling_sfar.hub import prepare_staging, record_staging, upload_staged
 
+logger = logging.getLogger("sfar.push_to_hub")
 TEMPLATE = template_path(MODEL_CARD)
 IGNORE = [
     "checkpoint-*",
@@ -40,7 +42,11 @@ IGNORE = [
     "*.pkl",
     "*.ckpt",
     "trainer_state.json",
+    "bad_videos.jsonl",  # local paths of the training machine
+    "sfar_recipe.json",  # the demo's record of its recipe, with local paths
 ]
+# One licence for the project's code and what it publishes: setup.cfg's.
+LICENSE = "apache-2.0"
 # The SFAR paper's own ViT-B/16 figures (seeds/001), shown beside ours and never mixed with them.
 PAPER_RESULTS = [
     ("Kinetics-400", "top-1 / top-5 (8x224, 1 view)", "84.5 / 96.7", "Table 1"),
@@ -85,20 +91,23 @@ def widget_examples(folder: str | os.PathLike, videos: list[str], top_k: int = 5
 def model_card(
     folder: str | os.PathLike,
     repo_id: str,
-    base_model: str,
+    base_model: str | None,
     dataset_name: str,
     metrics: dict[str, float],
     revision: str = "main",
-    license: str = "mit",
+    license: str = LICENSE,
     views: str = "1 clip x 1 crop",
     examples: list[dict[str, Any]] | None = None,
     subtexts: str | None = None,
 ) -> ModelCard:
     """The model card of a trained folder, from `hub_cards/model_card.md`, with a model-index of `metrics` and the
-    widget `examples` (see `widget_examples`)."""
+    widget `examples` (see `widget_examples`). `base_model` None: the checkpoint the folder's model was converted
+    from (`converted_from` in its config); only a Hub id becomes the card's `base_model` metadata."""
     from huggingface_hub import constants
 
     config = json.loads((Path(folder) / "config.json").read_text())
+    base_model = base_model or config.get("converted_from")
+    base_on_hub = base_model if base_model and is_hub_id(base_model) else None
     results, rows = [], []
     names = {
         "top1": ("accuracy", "top-1 accuracy"),
@@ -136,7 +145,7 @@ def model_card(
         pipeline_tag="video-classification",
         license=license,
         tags=["sfar", "video-classification", "clip", "custom_code"],
-        base_model=base_model if "/" in base_model else None,
+        base_model=base_on_hub,
         datasets=[d for d in (dataset_name, subtexts) if d and "/" in d] or None,
         model_name=repo_id.split("/")[-1],
         eval_results=results or None,
@@ -149,6 +158,7 @@ def model_card(
         repo_id=repo_id,
         revision=revision,
         base_model=base_model,
+        base_on_hub=base_on_hub,
         dataset_name=dataset_name,
         num_labels=len(config.get("id2label", {})),
         variant=config.get("fusion", "coarse+fine"),
@@ -158,6 +168,16 @@ def model_card(
         views=views,
         examples=examples,
         paper_results=PAPER_RESULTS,
+    )
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether `name` is a Hub repo id (`owner/name`) rather than a local path."""
+    return (
+        name.count("/") == 1
+        and not name.startswith(("/", ".", "~"))
+        and not os.path.exists(name)
+        and all(part.strip() for part in name.split("/"))
     )
 
 
@@ -174,24 +194,33 @@ def stage_model_repo(
     staging: str | os.PathLike,
     card: ModelCard | None = None,
     widget_videos: list[str] = (),
+    dry_run: bool = False,
 ) -> list[str]:
-    """Write exactly what the model repo will hold to `staging` (emptied first); returns its files, sorted."""
-    folder, staging = Path(folder), Path(staging)
+    """
+    Write exactly what the model repo will hold to `staging` (see `prepare_staging`: a separate folder, emptied
+    only of what an earlier staging wrote; with `dry_run` nothing is deleted, and a dry run beside an earlier
+    staging writes to a new folder, logged). Returns the repo's files, sorted.
+    """
+    folder = Path(folder)
     files = files_to_upload(folder)
     _check_weights(files, folder)
-    if staging.exists():
-        shutil.rmtree(staging)
-    for relative in files:
-        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / relative, staging / relative)
     for video in widget_videos:
         if not Path(video).is_file():
             raise FileNotFoundError(f"widget video {video} does not exist")
+    staging = prepare_staging(folder, staging, dry_run=dry_run)
+    examples = [f"examples/{Path(video).name}" for video in widget_videos]
+    record_staging(staging, [*files, *examples, *(["README.md"] if card is not None else [])])
+    for relative in files:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / relative, staging / relative)
+    for video, relative in zip(widget_videos, examples, strict=True):
         (staging / "examples").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(video, staging / "examples" / Path(video).name)
+        shutil.copy2(video, staging / relative)
     if card is not None:
         card.save(staging / "README.md")
-    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    if dry_run:
+        logger.info("dry run: the repo is staged in %s; nothing is sent", staging)
+    return record_staging(staging)
 
 
 def push_model(
@@ -208,7 +237,7 @@ def push_model(
 
     Without `card`, the folder's README.md (our card, written by train.py) is used."""
     staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_model_repo(folder, staging, card, widget_videos)
+    files = stage_model_repo(folder, staging, card, widget_videos, dry_run=dry_run)
     if not dry_run:
         upload_staged(staging, repo_id, "model", api, private, "Upload SFAR model")
     return files
@@ -222,10 +251,13 @@ def push_dataset(
     staging: str | os.PathLike | None = None,
     private: bool = False,
 ) -> list[str]:
-    """Stage and, unless `dry_run`, upload a sub-text set as a dataset repo; returns the repo's files."""
+    """Stage (see `stage_dataset_repo`) and, unless `dry_run`, upload a sub-text set as a dataset repo; returns the
+    repo's files."""
+    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
+    files = stage_dataset_repo(folder, staging, dry_run=dry_run)
     if not dry_run:
-        return push_subtext_dataset(folder, repo_id, private, api, staging)
-    return stage_dataset_repo(folder, staging or f"{os.fspath(folder).rstrip('/')}-hub")
+        upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
+    return files
 
 
 def main(argv: list[str] | None = None) -> list[str]:
@@ -236,13 +268,16 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--staging", default=None, help="Where the repo is written first (default <folder>-hub).")
     parser.add_argument("--dry_run", action="store_true", help="Write the staging folder and list it; send nothing.")
     parser.add_argument("--private", action="store_true")
-    parser.add_argument("--base_model", default="openai/clip-vit-base-patch16", help="model: the CLIP it came from.")
+    parser.add_argument(
+        "--base_model", default=None, help="model: the model it came from (default: recorded in its config)."
+    )
     parser.add_argument("--dataset_name", default="unknown", help="model: the dataset it was trained on.")
     parser.add_argument("--subtexts", default=None, help="model: the sub-text dataset repo it used.")
     parser.add_argument("--revision", default="main", help="model: the revision the card's snippets pin.")
-    parser.add_argument("--license", default="mit")
+    parser.add_argument("--license", default=LICENSE)
     parser.add_argument("--widget_video", action="append", default=[], help="model: a video for the widget.")
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.kind == "dataset":
         files = push_dataset(args.folder, args.repo_id, args.dry_run, staging=args.staging, private=args.private)
     else:

@@ -19,20 +19,22 @@ from dataclasses import dataclass, field
 
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from datasets_scripts.subtext_dataset import load_subtexts
 from modeling_sfar import SFAR_VARIANTS, SfarForVideoClassification, SfarProcessor, convert_clip_to_sfar
 from modeling_sfar.training import (
+    BadVideoLog,
     EpochCallback,
     SfarTrainer,
     VideoTransform,
     check_dataset,
+    check_model_source,
     check_videos,
     compute_metrics,
     dataset_labels,
     evaluate_split,
     few_shot_subset,
+    last_complete_checkpoint,
     load_video_dataset,
     with_row_index,
 )
@@ -83,8 +85,13 @@ class DataArguments:
     crop_area_min: float | None = field(
         default=None, metadata={"help": "Smallest area share of the training crop (default 0.08, BIKE)."}
     )
-    strict: bool = field(default=False, metadata={"help": "Stop on a missing or corrupt video instead of skip."})
-    check_videos: bool = field(default=True, metadata={"help": "Open every video before training."})
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Stop on a missing or corrupt video (before or during the run) instead of skip/replace."},
+    )
+    check_videos: bool = field(
+        default=True, metadata={"help": "Load every video before training, as the run will (reader and sampling)."}
+    )
 
 
 @dataclass
@@ -156,17 +163,23 @@ def subtexts_for(labels: list[str], source: str | None, needed: bool, what: str)
     return {label: subtexts[label] for label in labels}
 
 
-def prepare_split(dataset, split, data_args, num_classes, multi_label, main_process_first):
-    check_dataset(dataset, split, num_classes, multi_label)
+def prepare_split(dataset, split: str, data_args, transform: VideoTransform, num_workers: int):
+    """
+    Load every video of a split as the run will (`transform.load`: same reader, sampling and seeds) and drop those
+    that fail, or stop with `--strict`. Returns the usable rows and the (video, reason) pairs dropped.
+    """
+    skipped = []
     if data_args.check_videos:
-        with main_process_first(desc=f"checking {split} videos"):
-            dataset = check_videos(dataset, split, strict=data_args.strict)
+        logger.info("checking the %d videos of split %r", len(dataset), split)
+        dataset, skipped = check_videos(
+            dataset, split, transform.load, strict=data_args.strict, num_workers=num_workers
+        )
     if len(dataset) == 0:
         raise ValueError(f"split {split!r} has no usable video")
-    return dataset
+    return dataset, skipped
 
 
-def zero_shot(trainer, processor, data_args, multi_label: bool, main_process_first, views) -> dict:
+def zero_shot(trainer, processor, data_args, multi_label: bool, views, log, num_workers: int) -> dict:
     """Replace the trained model's label set by another dataset's and evaluate on it (metrics `zero_shot_*`)."""
     dataset = load_video_dataset(data_args.zero_shot_dataset, data_args.zero_shot_split)
     labels, zs_multi_label = dataset_labels(dataset)
@@ -176,19 +189,67 @@ def zero_shot(trainer, processor, data_args, multi_label: bool, main_process_fir
     subtexts = subtexts_for(
         labels, data_args.zero_shot_subtexts, model.config.uses_subtexts, f"classes of {data_args.zero_shot_dataset}"
     )
-    dataset = prepare_split(dataset, data_args.zero_shot_split, data_args, len(labels), multi_label, main_process_first)
+    split = data_args.zero_shot_split
+    check_dataset(dataset, split, len(labels), multi_label)
+    checker = VideoTransform(processor.video_processor, False, len(labels), multi_label, **views)
+    dataset, skipped = prepare_split(with_row_index(dataset), split, data_args, checker, num_workers)
     model.set_label_set(labels, processor.tokenizer, subtexts)
     scores, _, _ = evaluate_split(
         trainer,
         dataset,
-        data_args.zero_shot_split,
+        split,
         processor.video_processor,
         len(labels),
         multi_label,
         prefix="zero_shot",
+        log=log,
+        strict=data_args.strict,
         **views,
     )
+    scores["zero_shot_skipped_videos"] = len(skipped)
     return scores
+
+
+def warn_if_fewer_processes(world_size: int) -> None:
+    """
+    `accelerate launch --num_processes N` without `--multi_gpu` on a machine without several GPUs starts one process
+    and says nothing: warn when the launcher was asked for more processes than run. The request is read from the
+    launcher's command line (Linux: /proc); elsewhere nothing is checked.
+    """
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            parent = [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
+    except OSError:
+        return
+    if "launch" not in parent or not any("accelerate" in part for part in parent[: parent.index("launch")]):
+        return
+    asked = None
+    for i, part in enumerate(parent):
+        if part in ("--num_processes", "--num-processes") and i + 1 < len(parent):
+            asked = parent[i + 1]
+        elif part.startswith(("--num_processes=", "--num-processes=")):
+            asked = part.split("=", 1)[1]
+    if asked is not None and asked.isdigit() and int(asked) > world_size:
+        logger.warning(
+            "accelerate launch was asked for %s processes but %d run: on a CPU add --multi_gpu and set "
+            "ACCELERATE_USE_CPU=true (`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes %s ...`)",
+            asked,
+            world_size,
+            asked,
+        )
+
+
+def report_bad_videos(log: BadVideoLog, scope: str, what: str) -> dict[str, str]:
+    """Log the videos that failed during `what` (recorded under `scope`) and return video -> reason."""
+    bad = {video: reason for video, reason in log.read(scope).values()}
+    if bad:
+        logger.warning(
+            "%d video(s) failed during %s and were replaced: %s",
+            len(bad),
+            what,
+            "; ".join(f"{video}: {reason}" for video, reason in bad.items()),
+        )
+    return bad
 
 
 def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
@@ -204,7 +265,13 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         logging.getLogger(name).setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
 
+    warn_if_fewer_processes(training_args.world_size)
+
     # Data and label set, checked before any model is built.
+    if model_args.model is not None:
+        check_model_source(model_args.model, "--model")
+    else:
+        check_model_source(model_args.base, "--base")
     dataset = load_video_dataset(data_args.dataset)
     train = dataset[data_args.train_split] if data_args.train_split in dataset else None
     if train is None:
@@ -214,19 +281,15 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
 
     needs_subtexts = SfarConfig.from_variant(model_args.variant).uses_subtexts and model_args.model is None
     subtexts = subtexts_for(labels, data_args.subtexts, needs_subtexts, f"classes of {data_args.dataset}")
-    first = training_args.main_process_first
-    train = prepare_split(train, data_args.train_split, data_args, len(labels), multi_label, first)
-    if data_args.few_shot:
-        if multi_label:
-            raise ValueError("few-shot training is defined for single-label datasets")
-        train = few_shot_subset(train, data_args.few_shot, data_args.few_shot_seed, len(labels))
+    check_dataset(train, data_args.train_split, len(labels), multi_label)
+    if data_args.few_shot and multi_label:
+        raise ValueError("few-shot training is defined for single-label datasets")
     evaluation = None
     if data_args.eval_split:
         if data_args.eval_split not in dataset:
             raise ValueError(f"{data_args.dataset} has no split {data_args.eval_split!r}; it has {sorted(dataset)}")
-        evaluation = prepare_split(
-            dataset[data_args.eval_split], data_args.eval_split, data_args, len(labels), multi_label, first
-        )
+        evaluation = dataset[data_args.eval_split]
+        check_dataset(evaluation, data_args.eval_split, len(labels), multi_label)
 
     model, processor = build_model(model_args, labels, subtexts, multi_label)
     video_processor = processor.video_processor
@@ -234,8 +297,28 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         video_processor.flip_probability = data_args.flip_probability
     if data_args.crop_area_min is not None:
         video_processor.crop_area_min = data_args.crop_area_min
-    train = with_row_index(train)
-    transform = VideoTransform(video_processor, data_args.augment, len(labels), multi_label, seed=training_args.seed)
+
+    # Videos that fail during the run are recorded here by every process and worker (see BadVideoLog).
+    log = BadVideoLog(os.path.join(training_args.output_dir, "bad_videos.jsonl"))
+    if not training_args.resume and training_args.process_index == 0:
+        log.reset()
+    views = {"num_clips": data_args.num_clips, "num_crops": data_args.num_crops}
+    workers = training_args.dataloader_num_workers
+    # The row index is taken before any row is dropped, so that every row keeps its seed (see with_row_index).
+    transform = VideoTransform(
+        video_processor, data_args.augment, len(labels), multi_label, seed=training_args.seed, log=log,
+        strict=data_args.strict,
+    )  # fmt: skip
+    train, skipped = prepare_split(with_row_index(train), data_args.train_split, data_args, transform, workers)
+    if data_args.few_shot:
+        train = few_shot_subset(train, data_args.few_shot, data_args.few_shot_seed, len(labels))
+    eval_skipped, eval_failed = [], {}
+    if evaluation is not None:
+        checker = VideoTransform(video_processor, False, len(labels), multi_label, **views)
+        evaluation, eval_skipped = prepare_split(
+            with_row_index(evaluation), data_args.eval_split, data_args, checker, workers
+        )
+    transform.bind(train)
     train.set_transform(transform)
     logger.info(
         "training %s on %d videos of %d classes, on %d process(es)",
@@ -256,15 +339,15 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     )
     checkpoint = None
     if training_args.resume:
-        if os.path.isdir(training_args.output_dir):
-            checkpoint = get_last_checkpoint(training_args.output_dir)
-        logger.info("resuming from %s", checkpoint or "nothing: no checkpoint yet")
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
+        logger.info("resuming from %s", checkpoint or "nothing: no complete checkpoint yet")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.save_state()
     metrics = dict(result.metrics)
+    failed = report_bad_videos(log, "train", "training")
+    metrics.update(train_skipped_videos=len(skipped), train_bad_videos=len(failed))
 
-    views = {"num_clips": data_args.num_clips, "num_crops": data_args.num_crops}
     if evaluation is not None:
         scores, _, _ = evaluate_split(
             trainer,
@@ -274,20 +357,30 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
             len(labels),
             multi_label,
             group_columns=tuple(data_args.group_columns),
+            log=log,
+            strict=data_args.strict,
             **views,
         )
-        metrics.update(scores)
+        metrics.update(scores, eval_skipped_videos=len(eval_skipped))
+        eval_failed = report_bad_videos(log, f"eval:{data_args.eval_split}", "evaluation")
     if data_args.zero_shot_dataset:
-        metrics.update(zero_shot(trainer, processor, data_args, multi_label, first, views))
+        metrics.update(zero_shot(trainer, processor, data_args, multi_label, views, log, workers))
     if trainer.is_world_process_zero():
+        # Which videos were skipped before the run or replaced during it, and why: beside the metrics, not in them.
+        problems = {
+            "skipped_before_training": dict(skipped),
+            "skipped_before_evaluation": dict(eval_skipped),
+            "failed_during_training": failed,
+            "failed_during_evaluation": eval_failed,
+        }
         with open(os.path.join(training_args.output_dir, "all_results.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
+            json.dump({**metrics, "bad_videos": problems}, f, indent=2)
         logger.info("results: %s", json.dumps(metrics))
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from push_to_hub import model_card, push_model
 
         repo_id = training_args.push_repo or f"local/{os.path.basename(os.path.normpath(training_args.output_dir))}"
-        base = model_args.model or model_args.base
+        base = model_args.model  # None: the CLIP it was converted from, recorded in its config
         card = model_card(training_args.output_dir, repo_id, base, data_args.dataset, metrics,
                           views=f"{data_args.num_clips} clip(s) x {data_args.num_crops} crop(s)")  # fmt: skip
         card.save(os.path.join(training_args.output_dir, "README.md"))  # our card, also for a later push

@@ -16,6 +16,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import push_to_hub  # noqa: E402
 
+from modeling_sfar.hub import STAGING_MARKER  # noqa: E402
+
 SAVED = {
     "config.json",
     "configuration_sfar.py",
@@ -59,7 +61,7 @@ def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained,
     card.save(tmp_path / "README.md")
     data = ModelCard.load(tmp_path / "README.md").data
     assert data.library_name == "transformers" and data.pipeline_tag == "video-classification"
-    assert data.license == "mit" and data.base_model == "openai/clip-vit-base-patch16"
+    assert data.license == "apache-2.0" and data.base_model == "openai/clip-vit-base-patch16"
     assert {"sfar", "video-classification", "custom_code"} <= set(data.tags)
     assert data.datasets == ["org/ucf101-index", "org/sfar-subtexts-ucf101"]
     by_name = {r.metric_name: r.metric_value for r in data.eval_results}
@@ -73,6 +75,29 @@ def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained,
     assert "| Kinetics-400 | top-1 / top-5 (8x224, 1 view) | 84.5 / 96.7 | Table 1 |" in text
     assert f"`examples/clip.mp4` | {expected[0]} (" in text
     assert "## Limitations" in text and "@inproceedings{sfar2025" in text
+
+
+def test_the_card_takes_base_model_from_the_conversion_and_one_licence_for_the_project(trained, tmp_path):
+    """The conversion records its source in the config; a local source is named in the text, not as `base_model`;
+    the card, the Space and setup.cfg state one licence."""
+    import configparser
+
+    config = json.loads((trained / "config.json").read_text())
+    assert Path(config["converted_from"]).is_dir()  # the fixture converts a local tiny CLIP
+    card = push_to_hub.model_card(trained, "org/sfar-test", None, "x", {})
+    assert card.data.base_model is None
+    assert f"fine-tuned from\na local\ncheckpoint (`{config['converted_from']}`)" in card.text
+    hub_source = tmp_path / "hub-source"
+    hub_source.mkdir()
+    (hub_source / "config.json").write_text(json.dumps({**config, "converted_from": "google/some-clip"}))
+    card = push_to_hub.model_card(hub_source, "org/sfar-test", None, "x", {})
+    assert card.data.base_model == "google/some-clip" and "(https://huggingface.co/google/some-clip)" in card.text
+
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    project = setup["metadata"]["license"].lower()
+    assert card.data.license == project == push_to_hub.LICENSE
+    assert RepoCard.load(REPO / "space" / "README.md").data.license == project
 
 
 def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
@@ -136,7 +161,7 @@ def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(train
     staged = push_to_hub.stage_model_repo(trained, tmp_path / "staged", card, [video_path])
     assert set(staged) == SAVED | {"README.md", "all_results.json", "examples/clip.mp4"}
     on_disk = {p.relative_to(tmp_path / "staged").as_posix() for p in (tmp_path / "staged").rglob("*") if p.is_file()}
-    assert on_disk == set(staged)
+    assert on_disk == set(staged) | {STAGING_MARKER}  # the marker that says the folder is the staging's own
     assert "auto_map" in json.loads((tmp_path / "staged" / "config.json").read_text())
 
     class Recorder:

@@ -1,0 +1,117 @@
+"""scripts/push_to_hub.py never deletes what it did not create (issue 13, part 5): a staging folder that is, contains or
+lies inside the model folder, or that holds files no staging wrote, is refused; `--dry_run` deletes nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from modeling_sfar.hub import STAGING_MARKER, prepare_staging
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import push_to_hub  # noqa: E402
+
+
+@pytest.fixture
+def model_folder(tmp_path) -> Path:
+    """A folder shaped like a trained run (the staging reads only names and bytes)."""
+    folder = tmp_path / "runs" / "model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"id2label": {"0": "a"}}))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "README.md").write_text("card")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def stage(folder, staging, *extra) -> list[str]:
+    """Stage from the command line; without --dry_run only staging is run (it is what deletes), nothing is sent."""
+    if "--dry_run" not in extra:
+        return push_to_hub.stage_model_repo(folder, staging)
+    return push_to_hub.main(["model", "--folder", str(folder), "--repo_id", "org/m", "--staging", str(staging), *extra])
+
+
+@pytest.mark.parametrize("where", ["the folder itself", "inside the folder", "a parent of the folder"])
+def test_staging_over_the_model_folder_is_refused_and_nothing_is_deleted(model_folder, where, tmp_path):
+    staging = {
+        "the folder itself": model_folder,
+        "inside the folder": model_folder / "hub",
+        "a parent of the folder": model_folder.parent,
+    }[where]
+    before = snapshot(tmp_path)
+    relation = {"the folder itself": "is", "inside the folder": "lies inside", "a parent of the folder": "contains"}
+    for dry_run in ([], ["--dry_run"]):
+        with pytest.raises(ValueError, match=f"--staging {staging} {relation[where]} --folder {model_folder}"):
+            stage(model_folder, staging, *dry_run)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_folder_of_someone_else_is_refused(model_folder, tmp_path):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("years of work")
+    for dry_run in ([], ["--dry_run"]):
+        with pytest.raises(ValueError, match=rf"--staging {other}: the folder holds files that no earlier staging"):
+            stage(model_folder, other, *dry_run)
+    assert (other / "thesis.tex").read_text() == "years of work"
+    with pytest.raises(ValueError, match="a file, not a folder"):
+        stage(model_folder, other / "thesis.tex")
+
+
+def test_an_earlier_staging_is_replaced_but_files_added_to_it_are_not(model_folder, tmp_path):
+    staging = tmp_path / "staged"
+    first = stage(model_folder, staging)
+    assert first == ["README.md", "config.json", "model.safetensors"]
+    assert (staging / STAGING_MARKER).is_file()
+
+    (model_folder / "README.md").unlink()  # the repo changes: the next staging holds exactly the new files
+    (model_folder / "all_results.json").write_text("{}")
+    assert stage(model_folder, staging) == ["all_results.json", "config.json", "model.safetensors"]
+    assert not (staging / "README.md").exists()
+
+    (staging / "mine.txt").write_text("added by hand")
+    with pytest.raises(ValueError, match=r"holds files that no earlier staging wrote \(mine.txt\)"):
+        stage(model_folder, staging)
+    assert (staging / "mine.txt").is_file() and (staging / "config.json").is_file()
+
+
+def test_a_dry_run_deletes_nothing(model_folder, tmp_path, caplog):
+    staging = tmp_path / "staged"
+    stage(model_folder, staging)
+    (model_folder / "all_results.json").write_text("{}")
+    before = snapshot(tmp_path)
+    with caplog.at_level("INFO"):
+        files = stage(model_folder, staging, "--dry_run")
+    assert files == ["README.md", "all_results.json", "config.json", "model.safetensors"]
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before  # every file still there, unchanged
+    (fresh,) = [p for p in tmp_path.iterdir() if p.name.startswith("staged-dry-")]
+    assert sorted(p.name for p in fresh.iterdir() if p.name != STAGING_MARKER) == files
+    assert f"it stages in {fresh}" in caplog.text
+
+
+def test_a_dataset_staging_is_guarded_the_same_way(tmp_path):
+    from datasets_scripts.subtext_dataset import save_subtext_dataset
+
+    row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 1.0, "generator": "g", "prompt": "p"}
+    save_subtext_dataset(tmp_path / "subtexts", [row], [{**row, "selected": True, "answer": ""}])
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match="contains --folder"):
+        push_to_hub.main(["dataset", "--folder", str(tmp_path / "subtexts"), "--repo_id", "o/s", "--staging",
+                          str(tmp_path), "--dry_run"])  # fmt: skip
+    assert snapshot(tmp_path) == before
+
+
+def test_an_empty_or_new_folder_is_taken_over(model_folder, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare_staging(model_folder, empty) == empty.resolve()
+    assert prepare_staging(model_folder, tmp_path / "new" / "deep") == (tmp_path / "new" / "deep").resolve()
