@@ -388,16 +388,20 @@ def sfar_loss(logits: torch.Tensor, labels: torch.Tensor, loss_lambda: float = 1
 
 def actionclip_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
-    ActionCLIP's loss: symmetric KL between the video-text similarity distributions of a batch and soft targets
-    spread evenly over the texts (videos) of the same class.
+    ActionCLIP's training loss (its published `KLLoss`, applied both ways as in its train.py): for the batch's
+    video-to-text logits y_{i,j} (video i against the text of video j's class) and gt_{i,j} = 1 when videos i and j
+    share their class, else 0, the mean over rows i of KL(softmax_j(10 gt_{i,j}) || softmax_j(y_{i,j})), averaged
+    with the same for the text-to-video logits (y transposed). The target gives each same-class entry e^10 times the
+    weight of any other entry: almost all of the mass, not all of it.
 
     Args:
         logits: `(B, C)` video-class logits.
         labels: `(B,)` ground-truth class of each video.
     """
-    same = (labels[:, None] == labels[None, :]).to(logits.dtype)  # (B, B)
-    targets = same / same.sum(-1, keepdim=True)  # symmetric class structure -> same targets both ways
-    video_to_text = logits[:, labels]  # (B, B): video b against the text of video b'
+    same = (labels[:, None] == labels[None, :]).to(logits.dtype)  # (B, B): ActionCLIP's gen_label
+    targets = (10 * same).softmax(-1)  # (B, B); gt is symmetric, so these are the targets of both directions
+    video_to_text = logits[:, labels]  # (B, B): [i, j] = y_{i, c_gt(j)}
+    # "batchmean": ActionCLIP's KLDivLoss averages over all B x B entries, then multiplies by B
     kl_v2t = F.kl_div(video_to_text.log_softmax(-1), targets, reduction="batchmean")
     kl_t2v = F.kl_div(video_to_text.t().log_softmax(-1), targets, reduction="batchmean")
     return (kl_v2t + kl_t2v) / 2
