@@ -8,8 +8,9 @@ ratios:
 - inference: SFAR's forward over the bare CLIP vision tower (+ projection) on the same 8 frames, 400 labels; and
   transformers' `XCLIPModel` at the same size (its video side, with the 400 text embeddings computed beforehand,
   as SFAR's are);
-- precision: bfloat16 and bfloat16 + `torch.compile` (what `eval.py --dtype bfloat16 --compile` does) over
-  float32 throughput, with the largest relative logit difference (`--no_compile` leaves compilation out), and the
+- precision: bfloat16 and bfloat16 + `torch.compile` (what `eval.py --dtype bfloat16 --compile` does: the
+  bfloat16 model with `attn_implementation="sfar_sdpa"`, `--bf16_attn_implementation` to change it) over float32
+  throughput, with the largest relative logit difference (`--no_compile` leaves compilation out), and the
   CPU's own bfloat16 / float32 ratio on a 4096^3 matmul;
 - training: one optimizer step of SFAR (coarse + fine) over the mean-pooling model with the same temporal layers;
 - labels: the head's share of the forward time (everything after the vision tower) for C in {100, 400, 1000, 4000}.
@@ -192,6 +193,8 @@ def inference(args, rows: list) -> None:
 def precision(args, rows: list) -> None:
     model32 = sfar_model().eval()
     model16 = sfar_model().eval().to(torch.bfloat16)
+    # SFAR's bfloat16 CPU attention, chosen by name as `evaluate.py --dtype bfloat16` chooses it
+    model16.set_attn_implementation(args.bf16_attn_implementation)
     cases = {"float32": lambda x: model32(pixel_values=x), "bfloat16": lambda x: model16(pixel_values=x)}
     if args.compile:
         compiled = torch.compile(model16)
@@ -293,6 +296,11 @@ def main() -> None:
     parser.add_argument("--train_repeats", type=int, default=2)
     parser.add_argument(
         "--no_compile", dest="compile", action="store_false", help="leave out the torch.compile cases (minutes here)"
+    )
+    parser.add_argument(
+        "--bf16_attn_implementation",
+        default="sfar_sdpa",
+        help="attention of the bfloat16 cases: sfar_sdpa (SFAR's blocked CPU attention, the default) or sdpa",
     )
     parser.add_argument("--no_memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     parser.add_argument("--memory_case", default=None, help=argparse.SUPPRESS)

@@ -49,6 +49,7 @@ SFAR_VARIANTS: dict[str, dict[str, Any]] = {
         "num_temporal_layers": 6,
         "loss_type": "actionclip",
         "prompt_templates": list(ACTIONCLIP_PROMPT_TEMPLATES),
+        "temporal_layer_norm_eps": 1e-12,  # the LayerNorm of ActionCLIP's temporal transformer (Visual_Prompt.py)
     },
 }
 
@@ -74,6 +75,9 @@ class SfarConfig(PreTrainedConfig):
             Frames per video T (the paper's L); the temporal position embedding has this many entries.
         num_temporal_layers (`int`, *optional*, defaults to 6):
             Depth of the temporal transformer; 0 disables the temporal module ("Baseline (CLIP)").
+        temporal_layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            Epsilon of the temporal transformer's layer norms (CLIP's and BIKE's value); the `"actionclip"` variant
+            uses ActionCLIP's 1e-12.
         num_subtexts (`int`, *optional*, defaults to 4):
             Sub-texts N per class (atomic-action descriptions).
         prompt_template (`str`, *optional*, defaults to `"This is a video about {}"`):
@@ -122,6 +126,7 @@ class SfarConfig(PreTrainedConfig):
         logit_scale_init_value: float = 2.6592,
         num_frames: int = 8,
         num_temporal_layers: int = 6,
+        temporal_layer_norm_eps: float = 1e-5,
         num_subtexts: int = 4,
         prompt_template: str = "This is a video about {}",
         prompt_templates: list[str] | None = None,
@@ -146,6 +151,7 @@ class SfarConfig(PreTrainedConfig):
         self.logit_scale_init_value = logit_scale_init_value
         self.num_frames = num_frames
         self.num_temporal_layers = num_temporal_layers
+        self.temporal_layer_norm_eps = temporal_layer_norm_eps
         self.num_subtexts = num_subtexts
         self.prompt_template = prompt_template
         self.prompt_templates = list(prompt_templates) if prompt_templates else None
@@ -211,6 +217,14 @@ class SfarConfig(PreTrainedConfig):
             raise ValueError(f"SfarConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         if not isinstance(self.frame_temperature, (int, float)) or self.frame_temperature <= 0:
             raise ValueError(f"SfarConfig.frame_temperature must be > 0, got {self.frame_temperature!r}")
+        if (
+            not isinstance(self.temporal_layer_norm_eps, (int, float))
+            or isinstance(self.temporal_layer_norm_eps, bool)
+            or not 0 < self.temporal_layer_norm_eps < 1
+        ):
+            raise ValueError(
+                f"SfarConfig.temporal_layer_norm_eps must be a number in (0, 1), got {self.temporal_layer_norm_eps!r}"
+            )
         if not isinstance(self.loss_lambda, (int, float)) or self.loss_lambda < 0:
             raise ValueError(f"SfarConfig.loss_lambda must be >= 0, got {self.loss_lambda!r}")
         for template in [self.prompt_template, *(self.prompt_templates or [])]:

@@ -16,17 +16,27 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AttentionInterface, PreTrainedModel
+from transformers import AttentionInterface, AttentionMaskInterface, PreTrainedModel
 from transformers import initialization as init
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
-from transformers.utils import ModelOutput, logging
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, create_bidirectional_mask, sdpa_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.clip.configuration_clip import CLIPVisionConfig
+from transformers.models.clip.modeling_clip import (
+    CLIPEncoderLayer,
+    CLIPTextModel,
+    CLIPVisionModel,
+    eager_attention_forward,
+)
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, logging
 
 from .configuration_sfar import SfarConfig
 
@@ -122,15 +132,17 @@ def blocked_sdpa_attention(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """
-    The vision tower's attention (registered as "sfar_sdpa"): transformers' SDPA attention, except for bfloat16
-    inference on a CPU.
+    The attention implementation "sfar_sdpa": transformers' SDPA attention, except for bfloat16 inference on a CPU.
+    Selected by name only (`attn_implementation="sfar_sdpa"` when loading, or `model.set_attn_implementation`).
 
     There torch's fused kernel computes in float32 (unless the CPU has AMX tiles), and an unfused
     matmul-softmax-matmul writes the whole (B*H, L, L) score tensor to memory and reads it back three times. So the
     heads are taken a block at a time, sized so that a block's scores (`ATTENTION_BLOCK_BYTES`) stay in cache
     between the two bfloat16 matmuls. Same softmax attention, scores rounded to bfloat16 as in the rest of a
     bfloat16 model; at ViT-B/16 size (64 frames, 197 tokens) 2.3x faster than the fused kernel on a 2-core AVX-512
-    CPU. query, key, value (B, H, L, hd) -> (B, L, H, hd), None.
+    CPU. Anything else (another device or dtype, gradients, a mask, causal or cross-attention, dropout, attention
+    weights asked for) is passed to transformers' SDPA attention unchanged. query, key, value (B, H, L, hd) ->
+    (B, L, H, hd), None.
     """
     batch_size, num_heads, length, head_dim = query.shape
     if (
@@ -140,6 +152,7 @@ def blocked_sdpa_attention(
         or attention_mask is not None
         or dropout > 0.0
         or getattr(module, "is_causal", False)
+        or kwargs.get("is_causal", False)  # CLIP's text tower asks for causal attention through this argument
         or key.shape != query.shape
         or kwargs.get("output_attentions", False)
     ):
@@ -157,69 +170,100 @@ def blocked_sdpa_attention(
     return out.view(batch_size, num_heads, length, head_dim).transpose(1, 2), None
 
 
+# A name, not a default: the model uses transformers' choice unless "sfar_sdpa" is asked for. Its masks are SDPA's.
 AttentionInterface.register("sfar_sdpa", blocked_sdpa_attention)
+AttentionMaskInterface.register("sfar_sdpa", sdpa_mask)
 
 
 class SfarAttention(nn.Module):
-    """Multi-head attention with separate query and key/value inputs (self-attention when they are the same)."""
+    """
+    The cross-attention of Eq. 4-6: the words of a class prompt (queries) attend to the words of its sub-texts
+    (keys and values), with a key padding mask.
 
-    def __init__(self, width: int, num_heads: int):
+    Dispatched like CLIP's attention: `config._attn_implementation` picks the function from transformers'
+    `ALL_ATTENTION_FUNCTIONS` ("sdpa", "eager", "flex_attention", "sfar_sdpa", ...), and the mask is built in the
+    form that function expects. Width D (`config.projection_dim`), D/64 heads.
+    """
+
+    def __init__(self, config: SfarConfig):
         super().__init__()
-        self.num_heads = num_heads
-        self.q_proj = nn.Linear(width, width)
-        self.k_proj = nn.Linear(width, width)
-        self.v_proj = nn.Linear(width, width)
-        self.out_proj = nn.Linear(width, width)
+        self.config = config
+        self.embed_dim = config.projection_dim
+        self.num_heads = config.temporal_num_heads
+        self.head_dim = self.embed_dim // self.num_heads
+        self.scale = self.head_dim**-0.5
+        self.is_causal = False
+        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
 
     def forward(
-        self, query: torch.Tensor, key_value: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+        self,
+        query: torch.Tensor,
+        key_value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         """query (..., Q, D), key_value (..., K, D), key_padding_mask (..., K), True for real keys -> (..., Q, D)."""
         *batch, num_queries, width = query.shape
         num_keys = key_value.shape[-2]
-        head_dim = width // self.num_heads
+        query, key_value = query.reshape(-1, num_queries, width), key_value.reshape(-1, num_keys, width)  # (b, ., D)
+        queries = self.q_proj(query).view(len(query), num_queries, -1, self.head_dim).transpose(1, 2)  # (b, h, Q, hd)
+        keys = self.k_proj(key_value).view(len(query), num_keys, -1, self.head_dim).transpose(1, 2)  # (b, h, K, hd)
+        values = self.v_proj(key_value).view(len(query), num_keys, -1, self.head_dim).transpose(1, 2)
 
-        def split_heads(x: torch.Tensor, length: int) -> torch.Tensor:
-            return x.reshape(-1, length, self.num_heads, head_dim).transpose(1, 2)  # (b, h, length, hd)
-
-        q = split_heads(self.q_proj(query), num_queries)
-        k = split_heads(self.k_proj(key_value), num_keys)
-        v = split_heads(self.v_proj(key_value), num_keys)
+        implementation = self.config._attn_implementation
         mask = None
         if key_padding_mask is not None:
-            mask = key_padding_mask.reshape(-1, 1, 1, num_keys)  # (b, 1, 1, K), broadcast over heads and queries
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (b, h, Q, hd)
-        out = out.transpose(1, 2).reshape(*batch, num_queries, width)
-        return self.out_proj(out)
+            if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+                raise ValueError(
+                    f"attn_implementation {implementation!r} has no mask function registered with transformers' "
+                    "AttentionMaskInterface; the cross-attention of the coarse branch needs its key padding mask"
+                )
+            # (b, 1, Q, K) in the form of the implementation (boolean for SDPA, additive for eager), or None when no
+            # key is padding
+            mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=query,
+                attention_mask=key_padding_mask.reshape(-1, num_keys),
+                encoder_hidden_states=key_value,
+            )
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        out, _ = attention_interface(
+            self, queries, keys, values, mask, scaling=self.scale, dropout=0.0, **kwargs
+        )  # (b, Q, h, hd)
+        return self.out_proj(out.reshape(*batch, num_queries, width))
 
 
-class SfarMLP(nn.Module):
-    """Two-layer MLP, width -> 4 width -> width, QuickGELU as in CLIP's blocks."""
+def _temporal_layer_config(config: SfarConfig) -> CLIPVisionConfig:
+    """The CLIP layer configuration of the temporal transformer: width D, D/64 heads, MLP 4D with QuickGELU."""
+    return CLIPVisionConfig(
+        hidden_size=config.projection_dim,
+        intermediate_size=4 * config.projection_dim,
+        num_attention_heads=config.temporal_num_heads,
+        num_hidden_layers=config.num_temporal_layers,
+        hidden_act="quick_gelu",
+        layer_norm_eps=config.temporal_layer_norm_eps,
+        attention_dropout=0.0,
+        initializer_range=config.initializer_range,
+    )
 
-    def __init__(self, width: int):
-        super().__init__()
-        self.fc1 = nn.Linear(width, 4 * width)
-        self.fc2 = nn.Linear(4 * width, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1(x)
-        return self.fc2(x * torch.sigmoid(1.702 * x))
+class SfarTemporalLayer(CLIPEncoderLayer):
+    """
+    One pre-LN transformer block over the frames of a video: transformers' `CLIPEncoderLayer` (hence its
+    checkpoint keys `layer_norm1`, `self_attn.{q,k,v,out}_proj`, `layer_norm2`, `mlp.fc{1,2}`, its gradient
+    checkpointing and its attention dispatch) at width D with D/64 heads, a 4D QuickGELU MLP and
+    `config.temporal_layer_norm_eps`.
+    """
 
-
-class SfarTemporalLayer(nn.Module):
-    """One pre-LN transformer block over the frames of a video."""
-
-    def __init__(self, width: int, num_heads: int):
-        super().__init__()
-        self.layer_norm1 = nn.LayerNorm(width)
-        self.self_attn = SfarAttention(width, num_heads)
-        self.layer_norm2 = nn.LayerNorm(width)
-        self.mlp = SfarMLP(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.layer_norm1(x)
-        x = x + self.self_attn(h, h)
-        return x + self.mlp(self.layer_norm2(x))
+    def __init__(self, config: SfarConfig):
+        super().__init__(_temporal_layer_config(config))
+        # CLIPAttention reads `config._attn_implementation` at every call. It reads the model's config, so that the
+        # implementation chosen for the model (`attn_implementation=` when loading, `set_attn_implementation`)
+        # reaches these layers as it reaches the CLIP towers.
+        self.self_attn.config = config
 
 
 class SfarTemporalModule(nn.Module):
@@ -227,14 +271,14 @@ class SfarTemporalModule(nn.Module):
 
     def __init__(self, config: SfarConfig):
         super().__init__()
-        width = config.projection_dim
-        self.position_embedding = nn.Embedding(config.num_frames, width)
-        self.layers = nn.ModuleList(
-            [SfarTemporalLayer(width, config.temporal_num_heads) for _ in range(config.num_temporal_layers)]
-        )
+        self.position_embedding = nn.Embedding(config.num_frames, config.projection_dim)
+        self.layers = nn.ModuleList([SfarTemporalLayer(config) for _ in range(config.num_temporal_layers)])
 
-    def forward(self, frame_embeds: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D)."""
+    def forward(self, frame_embeds: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
+        """
+        (B, T, D) frame embeddings -> (B, T, D). `kwargs` go to every layer (and from there to the attention
+        function), as in transformers' encoders.
+        """
         num_frames = frame_embeds.shape[1]
         if num_frames > self.position_embedding.num_embeddings:
             raise ValueError(
@@ -243,7 +287,8 @@ class SfarTemporalModule(nn.Module):
             )
         x = frame_embeds + self.position_embedding.weight[:num_frames]  # (B, T, D)
         for layer in self.layers:
-            x = layer(x)
+            # positional: gradient checkpointing passes only positional arguments through the recomputation
+            x = layer(x, None, **kwargs)
         return frame_embeds + x
 
 
@@ -343,16 +388,20 @@ def sfar_loss(logits: torch.Tensor, labels: torch.Tensor, loss_lambda: float = 1
 
 def actionclip_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
-    ActionCLIP's loss: symmetric KL between the video-text similarity distributions of a batch and soft targets
-    spread evenly over the texts (videos) of the same class.
+    ActionCLIP's training loss (its published `KLLoss`, applied both ways as in its train.py): for the batch's
+    video-to-text logits y_{i,j} (video i against the text of video j's class) and gt_{i,j} = 1 when videos i and j
+    share their class, else 0, the mean over rows i of KL(softmax_j(10 gt_{i,j}) || softmax_j(y_{i,j})), averaged
+    with the same for the text-to-video logits (y transposed). The target gives each same-class entry e^10 times the
+    weight of any other entry: almost all of the mass, not all of it.
 
     Args:
         logits: `(B, C)` video-class logits.
         labels: `(B,)` ground-truth class of each video.
     """
-    same = (labels[:, None] == labels[None, :]).to(logits.dtype)  # (B, B)
-    targets = same / same.sum(-1, keepdim=True)  # symmetric class structure -> same targets both ways
-    video_to_text = logits[:, labels]  # (B, B): video b against the text of video b'
+    same = (labels[:, None] == labels[None, :]).to(logits.dtype)  # (B, B): ActionCLIP's gen_label
+    targets = (10 * same).softmax(-1)  # (B, B); gt is symmetric, so these are the targets of both directions
+    video_to_text = logits[:, labels]  # (B, B): [i, j] = y_{i, c_gt(j)}
+    # "batchmean": ActionCLIP's KLDivLoss averages over all B x B entries, then multiplies by B
     kl_v2t = F.kl_div(video_to_text.log_softmax(-1), targets, reduction="batchmean")
     kl_t2v = F.kl_div(video_to_text.t().log_softmax(-1), targets, reduction="batchmean")
     return (kl_v2t + kl_t2v) / 2
@@ -455,8 +504,6 @@ class SfarModel(SfarPreTrainedModel):
         width = config.projection_dim
         self.text_model = CLIPTextModel._from_config(config.text_config)
         self.vision_model = CLIPVisionModel._from_config(config.vision_config)
-        if self.vision_model.config._attn_implementation == "sdpa":  # the default; an explicit other choice is kept
-            self.vision_model.config._attn_implementation = "sfar_sdpa"
         self.text_projection = nn.Linear(config.text_config.hidden_size, width, bias=False)
         self.visual_projection = nn.Linear(config.vision_config.hidden_size, width, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
@@ -465,7 +512,7 @@ class SfarModel(SfarPreTrainedModel):
         self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if multi_label else None
 
         self.temporal = SfarTemporalModule(config) if config.num_temporal_layers > 0 else None
-        self.subtext_attention = SfarAttention(width, config.temporal_num_heads) if config.uses_coarse else None
+        self.subtext_attention = SfarAttention(config) if config.uses_coarse else None
         self.coarse_ffn = SfarResidualMLP(width) if config.uses_coarse else None
         self.fine_ffn = SfarResidualMLP(width) if config.uses_fine else None
 

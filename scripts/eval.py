@@ -57,6 +57,13 @@ class EvaluateArguments:
         default="float32", metadata={"help": "float32 or bfloat16 (the label set is encoded in float32 first)."}
     )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (the Trainer's torch_compile)."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={
+            "help": "The model's attention (eager, sdpa, sfar_sdpa, ...). Default: sfar_sdpa with --dtype bfloat16 "
+            "(SFAR's bfloat16 CPU attention; SDPA elsewhere), transformers' default with float32."
+        },
+    )
 
 
 def plot_confusion(logits: np.ndarray, labels: np.ndarray, names: list[str], path: str) -> None:
@@ -85,9 +92,16 @@ def plot_confusion(logits: np.ndarray, labels: np.ndarray, names: list[str], pat
 def main(argv: list[str] | None = None) -> dict[str, float]:
     (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if args.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}")
+    attn_implementation = args.attn_implementation
+    if attn_implementation is None and args.dtype == "bfloat16":
+        attn_implementation = "sfar_sdpa"  # chosen by name: SFAR's blocked attention for bfloat16 on a CPU
     # the model first: a folder without safetensors weights fails before the videos are checked
     check_model_source(args.model, "--model")
-    model = SfarForVideoClassification.from_pretrained(args.model, revision=args.revision, use_safetensors=True)
+    model = SfarForVideoClassification.from_pretrained(
+        args.model, revision=args.revision, use_safetensors=True, attn_implementation=attn_implementation
+    )
     processor = SfarProcessor.from_pretrained(args.model, revision=args.revision)
     dataset = load_video_dataset(args.dataset, args.split)
     labels, multi_label = dataset_labels(dataset)
@@ -118,8 +132,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         logger.info("zero-shot: replacing the model's %d labels by the dataset's %d", len(own), len(labels))
         model.set_label_set(labels, processor.tokenizer, subtexts)
 
-    if args.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}")
     model = model.to(getattr(torch, args.dtype))
     output_dir = args.output_dir or os.path.join(args.model, f"eval-{os.path.basename(os.path.normpath(args.dataset))}")
     log = BadVideoLog(os.path.join(output_dir, "bad_videos.jsonl"))

@@ -205,22 +205,28 @@ def reference_sfar_loss(y, labels, lam):
 
 
 def reference_actionclip_loss(y, labels):
-    """Symmetric KL between batch video-text softmaxes and uniform targets over same-class entries."""
+    """
+    ActionCLIP's published training loss, written from its code (sallymmx/ActionCLIP, utils/tools.py `gen_label`,
+    utils/KLLoss.py, train.py): gt[i][k] = 1 if labels[k] == labels[i]; KLLoss(pred, gt) =
+    KLDivLoss(log_softmax(pred), softmax(10 gt)) with the mean over all B x B entries, times B; the loss is the mean
+    of KLLoss(logits_per_image, gt) and KLLoss(logits_per_text, gt), logits_per_text the transpose.
+    """
     batch = len(labels)
-    sims = [[float(y[i, labels[j]]) for j in range(batch)] for i in range(batch)]
+    gt = [[1.0 if labels[k] == labels[i] else 0.0 for k in range(batch)] for i in range(batch)]
+    per_image = [[float(y[i, labels[k]]) for k in range(batch)] for i in range(batch)]
+    per_text = [[per_image[k][i] for k in range(batch)] for i in range(batch)]
 
-    def kl(rows):
+    def kl_loss(prediction, label):
         total = 0.0
-        for i, row in enumerate(rows):
-            log_z = math.log(sum(math.exp(v) for v in row))
-            positives = [j for j in range(batch) if labels[j] == labels[i]]
-            for j in positives:
-                p = 1 / len(positives)
-                total += p * (math.log(p) - (row[j] - log_z))
-        return total / batch
+        for i in range(batch):
+            log_z = math.log(sum(math.exp(v) for v in prediction[i]))
+            target_z = sum(math.exp(10 * v) for v in label[i])
+            for k in range(batch):
+                p = math.exp(10 * label[i][k]) / target_z
+                total += p * (math.log(p) - (prediction[i][k] - log_z))
+        return total / (batch * batch) * batch
 
-    columns = [[sims[i][j] for i in range(batch)] for j in range(batch)]
-    return (kl(sims) + kl(columns)) / 2
+    return (kl_loss(per_image, gt) + kl_loss(per_text, gt)) / 2
 
 
 @pytest.mark.parametrize("lam", [1.0, 0.5])
@@ -234,3 +240,29 @@ def test_actionclip_loss_matches_reference():
     y = torch.randn(6, 4) * 3
     labels = torch.tensor([0, 2, 0, 1, 2, 0])
     torch.testing.assert_close(actionclip_loss(y, labels), torch.tensor(reference_actionclip_loss(y, labels)))
+    y.requires_grad_()
+    actionclip_loss(y, labels).backward()
+    eps = 1e-6
+    for i, c in [(0, 0), (1, 2), (3, 3)]:  # the gradient too, by central differences of the reference
+        up, down = y.detach().clone(), y.detach().clone()
+        up[i, c] += eps
+        down[i, c] -= eps
+        numeric = (reference_actionclip_loss(up, labels) - reference_actionclip_loss(down, labels)) / (2 * eps)
+        assert abs(float(y.grad[i, c]) - numeric) < 1e-6
+
+
+def test_actionclip_loss_hand_checked_example():
+    """
+    Two videos of two classes, every logit 0. Every row of softmax(logits) is (1/2, 1/2); the target row is
+    softmax(10, 0) = (p, q) with p = 1 / (1 + e^-10) = 0.9999546, q = 1 - p = 4.5398e-5. Each row's KL is
+    p log(2p) + q log(2q) = log 2 + p log p + q log q = 0.6931472 - 0.0000454 - 0.0004540 = 0.6926478, and so is
+    the mean of the rows and of the two directions. The old loss (targets 1 and 0) gave log 2 = 0.6931472.
+    """
+    p = 1 / (1 + math.exp(-10))
+    q = 1 - p
+    expected = math.log(2) + p * math.log(p) + q * math.log(q)
+    assert abs(expected - 0.6926478) < 1e-7
+    loss = actionclip_loss(torch.zeros(2, 2), torch.tensor([0, 1]))
+    assert abs(float(loss) - expected) < 1e-12
+    # and one class for both videos: the target row is (1/2, 1/2), the same as the prediction, so the loss is 0
+    assert abs(float(actionclip_loss(torch.zeros(2, 2), torch.tensor([1, 1])))) < 1e-12

@@ -302,22 +302,3 @@ def test_blocked_attention_is_transformers_sdpa_everywhere_else():
         with grad_mode():
             expected = sdpa_attention_forward(module, *args, scaling=0.3)[0]
             torch.testing.assert_close(blocked_sdpa_attention(module, *args, scaling=0.3)[0], expected, rtol=0, atol=0)
-
-
-def test_vision_tower_attention_defaults_to_blocked_sdpa_and_keeps_an_explicit_choice(tiny_clip_dir, tmp_path):
-    model = tiny_classifier("sfar").eval()
-    assert model.sfar.vision_model.config._attn_implementation == "sfar_sdpa"
-    model.save_pretrained(tmp_path)
-    loaded = SfarForVideoClassification.from_pretrained(tmp_path)
-    assert loaded.sfar.vision_model.config._attn_implementation == "sfar_sdpa"
-    eager = SfarForVideoClassification.from_pretrained(tmp_path, attn_implementation="eager")
-    assert eager.sfar.vision_model.config._attn_implementation == "eager"
-    half = copy.deepcopy(model).to(torch.bfloat16)
-    plain = copy.deepcopy(half)
-    plain.sfar.vision_model.set_attn_implementation("sdpa")
-    assert plain.sfar.vision_model.config._attn_implementation == "sdpa"
-    pixel_values = torch.randn(2, 5, 3, 16, 16)
-    with torch.no_grad():
-        torch.testing.assert_close(
-            half(pixel_values).logits.float(), plain(pixel_values).logits.float(), rtol=0.05, atol=0.05
-        )

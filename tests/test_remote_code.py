@@ -28,6 +28,21 @@ SCRIPT = BLOCK_MODELING_SFAR + textwrap.dedent(
             result[auto.__name__] = {"class": type(model).__name__, "logits": model(**inputs).logits.tolist()}
     classifier = pipeline("video-classification", model=folder, trust_remote_code=True)
     result["pipeline"] = classifier(video, top_k=3)
+    # SFAR's bfloat16 CPU attention, chosen by name through the remote code
+    chosen = AutoModelForVideoClassification.from_pretrained(
+        folder, trust_remote_code=True, attn_implementation="sfar_sdpa"
+    ).eval()
+    attention = {m.config._attn_implementation for m in chosen.modules() if type(m).__name__.endswith("Attention")}
+    with torch.no_grad():
+        result["sfar_sdpa"] = {"attention": sorted(attention), "logits": chosen(**inputs).logits.tolist()}
+    half = pipeline(
+        "video-classification", model=folder, trust_remote_code=True, dtype=torch.bfloat16,
+        model_kwargs={"attn_implementation": "sfar_sdpa"},
+    )  # fmt: skip
+    result["pipeline_bfloat16"] = {
+        "dtype": str(half.model.dtype), "attention": half.model.config._attn_implementation,
+        "scores": half(video, top_k=3),
+    }  # fmt: skip
     print(json.dumps(result))
     """
 )
@@ -72,10 +87,17 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(converted, vid
     labels = [model.config.id2label[i] for i in top.indices.tolist()]
     assert [p["label"] for p in result["pipeline"]] == labels
     torch.testing.assert_close(torch.tensor([p["score"] for p in result["pipeline"]]), top.values)
+    assert result["sfar_sdpa"]["attention"] == ["sfar_sdpa"]  # every attention module of the loaded model
+    torch.testing.assert_close(torch.tensor(result["sfar_sdpa"]["logits"]), expected)  # float32: SDPA's results
+    half = result["pipeline_bfloat16"]
+    assert half["dtype"] == "torch.bfloat16" and half["attention"] == "sfar_sdpa"
+    for p in half["scores"]:
+        assert abs(p["score"] - float(scores[model.config.label2id[p["label"]]])) < 0.02
 
 
 def test_bfloat16_model_and_pipeline_agree_with_float32(converted, video_path):
-    """The reduced-precision path: float32 pixel values into a bfloat16 model, directly and through the pipeline."""
+    """The reduced-precision path: float32 pixel values into a bfloat16 model with "sfar_sdpa", directly and through
+    the pipeline."""
     from transformers import pipeline
 
     model, processor = converted
@@ -83,6 +105,7 @@ def test_bfloat16_model_and_pipeline_agree_with_float32(converted, video_path):
     with torch.no_grad():
         full = model.eval()(**inputs).logits
         half_model = copy.deepcopy(model).to(torch.bfloat16)
+        half_model.set_attn_implementation("sfar_sdpa")  # SFAR's bfloat16 CPU attention, by name
         half = half_model(**inputs).logits
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)

@@ -75,7 +75,7 @@ def weights(folder) -> dict[str, torch.Tensor]:
     return load_file(os.path.join(folder, "model.safetensors"))
 
 
-def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip_dir, tmp_path):
+def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     metrics = train_script.main(
         train_args(storyboard, tiny_clip_dir, out, "--max_steps", "3", "--group_columns", "ambiguous", "timing")
@@ -94,11 +94,21 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
     )
     assert again["eval_top1"] == metrics["eval_top1"]
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
+    from transformers import AttentionInterface
+
+    blocked, calls = AttentionInterface._global_mapping["sfar_sdpa"], []
+
+    def spy(module, query, *args, **kwargs):
+        calls.append(query.dtype)
+        return blocked(module, query, *args, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "sfar_sdpa", spy)
     half = evaluate_script.main(
         ["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval-bf16"),
          "--dtype", "bfloat16"]
     )  # fmt: skip
     assert 0 <= half["eval_top1"] <= 100  # the bfloat16 path runs end to end (its accuracy: test_remote_code)
+    assert calls and set(calls) == {torch.bfloat16}  # --dtype bfloat16 selects the blocked attention by name
     from torch._dynamo.utils import counters
 
     graphs = counters["stats"]["unique_graphs"]
