@@ -23,6 +23,7 @@ from datasets_scripts.generate_subtexts import (
     main,
     read_classes,
     read_log,
+    request_seed,
 )
 from datasets_scripts.subtext_dataset import load_subtext_config, load_subtexts
 from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
@@ -89,7 +90,7 @@ def test_rejected_answers_are_retried_with_the_next_seed_and_recorded(generated)
     assert rejected, "with a 40% early stop some first answers have three steps"
     assert {r["rejected"] for r in rejected} == {"found 3 steps, need 4"}
     for r in records:
-        assert r["seed"] == SAMPLING.seed + r["attempt"]
+        assert r["seed"] == request_seed(SAMPLING.seed, r["label"], r["prompt_index"], r["attempt"])
     by_question = {}
     for r in records:
         by_question.setdefault((r["label"], r["prompt_index"]), []).append(r)
