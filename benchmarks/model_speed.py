@@ -8,7 +8,7 @@ ratios:
 - inference: SFAR's forward over the bare CLIP vision tower (+ projection) on the same 8 frames, 400 labels; and
   transformers' `XCLIPModel` at the same size (its video side, with the 400 text embeddings computed beforehand,
   as SFAR's are);
-- precision: bfloat16 and bfloat16 + `torch.compile` (what `evaluate.py --dtype bfloat16 --compile` does) over
+- precision: bfloat16 and bfloat16 + `torch.compile` (what `eval.py --dtype bfloat16 --compile` does) over
   float32 throughput, with the largest relative logit difference (`--no_compile` leaves compilation out), and the
   CPU's own bfloat16 / float32 ratio on a 4096^3 matmul;
 - training: one optimizer step of SFAR (coarse + fine) over the mean-pooling model with the same temporal layers;

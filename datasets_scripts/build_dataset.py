@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub_cards import VIDEO_DATASET_CARD, template_path
+
 logger = logging.getLogger("sfar.build_dataset")
 
 __all__ = [
@@ -277,7 +279,7 @@ SOURCES = {
         "Activity Understanding. ECCV 2016.",
     ),
 }
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "video_dataset_card.md"
+CARD_TEMPLATE = template_path(VIDEO_DATASET_CARD)
 
 
 def dataset_card(builder: str, dataset, report: BuildReport, output: str, split: int | None = None):

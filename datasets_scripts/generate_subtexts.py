@@ -38,6 +38,7 @@ from datasets_scripts.subtext_prompts import (
     build_messages,
     parse_subtexts,
 )
+from hub_cards import SUBTEXT_DATASET_CARD, template_path
 
 __all__ = [
     "SamplingOptions",
@@ -408,7 +409,7 @@ def read_classes(source: str) -> dict[str, str]:
 # The dataset and its card
 # ----------------------------------------------------------------------------------------------------------------
 
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "subtext_dataset_card.md"
+CARD_TEMPLATE = template_path(SUBTEXT_DATASET_CARD)
 
 
 def tpp_histogram(selected: list[dict], rows: list[dict], path: str | os.PathLike) -> str:

@@ -26,10 +26,11 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from datasets_scripts.subtext_dataset import stage_dataset_repo
+from hub_cards import MODEL_CARD, template_path
 from modeling_sfar.hub import prepare_staging, record_staging, upload_staged
 
 logger = logging.getLogger("sfar.push_to_hub")
-TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "model_card.md"
+TEMPLATE = template_path(MODEL_CARD)
 IGNORE = [
     "checkpoint-*",
     "checkpoint-*/**",

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import evaluate as evaluate_script  # noqa: E402
+import eval as evaluate_script  # noqa: E402  (scripts/eval.py)
 import train as train_script  # noqa: E402
 from test_train import Interrupt, train_args, weights  # noqa: E402
 
@@ -147,7 +147,7 @@ def test_videos_broken_after_the_check_do_not_stop_training_or_evaluation(
     assert results["failed_during_evaluation"] == {late_test: "empty file"}
     assert 0 <= metrics["eval_top1"] <= 100
 
-    # evaluate.py: the same video emptied after its check; the other 9 are scored
+    # eval.py: the same video emptied after its check; the other 9 are scored
     Path(late_test).write_bytes(Path(videos["test"][0]).read_bytes())
     monkeypatch.undo()
     fail_during_run(monkeypatch, evaluate_script, {"test": [late_test]})

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeling_sfar.metrics import classification_metrics, mean_average_precision, top_k_accuracy
+from modeling_sfar.metrics import (
+    METRICS_DIR,
+    classification_metrics,
+    load_metric,
+    mean_average_precision,
+    top_k_accuracy,
+)
 
 
 def test_top_k_accuracy():
@@ -26,3 +32,36 @@ def test_mean_average_precision():
     assert classification_metrics(scores, targets) == {"mAP": pytest.approx(100 * ((1 + 2 / 3) / 2 + 1) / 2)}
     with pytest.raises(ValueError, match="no class has a positive"):
         mean_average_precision(scores, np.zeros_like(targets))
+
+
+def test_metrics_are_evaluate_modules_loaded_locally():
+    """The metrics are `evaluate` modules loaded from our folders; the module checks its inputs, naming the range."""
+    import evaluate
+
+    metric = load_metric("top_k_accuracy")
+    assert isinstance(metric, evaluate.Metric)
+    scores = [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]]
+    assert metric.compute(predictions=scores, references=[1, 1], k=(1, 2)) == {"top1": 0.5, "top2": 1.0}
+    with pytest.raises(ValueError, match=r"references must lie in \[0, 3\)"):
+        metric.compute(predictions=scores, references=[1, 3])
+    fresh = evaluate.load(f"{METRICS_DIR}/mean_average_precision", keep_in_memory=True)  # as a user would load it
+    assert fresh.compute(predictions=[[0.9, 0.1], [0.8, 0.7]], references=[[0, 0], [1, 1]]) == {"mAP": 0.75}
+    assert classification_metrics(np.array(scores), np.array([1, 1])) == {"top1": 50.0, "top5": 100.0}
+
+
+def test_no_script_shadows_a_library():
+    """`python scripts/x.py` puts scripts/ first on sys.path: a script named like a library (evaluate.py) would
+    replace that library for everything the script imports, the metrics among them."""
+    import importlib.machinery
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    ours = {repo, *(repo / f for f in ("scripts", "datasets_scripts", "benchmarks", "tests"))}
+    outside = [p for p in sys.path if p and Path(p).resolve() not in ours]  # site-packages, stdlib
+    for folder in ("scripts", "datasets_scripts", "benchmarks"):
+        for script in (repo / folder).glob("*.py"):
+            if script.stem == "__init__":
+                continue
+            spec = importlib.machinery.PathFinder.find_spec(script.stem, outside)
+            assert spec is None, f"{folder}/{script.name} shadows the installed module {spec.origin}"

@@ -94,7 +94,7 @@ def test_bfloat16_model_and_pipeline_agree_with_float32(converted, video_path):
 
 
 def test_compiled_model_gives_the_eager_logits(converted, video_path):
-    """The compilation path (`model.compile()`, as `--compile` in evaluate.py does) changes nothing but speed."""
+    """The compilation path (`model.compile()`, as `--compile` in eval.py does) changes nothing but speed."""
     model, processor = converted
     inputs = processor(videos=video_path)
     compiled = copy.deepcopy(model).eval()

@@ -96,7 +96,7 @@ def test_only_safetensors_weights_are_read(converted, tmp_path):
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
     run = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(folder), "--dataset", str(tmp_path)],
+        [sys.executable, str(REPO / "scripts" / "eval.py"), "--model", str(folder), "--dataset", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,4 +1,4 @@
-"""scripts/train.py and scripts/evaluate.py on a tiny storyboard dataset: metrics, resume, data-parallel, bad input."""
+"""scripts/train.py and scripts/eval.py on a tiny storyboard dataset: metrics, resume, data-parallel, bad input."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from datasets_scripts.storyboard import STORYBOARDS, build_storyboard_dataset, s
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-import evaluate as evaluate_script  # noqa: E402
+import eval as evaluate_script  # noqa: E402  (scripts/eval.py)
 import train as train_script  # noqa: E402
 
 

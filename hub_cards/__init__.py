@@ -1,0 +1,22 @@
+"""Card templates (Jinja, rendered by huggingface_hub) of the model repos, sub-text datasets and video indexes.
+
+Shipped as package data, so cards render from an installed wheel as from a clone.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+__all__ = ["MODEL_CARD", "SUBTEXT_DATASET_CARD", "VIDEO_DATASET_CARD", "template_path"]
+
+MODEL_CARD = "model_card.md"
+SUBTEXT_DATASET_CARD = "subtext_dataset_card.md"
+VIDEO_DATASET_CARD = "video_dataset_card.md"
+
+
+def template_path(name: str) -> str:
+    """The file of the card template `name` (one of the constants above)."""
+    path = resources.files(__name__) / name
+    if not path.is_file():
+        raise ValueError(f"no card template {name!r} in {resources.files(__name__)}")
+    return str(path)

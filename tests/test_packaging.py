@@ -1,0 +1,62 @@
+"""The built wheel, installed in a fresh virtual environment, carries everything the library reads at run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHECK = """
+from pathlib import Path
+
+import numpy as np
+from huggingface_hub import ModelCard, ModelCardData
+
+import datasets_scripts
+import hub_cards
+import modeling_sfar
+from datasets_scripts.generate_subtexts import SamplingOptions, subtext_card
+from hub_cards import MODEL_CARD, template_path
+from modeling_sfar.metrics import classification_metrics
+
+for module in (datasets_scripts, hub_cards, modeling_sfar):
+    assert "site-packages" in module.__file__, module.__file__  # the wheel's copy, not the clone
+assert classification_metrics(np.array([[0.2, 0.8]]), np.array([1])) == {"top1": 100.0, "top5": 100.0}
+rows = [{"label": "a", "tpp": 50.0, "selected": True, "generator": "org/llm"}]
+card = subtext_card(rows, rows, [{"rejected": None, "generator": "org/llm"}], [{"model": "org/llm", "revision": "r"}],
+                    SamplingOptions(), "org/clip", "This is a video about {}", 4)
+assert "org/llm" in str(card)
+card = ModelCard.from_template(ModelCardData(license="apache-2.0"), template_path=template_path(MODEL_CARD),
+                               repo_id="org/sfar", revision="abc", model_name="sfar")
+assert 'model="org/sfar"' in str(card)
+print("ok")
+"""
+
+
+def test_wheel_in_a_fresh_venv(tmp_path):
+    wheel_dir = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", wheel_dir, REPO],
+        check=True,
+        cwd=tmp_path,
+    )
+    (wheel,) = wheel_dir.glob("sfar_hf-*.whl")
+    env_dir = tmp_path / "fresh"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    # The heavy dependencies come from the test environment's site-packages as a plain path entry (its .pth files,
+    # the editable install of this clone among them, are not read from there); the package itself from the wheel.
+    site = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel], check=True)
+    result = subprocess.run([python, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
