@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     # The row index is taken before any row is dropped, so that every row keeps its seed (see with_row_index).
     transform = VideoTransform(
         video_processor, data_args.augment, len(labels), multi_label, seed=training_args.seed, log=log,
-        strict=data_args.strict,
+        strict=data_args.strict, keep_labels=False,
     )  # fmt: skip
     train, skipped = prepare_split(with_row_index(train), data_args.train_split, data_args, transform, workers)
     if data_args.few_shot:
