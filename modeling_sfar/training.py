@@ -226,6 +226,7 @@ class _CheckRows(torch.utils.data.Dataset):
 
 
 def _first(batch: list) -> Any:
+    """The collate function of batches of one: the item itself."""
     return batch[0]
 
 
@@ -325,8 +326,10 @@ class VideoTransform:
     logged with its path and reason, recorded in `log` under `scope`, and replaced by the next rows of the bound
     dataset (see `bind`) until one loads, each drawn with a seed of (`seed`, `epoch`, row index, attempt). The
     replacement depends only on the files and those numbers, so a resumed run replaces exactly as the uninterrupted
-    one did. In training the replacement brings its own label; in evaluation the row keeps its label and
-    `evaluate_split` leaves it out of the metrics. With `strict` the first such video raises `BadVideoError`.
+    one did. In training the replacement brings its own label; in evaluation (`keep_labels`, by default when not
+    `training`; train.py's `--augment false` trains with `training=False` and `keep_labels=False`) the row keeps its
+    label and `evaluate_split` leaves it out of the metrics. With `strict` the first such video raises
+    `BadVideoError`.
     """
 
     # Rows tried after a bad one before giving up: more failures in a row mean a broken set-up, not a few bad files.
@@ -344,14 +347,17 @@ class VideoTransform:
         scope: str = "train",
         log: BadVideoLog | None = None,
         strict: bool = False,
+        keep_labels: bool | None = None,
     ):
         self.video_processor, self.training = video_processor, training
         self.num_classes, self.multi_label = num_classes, multi_label
         self.num_clips, self.num_crops, self.seed, self.epoch = num_clips, num_crops, seed, 0
         self.scope, self.log, self.strict = scope, log, strict
-        self.videos: list[str] = []
+        self.keep_labels = not training if keep_labels is None else keep_labels
+        self.videos: list[str] = []  # the bound rows (see `bind`)
         self.targets: list[Any] = []
-        self.positions: dict[int, int] = {}
+        self.indices: list[int] = []
+        self.positions: dict[int, int] = {}  # row index -> position in the bound rows
 
     def bind(self, dataset) -> None:
         """Remember the rows of `dataset` (videos, labels, row indices) that replacements are drawn from."""
@@ -387,7 +393,7 @@ class VideoTransform:
     def _replace(self, video: str, index: int, error: BaseException) -> tuple[torch.Tensor, Any]:
         """Record the bad `video` of row `index` and load the next usable row instead: (pixels, its label)."""
         reason = _reason(video, error)
-        what = "training" if self.training else "evaluation"
+        what = "evaluation" if self.keep_labels else "training"
         if self.strict:
             raise BadVideoError(f"video {video} (row {index} of {self.scope!r}) failed in {what}: {reason}") from error
         logger.warning("video %s (row %d of %r) failed in %s, replaced: %s", video, index, self.scope, what, reason)
@@ -424,7 +430,7 @@ class VideoTransform:
                 except video_errors() as error:
                     pixels, target = self._replace(video, index, error)
                     clips.append(pixels)
-                    if self.training:  # evaluation keeps the row's label; the row is left out of the metrics
+                    if not self.keep_labels:  # evaluation keeps the row's label and leaves it out of the metrics
                         targets[row] = target
             pixel_values = torch.stack(clips)
         if self.multi_label:

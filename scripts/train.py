@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
     # The row index is taken before any row is dropped, so that every row keeps its seed (see with_row_index).
     transform = VideoTransform(
         video_processor, data_args.augment, len(labels), multi_label, seed=training_args.seed, log=log,
-        strict=data_args.strict,
+        strict=data_args.strict, keep_labels=False,
     )  # fmt: skip
     train, skipped = prepare_split(with_row_index(train), data_args.train_split, data_args, transform, workers)
     if data_args.few_shot:
@@ -363,8 +363,10 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
         )
         metrics.update(scores, eval_skipped_videos=len(eval_skipped))
         eval_failed = report_bad_videos(log, f"eval:{data_args.eval_split}", "evaluation")
+    zero_shot_failed = {}
     if data_args.zero_shot_dataset:
         metrics.update(zero_shot(trainer, processor, data_args, multi_label, views, log, workers))
+        zero_shot_failed = report_bad_videos(log, f"zero_shot:{data_args.zero_shot_split}", "zero-shot evaluation")
     if trainer.is_world_process_zero():
         # Which videos were skipped before the run or replaced during it, and why: beside the metrics, not in them.
         problems = {
@@ -372,6 +374,7 @@ def main(argv: list[str] | None = None, callbacks: list | None = None) -> dict:
             "skipped_before_evaluation": dict(eval_skipped),
             "failed_during_training": failed,
             "failed_during_evaluation": eval_failed,
+            "failed_during_zero_shot": zero_shot_failed,
         }
         with open(os.path.join(training_args.output_dir, "all_results.json"), "w") as f:
             json.dump({**metrics, "bad_videos": problems}, f, indent=2)

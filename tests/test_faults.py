@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import evaluate as evaluate_script  # noqa: E402
+import eval as evaluate_script  # noqa: E402  (scripts/eval.py)
 import train as train_script  # noqa: E402
 from test_train import Interrupt, train_args, weights  # noqa: E402
 
@@ -147,7 +147,7 @@ def test_videos_broken_after_the_check_do_not_stop_training_or_evaluation(
     assert results["failed_during_evaluation"] == {late_test: "empty file"}
     assert 0 <= metrics["eval_top1"] <= 100
 
-    # evaluate.py: the same video emptied after its check; the other 9 are scored
+    # eval.py: the same video emptied after its check; the other 9 are scored
     Path(late_test).write_bytes(Path(videos["test"][0]).read_bytes())
     monkeypatch.undo()
     fail_during_run(monkeypatch, evaluate_script, {"test": [late_test]})
@@ -302,3 +302,29 @@ def test_warns_when_the_launcher_starts_fewer_processes_than_asked(monkeypatch, 
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_replaced_row_takes_the_replacement_label_in_training_and_keeps_its_own_in_evaluation(
+    storyboard, converted, tmp_path
+):
+    """`--augment false` trains with the evaluation transform: its replacements must still bring their labels."""
+    from datasets import load_from_disk
+
+    from modeling_sfar.training import VideoTransform, with_row_index
+
+    _, processor = converted
+    dataset, videos = copy_with_own_videos(storyboard, tmp_path / "data")
+    split = with_row_index(load_from_disk(dataset)["train"])
+    labels = split["label"]
+    bad = next(i for i in range(1, 29) if labels[i] != labels[i + 1])  # its replacement is of another class
+    os.remove(videos["train"][bad])
+    rows = [bad - 1, bad, bad + 1]
+    batch = {"video": [videos["train"][i] for i in rows], "label": [labels[i] for i in rows], "_index": rows}
+    for keep_labels, expected in ((False, labels[bad + 1]), (None, labels[bad])):
+        log = BadVideoLog(tmp_path / f"log-{keep_labels}.jsonl")
+        transform = VideoTransform(processor.video_processor, False, 10, False, log=log, keep_labels=keep_labels)
+        transform.bind(split)
+        out = transform(dict(batch))
+        assert [int(label) for label in out["labels"]] == [labels[bad - 1], expected, labels[bad + 1]]
+        assert torch.equal(out["pixel_values"][1], out["pixel_values"][2])  # the next row's clip stands in
+        assert log.read("train") == {bad: (videos["train"][bad], "file not found")}
