@@ -181,8 +181,8 @@ class SfarAttention(nn.Module):
     (keys and values), with a key padding mask.
 
     Dispatched like CLIP's attention: `config._attn_implementation` picks the function from transformers'
-    `ALL_ATTENTION_FUNCTIONS` ("sdpa", "eager", "flex_attention", "sfar_sdpa", ...), and the mask is built in the
-    form that function expects. Width D (`config.projection_dim`), D/64 heads.
+    `ALL_ATTENTION_FUNCTIONS` ("sdpa", "eager", "sfar_sdpa", ...), and the mask is built in the form that
+    function expects. Width D (`config.projection_dim`), D/64 heads.
     """
 
     def __init__(self, config: SfarConfig):

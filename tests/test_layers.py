@@ -36,13 +36,30 @@ def implementations(model: SfarForVideoClassification) -> dict[str, str]:
 
 @pytest.fixture
 def attention_spy(monkeypatch):
-    """Record the dtype of every call of the registered "sfar_sdpa" function, which still does the work."""
-    blocked, calls = AttentionInterface._global_mapping["sfar_sdpa"], []
+    """
+    Record every call of the registered "sfar_sdpa" function, which still does the work, as (module class, query
+    dtype, "blocked" or "sdpa"): whether it took its blocked path or handed the call to transformers' SDPA.
+    """
+    import modeling_sfar.modeling_sfar as modeling
+
+    blocked, fallback, calls, handed_over = (
+        AttentionInterface._global_mapping["sfar_sdpa"],
+        modeling.sdpa_attention_forward,
+        [],
+        [],
+    )
+
+    def counted_fallback(*args, **kwargs):
+        handed_over.append(1)
+        return fallback(*args, **kwargs)
 
     def spy(module, query, *args, **kwargs):
-        calls.append((type(module).__name__, query.dtype, torch.is_grad_enabled()))
-        return blocked(module, query, *args, **kwargs)
+        before = len(handed_over)
+        out = blocked(module, query, *args, **kwargs)
+        calls.append((type(module).__name__, query.dtype, "sdpa" if len(handed_over) > before else "blocked"))
+        return out
 
+    monkeypatch.setattr(modeling, "sdpa_attention_forward", counted_fallback)
     monkeypatch.setitem(AttentionInterface._global_mapping, "sfar_sdpa", spy)
     return calls
 
@@ -168,8 +185,12 @@ def test_the_default_is_transformers_choice_and_sfar_sdpa_is_chosen_by_name(tmp_
     with torch.no_grad():
         half.sfar.clear_word_cache()
         logits = half(pixel_values).logits
-    called = {name for name, dtype, _ in attention_spy if dtype == torch.bfloat16}
-    assert called == {"CLIPAttention", "SfarAttention"}  # the vision tower, the temporal layers and Eq. 4-6
+    # the vision tower and the temporal layers take the blocked path; Eq. 4-6 (masked cross-attention) is SDPA's
+    assert set(attention_spy) == {
+        ("CLIPAttention", torch.bfloat16, "blocked"),
+        ("SfarAttention", torch.bfloat16, "sdpa"),
+    }
+    assert len(attention_spy) == 1 + 2 + 1  # one vision layer, two temporal layers, the cross-attention
 
     plain = copy.deepcopy(half)
     plain.set_attn_implementation("sdpa")
