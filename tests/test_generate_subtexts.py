@@ -97,7 +97,7 @@ def test_every_request_is_sampled_with_its_own_seed_whatever_its_batch(tmp_path)
     assert len(set(answers)) > 1, "the tiny model ignores the prompt: only the seeds tell the answers apart"
     alone = TransformersBackend(steady, batch_size=1)
     assert alone.generate(requests[::-1], SAMPLING) == answers[::-1]
-    # top-p 0.4 keeps only the likelier of the two equally likely phrasings: every seed writes the same answer
+    # top-p 0.4 keeps one of the two equally likely phrasings of each step: every seed writes the same answer
     narrow = alone.generate(requests[:4], SamplingOptions(temperature=1.0, top_p=0.4, max_new_tokens=12))
     assert len(set(narrow)) == 1
 
