@@ -303,7 +303,9 @@ class SfarTemporalModule(nn.Module):
                 f"the video has {num_frames} frames but the model's temporal module has "
                 f"{self.position_embedding.num_embeddings} positions (config.num_frames)"
             )
-        x = frame_embeds + self.position_embedding.weight[:num_frames]  # (B, T, D)
+        # Through the embedding module, not its weight: with offloading (device_map) a module's hook loads its weight.
+        positions = torch.arange(num_frames, device=frame_embeds.device)
+        x = frame_embeds + self.position_embedding(positions)  # (B, T, D)
         for layer in self.layers:
             x = layer(x)
         return frame_embeds + x
