@@ -471,7 +471,7 @@ class SfarPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("video",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["CLIPEncoderLayer", "SfarTemporalLayer"]
+    _no_split_modules = ["CLIPEncoderLayer", "SfarTemporalLayer", "SfarLabelSetCache"]
     _supports_sdpa = True
     # The forward takes no loss kwargs: the Trainer must not rescale the loss by the number of items.
     accepts_loss_kwargs = False
@@ -510,6 +510,7 @@ class SfarPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, module.config.logit_scale_init_value)
             if module.logit_bias is not None:
                 init.constant_(module.logit_bias, -10.0)
+        if isinstance(module, SfarLabelSetCache):
             # A label-set tensor that was not loaded (a new model, or a checkpoint without it) empties the whole
             # cache: the forward then refuses to classify without a label set, instead of reading zeros.
             missing = [
@@ -523,7 +524,7 @@ class SfarPreTrainedModel(PreTrainedModel):
                 module.has_text_features.zero_()
 
 
-# The label-set cache of `SfarModel`: buffers saved with the weights (see `SfarModel._register_label_set_buffers`).
+# The stored label set of `SfarModel`: buffers of its `label_set_cache` (see `SfarModel._register_label_set_buffers`).
 LABEL_SET_BUFFERS = (
     "text_embeds",
     "prompt_word_embeds",
@@ -533,6 +534,41 @@ LABEL_SET_BUFFERS = (
     "subtext_word_mask",
     "has_text_features",
 )
+
+
+class SfarLabelSetCache(nn.Module):
+    """
+    The stored label set of an [`SfarModel`]: buffers saved with the weights; calling it returns them as an
+    [`SfarLabelSet`].
+
+    A module of its own, so that big-model loading places it like any module: `device_map` gives it a device, and an
+    offloaded module's tensors are loaded when the module is called (accelerate's hooks), which reading another
+    module's buffers would bypass.
+    """
+
+    def forward(self) -> SfarLabelSet:
+        """
+        Raises:
+            ValueError: no label set is stored (a model built from a configuration, or a checkpoint without one) or
+                its tensors were never loaded (the meta device).
+        """
+        if self.text_embeds.is_meta:
+            raise ValueError(
+                "the stored label set was not loaded (its tensors are on the meta device): load the model with "
+                "`from_pretrained`, or pass the label set (`input_ids`, `subtext_input_ids` or `text_features`)"
+            )
+        if not torch.compiler.is_compiling() and not bool(self.has_text_features):
+            # checked in eager runs; a data-dependent branch would break a compiled graph
+            raise ValueError(
+                "the model has no label set: pass one to the forward (`input_ids` and `subtext_input_ids` of the "
+                "class prompts and sub-texts, or encoded `text_features`), or store one with "
+                "`set_label_set(labels, tokenizer, subtexts)` (or convert it from CLIP with labels)"
+            )
+        return SfarLabelSet(**{name: getattr(self, name) for name in LABEL_SET_BUFFERS[:-1]})
+
+
+def _stored(name: str) -> property:
+    return property(lambda self: getattr(self.label_set_cache, name), doc=f"The stored label set's `{name}`.")
 
 
 class SfarModel(SfarPreTrainedModel):
@@ -566,6 +602,7 @@ class SfarModel(SfarPreTrainedModel):
         self.coarse_ffn = SfarResidualMLP(width) if config.uses_coarse else None
         self.fine_ffn = SfarResidualMLP(width) if config.uses_fine else None
 
+        self.label_set_cache = SfarLabelSetCache()
         self._register_label_set_buffers(config.num_labels)
         self._word_cache: tuple | None = None  # see `label_set_words`
         self.text_model.requires_grad_(False)
@@ -611,7 +648,7 @@ class SfarModel(SfarPreTrainedModel):
         for name, value in buffers.items():
             if value is not None:
                 value = value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
-            self.register_buffer(name, value, persistent=True)
+            self.label_set_cache.register_buffer(name, value, persistent=True)
         self._word_cache = None
 
     def tokenize_label_set(
@@ -836,27 +873,18 @@ class SfarModel(SfarPreTrainedModel):
         if absent:
             raise ValueError(f"the label set lacks {absent}, which fusion {self.config.fusion!r} reads")
 
-    def stored_label_set(self) -> SfarLabelSet:
-        """
-        The stored label set (views of the buffers).
+    # Read access to the stored label set's buffers, as `model.text_embeds` etc.
+    text_embeds = _stored("text_embeds")
+    prompt_word_embeds = _stored("prompt_word_embeds")
+    prompt_word_mask = _stored("prompt_word_mask")
+    subtext_embeds = _stored("subtext_embeds")
+    subtext_word_embeds = _stored("subtext_word_embeds")
+    subtext_word_mask = _stored("subtext_word_mask")
+    has_text_features = _stored("has_text_features")
 
-        Raises:
-            ValueError: none is stored (a model built from a configuration, or a checkpoint without one) or its
-                tensors were never loaded (the meta device).
-        """
-        if self.text_embeds.is_meta:
-            raise ValueError(
-                "the stored label set was not loaded (its tensors are on the meta device): load the model with "
-                "`from_pretrained`, or pass the label set (`input_ids`, `subtext_input_ids` or `text_features`)"
-            )
-        if not torch.compiler.is_compiling() and not bool(self.has_text_features):
-            # checked in eager runs; a data-dependent branch would break a compiled graph
-            raise ValueError(
-                "the model has no label set: pass one to the forward (`input_ids` and `subtext_input_ids` of the "
-                "class prompts and sub-texts, or encoded `text_features`), or store one with "
-                "`set_label_set(labels, tokenizer, subtexts)` (or convert it from CLIP with labels)"
-            )
-        return SfarLabelSet(**{name: getattr(self, name) for name in LABEL_SET_BUFFERS[:-1]})
+    def stored_label_set(self) -> SfarLabelSet:
+        """The stored label set (views of the buffers of `label_set_cache`); see [`SfarLabelSetCache.forward`]."""
+        return self.label_set_cache()
 
     def _resolve_label_set(
         self,
@@ -867,8 +895,8 @@ class SfarModel(SfarPreTrainedModel):
         subtext_attention_mask: torch.Tensor | None,
         ensemble_input_ids: torch.Tensor | None,
         ensemble_attention_mask: torch.Tensor | None,
-    ) -> SfarLabelSet:
-        """The label set a forward uses: the one given (encoded or as token ids), else the stored one."""
+    ) -> SfarLabelSet | None:
+        """The label set a forward is given (encoded or as token ids), checked; None for the stored one."""
         if label_set is not None and input_ids is not None:
             raise ValueError("give the label set once: either `text_features` or `input_ids`, not both")
         if input_ids is not None:
@@ -879,7 +907,7 @@ class SfarModel(SfarPreTrainedModel):
         elif subtext_input_ids is not None or ensemble_input_ids is not None:
             raise ValueError("`subtext_input_ids` and `ensemble_input_ids` come with the class prompts' `input_ids`")
         if label_set is None:
-            return self.stored_label_set()
+            return None
         if isinstance(label_set, dict) and not isinstance(label_set, SfarLabelSet):
             label_set = SfarLabelSet(**label_set)
         self._check_label_set_fields(label_set)
@@ -1041,6 +1069,8 @@ class SfarModel(SfarPreTrainedModel):
             text_features, input_ids, attention_mask, subtext_input_ids, subtext_attention_mask,
             ensemble_input_ids, ensemble_attention_mask,
         )  # fmt: skip
+        if label_set is None:
+            self.stored_label_set()  # fail before the vision tower runs when none is stored
         if pixel_values.ndim == 6:
             batch_size, num_views = pixel_values.shape[:2]
             output = self.forward(pixel_values.flatten(0, 1), text_features=label_set, return_dict=True, **kwargs)
@@ -1071,13 +1101,13 @@ class SfarModel(SfarPreTrainedModel):
 
     def head(self, frame_embeds: torch.Tensor, label_set: SfarLabelSet | None = None) -> SfarModelOutput:
         """Everything after the vision tower (temporal module, text-guided poolings, logits) on (B, T, D) frames."""
-        label_set = self.stored_label_set() if label_set is None else label_set
         return self._head(self._temporal(frame_embeds, False, False)[0], label_set)
 
-    def _head(self, frames: torch.Tensor, label_set: SfarLabelSet) -> SfarModelOutput:
-        """The text-guided poolings and logits (Eq. 4-11) on the frame embeddings v_l (B, T, D)."""
-        stored = label_set.text_embeds is self.text_embeds
-        words_from = None if stored else label_set  # the stored label set's words are cached (`label_set_words`)
+    def _head(self, frames: torch.Tensor, label_set: SfarLabelSet | None) -> SfarModelOutput:
+        """The text-guided poolings and logits (Eq. 4-11) on the frame embeddings v_l (B, T, D); `label_set` None:
+        the stored one (whose words `label_set_words` caches)."""
+        words_from = label_set
+        label_set = self.stored_label_set() if label_set is None else label_set
         num_classes = label_set.num_classes
 
         coarse_weights = fine_weights = None

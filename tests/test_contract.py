@@ -77,7 +77,7 @@ def test_checkpoint_without_the_label_set_fails_loudly(tmp_path):
     model = tiny_classifier().eval()
     model.save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")
-    del weights["sfar.prompt_word_embeds"]  # one tensor missing is enough
+    del weights["sfar.label_set_cache.prompt_word_embeds"]  # one tensor missing is enough
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     loaded = SfarForVideoClassification.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="no label set"):
@@ -176,6 +176,19 @@ def test_cpu_and_disk_offload_give_the_same_logits(cls, tmp_path):
         device_map[f"{prefix}{name}"] = "disk"
     loaded = cls.from_pretrained(tmp_path / "sfar", device_map=device_map, offload_folder=tmp_path / "offload")
     assert set(loaded.hf_device_map.values()) == {"cpu", "disk"}
+    pixel_values = torch.randn(2, 5, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixel_values).logits, model(pixel_values).logits)
+
+
+@pytest.mark.parametrize("cls", [SfarForVideoClassification, SfarModel])
+def test_device_map_auto_offloads_to_disk_when_memory_is_short(cls, tmp_path):
+    model = tiny_classifier().eval()
+    model.save_pretrained(tmp_path / "sfar")
+    loaded = cls.from_pretrained(
+        tmp_path / "sfar", device_map="auto", max_memory={"cpu": "100KB"}, offload_folder=tmp_path / "offload"
+    )
+    assert "disk" in loaded.hf_device_map.values()
     pixel_values = torch.randn(2, 5, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(pixel_values).logits, model(pixel_values).logits)
