@@ -192,3 +192,21 @@ def test_device_map_auto_offloads_to_disk_when_memory_is_short(cls, tmp_path):
     pixel_values = torch.randn(2, 5, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(pixel_values).logits, model(pixel_values).logits)
+
+
+def _temporal_layers_return_attention_weights() -> bool:
+    from transformers.models.clip.modeling_clip import CLIPEncoderLayer
+
+    from modeling_sfar.modeling_sfar import SfarTemporalLayer
+
+    return issubclass(SfarTemporalLayer, CLIPEncoderLayer)
+
+
+@pytest.mark.skipif(
+    not _temporal_layers_return_attention_weights(),
+    reason="the temporal layers' SfarAttention returns no attention weights; CLIPEncoderLayer-based layers do",
+)
+def test_temporal_attentions_are_returned_with_eager_attention():
+    model = tiny_classifier(attn_implementation="eager").eval()
+    out = model(torch.randn(2, 5, 3, 16, 16), output_attentions=True)
+    assert len(out.temporal_attentions) == 2 and out.temporal_attentions[0].shape == (2, 1, 5, 5)
