@@ -657,7 +657,7 @@ class SfarModel(SfarPreTrainedModel):
         """
         The token ids of a label set, as the forward and [`~SfarModel.encode_label_set`] take them: `input_ids` and
         `attention_mask` (C, L) of the class prompts (`config.prompt_template` filled with the normalised class
-        name), `ensemble_input_ids` and `ensemble_attention_mask` (K, C, L) of a prompt ensemble
+        name), `ensemble_input_ids` and `ensemble_attention_mask` (C, K, L) of a prompt ensemble
         (`config.prompt_templates`), and `subtext_input_ids` and `subtext_attention_mask` (C, N, L) of the
         sub-texts. Labels and sub-texts are checked first (`check_label_set`).
         """
