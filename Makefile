@@ -2,10 +2,27 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+TRANSFORMERS_VERSION := 5.19.0
+TRANSFORMERS_CACHE := .cache/transformers-$(TRANSFORMERS_VERSION)
+TRANSFORMERS_TESTS := $(TRANSFORMERS_CACHE)/tests
 
 .PHONY: demo test lint setup clean ablation bench setup-generate test-generate
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(TRANSFORMERS_TESTS)/.fetched
+
+# transformers' own common model tests (ModelTesterMixin, ConfigTester), run against SFAR by
+# tests/test_transformers_common.py. The released sdist on PyPI ships them; it is fetched once, pinned to the installed
+# version, into a git-ignored folder (never copied into the repository).
+
+$(TRANSFORMERS_TESTS)/.fetched: | $(VENV)/.installed
+	rm -rf $(TRANSFORMERS_CACHE) && mkdir -p $(TRANSFORMERS_CACHE)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: --dest $(TRANSFORMERS_CACHE) \
+		transformers==$(TRANSFORMERS_VERSION)
+	tar -xzf $(TRANSFORMERS_CACHE)/transformers-$(TRANSFORMERS_VERSION).tar.gz -C $(TRANSFORMERS_CACHE) \
+		--strip-components=1 transformers-$(TRANSFORMERS_VERSION)/tests
+	@# the repository's tests/ is a package (an empty __init__.py, which the sdist leaves out); the common tests load it
+	touch $(TRANSFORMERS_TESTS)/__init__.py
+	touch $@
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,4 +84,4 @@ lint: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(GENERATE_VENV) outputs
+	rm -rf $(VENV) $(GENERATE_VENV) outputs .cache/transformers-*

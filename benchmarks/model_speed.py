@@ -55,8 +55,6 @@ def sfar_model(variant: str = "sfar", num_labels: int = 400, num_frames: int = 8
         num_frames=num_frames,
         num_subtexts=NUM_SUBTEXTS,
         id2label={i: f"class {i}" for i in range(num_labels)},
-        prompt_length=PROMPT_WORDS,
-        subtext_length=SUBTEXT_WORDS,
         **settings,
     )
     torch.manual_seed(0)

@@ -1,12 +1,15 @@
 """Configuration of SFAR (Storyboard-guided Alignment for Fine-grained video Action Recognition).
 
-This file is shipped to the Hub as remote code: it imports only from transformers and the standard library.
+This file is shipped to the Hub as remote code: it imports only from transformers, its `huggingface_hub` (the `@strict`
+dataclass decorator of transformers' configs) and the standard library.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
 
@@ -54,6 +57,7 @@ SFAR_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+@strict
 class SfarConfig(PreTrainedConfig):
     r"""
     Configuration of [`SfarModel`] and [`SfarForVideoClassification`].
@@ -61,6 +65,9 @@ class SfarConfig(PreTrainedConfig):
     SFAR is CLIP (a text and a vision tower, each with a projection into a joint space of width `projection_dim`)
     plus a temporal transformer over frame embeddings and two text-guided frame poolings: a coarse one guided by the
     class prompt augmented with its sub-texts, and a fine one guided by the sub-texts alone.
+
+    The configuration describes the architecture. The label set (`id2label` and `subtexts`) is metadata: its encoded
+    text features are an input of the model or the cache saved with its weights, whose sizes are not configured here.
 
     Args:
         text_config (`dict` or `CLIPTextConfig`, *optional*):
@@ -98,11 +105,8 @@ class SfarConfig(PreTrainedConfig):
         loss_lambda (`float`, *optional*, defaults to 1.0):
             Weight lambda of the video-to-text term (Eq. 14).
         subtexts (`dict[str, list[str]]`, *optional*):
-            For every label of `id2label`, its N sub-texts. Required by the `"coarse"` and `"fine"` fusions.
-        prompt_length (`int`, *optional*, defaults to 0):
-            Word positions W kept for class prompts; set by `SfarModel.set_label_set`, read to size the text buffers.
-        subtext_length (`int`, *optional*, defaults to 0):
-            Word positions S kept for sub-texts; set by `SfarModel.set_label_set`.
+            For every label of `id2label`, its N sub-texts: the text of the stored label set (the `"coarse"` and
+            `"fine"` fusions read sub-texts).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of the new (non-CLIP) modules.
     """
@@ -115,59 +119,47 @@ class SfarConfig(PreTrainedConfig):
         "coarse_frame_weights",
         "fine_frame_weights",
         "text_embeds",
+        "hidden_states",
+        "attentions",
+        "temporal_hidden_states",
+        "temporal_attentions",
     ]
     sub_configs = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
 
-    def __init__(
-        self,
-        text_config: dict | CLIPTextConfig | None = None,
-        vision_config: dict | CLIPVisionConfig | None = None,
-        projection_dim: int = 512,
-        logit_scale_init_value: float = 2.6592,
-        num_frames: int = 8,
-        num_temporal_layers: int = 6,
-        temporal_layer_norm_eps: float = 1e-5,
-        num_subtexts: int = 4,
-        prompt_template: str = "This is a video about {}",
-        prompt_templates: list[str] | None = None,
-        word_tokens: str = "words",
-        frame_temperature: float = 0.01,
-        fusion: str = "coarse+fine",
-        loss_type: str = "sfar",
-        loss_lambda: float = 1.0,
-        subtexts: dict[str, list[str]] | None = None,
-        prompt_length: int = 0,
-        subtext_length: int = 0,
-        initializer_range: float = 0.02,
-        **kwargs,
-    ):
-        if isinstance(text_config, CLIPTextConfig):
-            text_config = text_config.to_dict()
-        if isinstance(vision_config, CLIPVisionConfig):
-            vision_config = vision_config.to_dict()
-        self.text_config = CLIPTextConfig(**(text_config or {}))
-        self.vision_config = CLIPVisionConfig(**(vision_config or {}))
-        self.projection_dim = projection_dim
-        self.logit_scale_init_value = logit_scale_init_value
-        self.num_frames = num_frames
-        self.num_temporal_layers = num_temporal_layers
-        self.temporal_layer_norm_eps = temporal_layer_norm_eps
-        self.num_subtexts = num_subtexts
-        self.prompt_template = prompt_template
-        self.prompt_templates = list(prompt_templates) if prompt_templates else None
-        self.word_tokens = word_tokens
-        self.frame_temperature = frame_temperature
-        self.fusion = fusion
-        self.loss_type = loss_type
-        self.loss_lambda = loss_lambda
-        self.subtexts = {str(k): list(v) for k, v in subtexts.items()} if subtexts else None
-        self.prompt_length = prompt_length
-        self.subtext_length = subtext_length
-        self.initializer_range = initializer_range
-        super().__init__(**kwargs)
+    text_config: dict | CLIPTextConfig | None = None
+    vision_config: dict | CLIPVisionConfig | None = None
+    projection_dim: int = 512
+    logit_scale_init_value: float | int = 2.6592
+    num_frames: int = 8
+    num_temporal_layers: int = 6
+    temporal_layer_norm_eps: float | int = 1e-5
+    num_subtexts: int = 4
+    prompt_template: str = "This is a video about {}"
+    prompt_templates: list[str] | tuple[str, ...] | None = None
+    word_tokens: str = "words"
+    frame_temperature: float | int = 0.01
+    fusion: str = "coarse+fine"
+    loss_type: str = "sfar"
+    loss_lambda: float | int = 1.0
+    subtexts: dict | None = None
+    initializer_range: float | int = 0.02
+
+    def __post_init__(self, **kwargs):
+        # Configs saved before the label set became an input sized their label-set buffers with these; they are no
+        # longer part of the architecture (the stored label set's sizes come with its weights).
+        for legacy in ("prompt_length", "subtext_length"):
+            kwargs.pop(legacy, None)
+        if isinstance(self.text_config, CLIPTextConfig):
+            self.text_config = self.text_config.to_dict()
+        if isinstance(self.vision_config, CLIPVisionConfig):
+            self.vision_config = self.vision_config.to_dict()
+        self.text_config = CLIPTextConfig(**(self.text_config or {}))
+        self.vision_config = CLIPVisionConfig(**(self.vision_config or {}))
+        if self.prompt_templates is not None:
+            self.prompt_templates = list(self.prompt_templates) or None
+        super().__post_init__(**kwargs)
         if self.id2label is not None and not self.label2id:
             self.label2id = {label: int(i) for i, label in self.id2label.items()}
-        self.validate()
 
     @property
     def uses_coarse(self) -> bool:
@@ -189,62 +181,82 @@ class SfarConfig(PreTrainedConfig):
         """Heads of the temporal transformer and of the coarse cross-attention: D/64, at least 1."""
         return max(1, self.projection_dim // 64)
 
-    def validate(self) -> None:
-        """Raise `ValueError` naming the first invalid field."""
+    # -- `@strict` class validators: `validate()` (generated) runs them with the library's own after __init__ --
 
-        def positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    def validate_sizes(self) -> None:
+        """Widths, depths and counts are integers in range; the width splits into the attention heads."""
+        for name, minimum in (("projection_dim", 1), ("num_frames", 1), ("num_temporal_layers", 0),
+                              ("num_subtexts", 1)):  # fmt: skip
+            value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"SfarConfig.{name} must be an integer >= {minimum}, got {value!r}")
-
-        positive_int("projection_dim", self.projection_dim)
-        positive_int("num_frames", self.num_frames)
-        positive_int("num_temporal_layers", self.num_temporal_layers, minimum=0)
-        positive_int("num_subtexts", self.num_subtexts)
-        positive_int("prompt_length", self.prompt_length, minimum=0)
-        positive_int("subtext_length", self.subtext_length, minimum=0)
         if self.projection_dim % self.temporal_num_heads:
             raise ValueError(
                 f"SfarConfig.projection_dim ({self.projection_dim}) must split into {self.temporal_num_heads} "
                 "attention heads (D/64)"
             )
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"SfarConfig.fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if self.word_tokens not in WORD_TOKENS:
-            raise ValueError(f"SfarConfig.word_tokens must be one of {WORD_TOKENS}, got {self.word_tokens!r}")
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"SfarConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"SfarConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
-        if not isinstance(self.frame_temperature, (int, float)) or self.frame_temperature <= 0:
-            raise ValueError(f"SfarConfig.frame_temperature must be > 0, got {self.frame_temperature!r}")
-        if (
-            not isinstance(self.temporal_layer_norm_eps, (int, float))
-            or isinstance(self.temporal_layer_norm_eps, bool)
-            or not 0 < self.temporal_layer_norm_eps < 1
-        ):
+
+    def validate_choices(self) -> None:
+        """The named options are among the supported ones."""
+        for name, choices in (("fusion", FUSIONS), ("word_tokens", WORD_TOKENS), ("loss_type", LOSS_TYPES),
+                              ("problem_type", PROBLEM_TYPES)):  # fmt: skip
+            if getattr(self, name) not in choices:
+                raise ValueError(f"SfarConfig.{name} must be one of {choices}, got {getattr(self, name)!r}")
+
+    def validate_numbers(self) -> None:
+        """Temperatures, weights and initial values are finite real numbers in range (NaN and infinity refused)."""
+
+        def number(name: str, minimum: float | None, strict_minimum: bool) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"SfarConfig.{name} must be a finite number, got {value!r}")
+            if minimum is not None and (value <= minimum if strict_minimum else value < minimum):
+                raise ValueError(
+                    f"SfarConfig.{name} must be {'>' if strict_minimum else '>='} {minimum}, got {value!r}"
+                )
+
+        number("frame_temperature", 0, strict_minimum=True)
+        number("loss_lambda", 0, strict_minimum=False)
+        number("logit_scale_init_value", None, strict_minimum=False)
+        number("initializer_range", 0, strict_minimum=False)
+        number("temporal_layer_norm_eps", 0, strict_minimum=True)
+        if self.temporal_layer_norm_eps >= 1:
             raise ValueError(
                 f"SfarConfig.temporal_layer_norm_eps must be a number in (0, 1), got {self.temporal_layer_norm_eps!r}"
             )
-        if not isinstance(self.loss_lambda, (int, float)) or self.loss_lambda < 0:
-            raise ValueError(f"SfarConfig.loss_lambda must be >= 0, got {self.loss_lambda!r}")
+
+    def validate_prompt_templates(self) -> None:
+        """Every prompt template has exactly one `{}` slot for the class name."""
         for template in [self.prompt_template, *(self.prompt_templates or [])]:
             if not isinstance(template, str) or template.count("{}") != 1:
                 raise ValueError(f"SfarConfig prompt template {template!r} must contain exactly one '{{}}'")
+
+    def validate_subtexts(self) -> None:
+        """`subtexts`, when given, holds `num_subtexts` non-empty strings for every label of `id2label`."""
         if self.subtexts is not None:
-            self.check_subtexts(list(self.id2label.values()), self.subtexts)
+            if not isinstance(self.subtexts, dict):
+                raise ValueError(f"SfarConfig.subtexts must map each label to its sub-texts, got {self.subtexts!r}")
+            self.check_subtexts(list((self.id2label or {}).values()), self.subtexts)
 
     def check_subtexts(self, labels: list[str], subtexts: dict[str, list[str]]) -> None:
-        """Raise `ValueError` naming the first label without exactly `num_subtexts` non-empty sub-texts."""
+        """Raise `ValueError` naming the first label without exactly `num_subtexts` non-empty string sub-texts."""
         for label in labels:
             texts = subtexts.get(label)
-            if not texts:
+            if texts is None or (isinstance(texts, (list, tuple)) and not texts):
                 raise ValueError(f"label {label!r} has no sub-texts")
+            if not isinstance(texts, (list, tuple)):
+                raise ValueError(
+                    f"label {label!r}: sub-texts must be a list of strings, got {type(texts).__name__} {texts!r}"
+                )
             if len(texts) != self.num_subtexts:
                 raise ValueError(
                     f"label {label!r} has {len(texts)} sub-texts, the model needs num_subtexts={self.num_subtexts}"
                 )
-            if any(not isinstance(text, str) or not text.strip() for text in texts):
-                raise ValueError(f"label {label!r} has an empty sub-text")
+            for text in texts:
+                if not isinstance(text, str):
+                    raise ValueError(f"label {label!r} has a sub-text that is not a string: {text!r}")
+                if not text.strip():
+                    raise ValueError(f"label {label!r} has an empty sub-text")
 
     @classmethod
     def from_variant(cls, variant: str, **kwargs) -> SfarConfig:
@@ -252,14 +264,6 @@ class SfarConfig(PreTrainedConfig):
         if variant not in SFAR_VARIANTS:
             raise ValueError(f"unknown SFAR variant {variant!r}; choose from {sorted(SFAR_VARIANTS)}")
         return cls(**{**SFAR_VARIANTS[variant], **kwargs})
-
-    def to_dict(self) -> dict[str, Any]:
-        output = super().to_dict()
-        for name in ("text_config", "vision_config"):
-            value = output.get(name)
-            if hasattr(value, "to_dict"):
-                output[name] = value.to_dict()
-        return output
 
 
 SfarConfig.register_for_auto_class("AutoConfig")

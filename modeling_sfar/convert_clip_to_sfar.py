@@ -33,11 +33,7 @@ SFAR_NEW_KEY_PREFIXES = (
     "coarse_ffn.",
     "fine_ffn.",
     "logit_bias",
-    "text_embeds",
-    "prompt_word",
-    "subtext_embeds",
-    "subtext_word",
-    "has_text_features",
+    "label_set_cache.",
 )
 
 

@@ -36,7 +36,7 @@ from transformers.models.clip.modeling_clip import (
     eager_attention_forward,
 )
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs, logging
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 
 from .configuration_sfar import SfarConfig
 
@@ -54,6 +54,7 @@ AUTO_MAP = {
 SHIPPED_FILES = ("configuration_sfar.py", "modeling_sfar.py", "processing_sfar.py", "video_processing_sfar.py")
 
 __all__ = [
+    "SfarLabelSet",
     "SfarModelOutput",
     "SfarVideoClassifierOutput",
     "SfarPreTrainedModel",
@@ -69,6 +70,42 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------------
 # Outputs
 # ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SfarLabelSet(ModelOutput):
+    """
+    A label set encoded by the frozen text tower: what the video side of SFAR reads of the class texts.
+
+    [`SfarModel.encode_label_set`] builds one from token ids; [`SfarModel.set_label_set`] stores one (with the
+    weights); the forward takes one as `text_features`. A branch the fusion lacks leaves its fields `None`.
+
+    Args:
+        text_embeds (`torch.FloatTensor` of shape `(C, D)`):
+            The normalised class embeddings t_c (the mean over the prompt ensemble when there is one).
+        prompt_word_embeds (`torch.FloatTensor` of shape `(C, W, D)`, *optional*):
+            The word embeddings of the class prompts T_c (Eq. 4), read by the coarse branch.
+        prompt_word_mask (`torch.BoolTensor` of shape `(C, W)`, *optional*):
+            True at the words of each prompt.
+        subtext_embeds (`torch.FloatTensor` of shape `(C, N, D)`, *optional*):
+            The class embeddings s_{c,n} of the sub-texts (for TPP scores, Eq. 1-3).
+        subtext_word_embeds (`torch.FloatTensor` of shape `(C, N, S, D)`, *optional*):
+            The word embeddings of the sub-texts S_{c,n}: keys of the coarse cross-attention (Eq. 5), and the words
+            whose normalised mean the fine branch compares with frames (Eq. 9).
+        subtext_word_mask (`torch.BoolTensor` of shape `(C, N, S)`, *optional*):
+            True at the words of each sub-text.
+    """
+
+    text_embeds: torch.FloatTensor | None = None
+    prompt_word_embeds: torch.FloatTensor | None = None
+    prompt_word_mask: torch.BoolTensor | None = None
+    subtext_embeds: torch.FloatTensor | None = None
+    subtext_word_embeds: torch.FloatTensor | None = None
+    subtext_word_mask: torch.BoolTensor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.text_embeds.shape[0]
 
 
 @dataclass
@@ -90,6 +127,16 @@ class SfarModelOutput(ModelOutput):
             a^fine_{c,l} (Eq. 9), summing to 1 over frames; `None` when the fusion has no fine branch.
         text_embeds (`torch.FloatTensor` of shape `(C, D)`):
             The normalised class embeddings t_c of the label set.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+            The vision tower's hidden states, frames folded into the batch: the embeddings and the output of each
+            layer, each `(B * T, P + 1, E)` (P patches and the class token).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            The vision tower's attention weights, each `(B * T, heads, P + 1, P + 1)`.
+        temporal_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+            The temporal module's hidden states: the input of its first layer (frames plus positions) and the
+            output of each layer, each `(B, T, D)`; `None` without a temporal module.
+        temporal_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            The temporal module's attention weights, each `(B, heads, T, T)`, where its attention returns them.
     """
 
     logits: torch.FloatTensor | None = None
@@ -98,12 +145,16 @@ class SfarModelOutput(ModelOutput):
     coarse_frame_weights: torch.FloatTensor | None = None
     fine_frame_weights: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    temporal_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    temporal_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
-class SfarVideoClassifierOutput(SfarModelOutput):
+class SfarVideoClassifierOutput(ModelOutput):
     """
-    Output of [`SfarForVideoClassification`]: [`SfarModelOutput`] plus the training loss.
+    Output of [`SfarForVideoClassification`]: the training loss, then the fields of [`SfarModelOutput`].
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*):
@@ -111,6 +162,16 @@ class SfarVideoClassifierOutput(SfarModelOutput):
     """
 
     loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    frame_embeds: torch.FloatTensor | None = None
+    coarse_frame_weights: torch.FloatTensor | None = None
+    fine_frame_weights: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    temporal_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    temporal_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,11 +346,17 @@ class SfarTemporalModule(nn.Module):
                 f"the video has {num_frames} frames but the model's temporal module has "
                 f"{self.position_embedding.num_embeddings} positions (config.num_frames)"
             )
-        x = frame_embeds + self.position_embedding.weight[:num_frames]  # (B, T, D)
+        # Through the embedding module, not its weight: with offloading (device_map) a module's hook loads its weight.
+        positions = torch.arange(num_frames, device=frame_embeds.device)
+        x = frame_embeds + self.position_embedding(positions)  # (B, T, D)
         for layer in self.layers:
             # positional: gradient checkpointing passes only positional arguments through the recomputation
             x = layer(x, None, **kwargs)
         return frame_embeds + x
+
+
+class SfarZeroInitLinear(nn.Linear):
+    """A linear layer that `SfarPreTrainedModel._init_weights` initialises to zero (weight and bias)."""
 
 
 class SfarResidualMLP(nn.Module):
@@ -298,7 +365,9 @@ class SfarResidualMLP(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.fc1 = nn.Linear(width, 4 * width)
-        self.fc2 = nn.Linear(4 * width, width)
+        # Zero at initialisation: a new model's FFN is the identity (SPEC.md section 6). The zeroing is done by
+        # `_init_weights` on this layer itself, so it holds on every construction path (see `SfarZeroInitLinear`).
+        self.fc2 = SfarZeroInitLinear(4 * width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.fc2(F.gelu(self.fc1(x)))
@@ -450,7 +519,7 @@ class SfarPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("video",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["CLIPEncoderLayer", "SfarTemporalLayer"]
+    _no_split_modules = ["CLIPEncoderLayer", "SfarTemporalLayer", "SfarLabelSetCache"]
     _supports_sdpa = True
     # The forward takes no loss kwargs: the Trainer must not rescale the loss by the number of items.
     accepts_loss_kwargs = False
@@ -469,34 +538,97 @@ class SfarPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            init.normal_(module.weight, mean=0.0, std=std)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
+        """
+        The library's initialisation first (normal(0, `initializer_range`) linear and embedding weights, zero biases,
+        unit norms), then SFAR's own: zero fusion-FFN output layers, CLIP's projection and logit-scale values, and an
+        empty label-set cache.
+
+        transformers calls this module by module, skipping a module whose own tensors were all loaded; so every rule
+        below is keyed on the module that owns the tensor (a fusion FFN's `fc2` is an `SfarZeroInitLinear`, not a
+        child the FFN would have to reach), and holds for `Model(config)`, `from_config`, remote code and weights
+        missing from a checkpoint alike.
+        """
+        super()._init_weights(module)
+        if isinstance(module, SfarZeroInitLinear):
+            init.zeros_(module.weight)
             init.zeros_(module.bias)
-        if isinstance(module, SfarResidualMLP):
-            init.zeros_(module.fc2.weight)
-            init.zeros_(module.fc2.bias)
         if isinstance(module, SfarModel):
             init.normal_(module.text_projection.weight, std=module.config.text_config.hidden_size**-0.5)
             init.normal_(module.visual_projection.weight, std=module.config.vision_config.hidden_size**-0.5)
             init.constant_(module.logit_scale, module.config.logit_scale_init_value)
             if module.logit_bias is not None:
                 init.constant_(module.logit_bias, -10.0)
+        if isinstance(module, SfarLabelSetCache):
+            # A label-set tensor that was not loaded (a new model, or a checkpoint without it) empties the whole
+            # cache: the forward then refuses to classify without a label set, instead of reading zeros.
+            missing = [
+                name
+                for name in LABEL_SET_BUFFERS
+                if getattr(module, name) is not None and not getattr(getattr(module, name), "_is_hf_initialized", False)
+            ]
+            for name in missing:
+                init.zeros_(getattr(module, name))
+            if missing:
+                module.has_text_features.zero_()
+
+
+# The stored label set of `SfarModel`: buffers of its `label_set_cache` (see `SfarModel._register_label_set_buffers`).
+LABEL_SET_BUFFERS = (
+    "text_embeds",
+    "prompt_word_embeds",
+    "prompt_word_mask",
+    "subtext_embeds",
+    "subtext_word_embeds",
+    "subtext_word_mask",
+    "has_text_features",
+)
+
+
+class SfarLabelSetCache(nn.Module):
+    """
+    The stored label set of an [`SfarModel`]: buffers saved with the weights; calling it returns them as an
+    [`SfarLabelSet`].
+
+    A module of its own, so that big-model loading places it like any module: `device_map` gives it a device, and an
+    offloaded module's tensors are loaded when the module is called (accelerate's hooks), which reading another
+    module's buffers would bypass.
+    """
+
+    def forward(self) -> SfarLabelSet:
+        """
+        Raises:
+            ValueError: no label set is stored (a model built from a configuration, or a checkpoint without one) or
+                its tensors were never loaded (the meta device).
+        """
+        if self.text_embeds.is_meta:
+            raise ValueError(
+                "the stored label set was not loaded (its tensors are on the meta device): load the model with "
+                "`from_pretrained`, or pass the label set (`input_ids`, `subtext_input_ids` or `text_features`)"
+            )
+        if not torch.compiler.is_compiling() and not bool(self.has_text_features):
+            # checked in eager runs; a data-dependent branch would break a compiled graph
+            raise ValueError(
+                "the model has no label set: pass one to the forward (`input_ids` and `subtext_input_ids` of the "
+                "class prompts and sub-texts, or encoded `text_features`), or store one with "
+                "`set_label_set(labels, tokenizer, subtexts)` (or convert it from CLIP with labels)"
+            )
+        return SfarLabelSet(**{name: getattr(self, name) for name in LABEL_SET_BUFFERS[:-1]})
+
+
+def _stored(name: str) -> property:
+    return property(lambda self: getattr(self.label_set_cache, name), doc=f"The stored label set's `{name}`.")
 
 
 class SfarModel(SfarPreTrainedModel):
     """
-    CLIP towers, temporal module and SFAR's text-guided poolings; returns logits over the configured label set.
+    CLIP towers, temporal module and SFAR's text-guided poolings; returns logits over a label set.
 
-    The text tower is frozen. The features of the label set (class prompts and sub-texts) are computed once by
-    [`~SfarModel.set_label_set`] and kept as buffers saved with the weights, so a saved model classifies videos
-    without a tokenizer and training never re-encodes text.
+    The label set is a value: the forward takes it as the class prompts' and sub-texts' token ids (`input_ids`,
+    `subtext_input_ids`, as X-CLIP takes its text) or as an encoded [`SfarLabelSet`] (`text_features`). Without one it
+    uses the stored label set: the cache that [`~SfarModel.set_label_set`] fills by encoding a label set once with
+    the frozen text tower, saved with the weights, so a saved model classifies videos without a tokenizer and
+    training never re-encodes text. A model built from a configuration has no stored label set until one is set or
+    loaded.
     """
 
     def __init__(self, config: SfarConfig):
@@ -516,30 +648,188 @@ class SfarModel(SfarPreTrainedModel):
         self.coarse_ffn = SfarResidualMLP(width) if config.uses_coarse else None
         self.fine_ffn = SfarResidualMLP(width) if config.uses_fine else None
 
-        self._register_text_buffers(config.num_labels, config.prompt_length, config.subtext_length)
+        self.label_set_cache = SfarLabelSetCache()
+        self._register_label_set_buffers(config.num_labels)
         self._word_cache: tuple | None = None  # see `label_set_words`
         self.text_model.requires_grad_(False)
         self.text_projection.requires_grad_(False)
         self.post_init()
 
-    # -- text features ---------------------------------------------------------------------------------------
+    # -- the label set ---------------------------------------------------------------------------------------------
 
-    def _register_text_buffers(self, num_classes: int, prompt_length: int, subtext_length: int) -> None:
-        """(Re)allocate the label-set buffers with zeros; `has_text_features` tells whether they were filled."""
-        width, num_subtexts = self.config.projection_dim, self.config.num_subtexts
+    @property
+    def word_positions(self) -> int:
+        """
+        Word positions P of a stored text: the text tower's context without its start token (`word_tokens="words"`)
+        or the whole context (`"all"`). Stored word tensors are padded to P, so their shapes follow from the text
+        tower's architecture and the number of classes, never from a particular label set.
+        """
+        context = self.config.text_config.max_position_embeddings
+        return context if self.config.word_tokens == "all" else context - 1
+
+    def _register_label_set_buffers(self, num_classes: int) -> None:
+        """
+        (Re)allocate the stored label set for `num_classes` classes, empty (`has_text_features` False).
+
+        Only what the fusion reads is kept: the prompt words for the coarse branch, the sub-text words (and the
+        sub-texts' class embeddings, for TPP) for either text-guided branch. The word tensors are padded to
+        `word_positions`.
+        """
+        width, num_subtexts, positions = self.config.projection_dim, self.config.num_subtexts, self.word_positions
         device, dtype = self.logit_scale.device, self.logit_scale.dtype
+        coarse, subtexts = self.config.uses_coarse, self.config.uses_subtexts
         buffers = {
             "text_embeds": torch.zeros(num_classes, width),  # (C, D) normalised t_c
-            "prompt_word_embeds": torch.zeros(num_classes, prompt_length, width),  # (C, W, D)
-            "prompt_word_mask": torch.zeros(num_classes, prompt_length, dtype=torch.bool),  # (C, W)
-            "subtext_embeds": torch.zeros(num_classes, num_subtexts, width),  # (C, N, D) s_{c,n}
-            "subtext_word_embeds": torch.zeros(num_classes, num_subtexts, subtext_length, width),  # (C, N, S, D)
-            "subtext_word_mask": torch.zeros(num_classes, num_subtexts, subtext_length, dtype=torch.bool),
+            "prompt_word_embeds": torch.zeros(num_classes, positions, width) if coarse else None,  # (C, P, D)
+            "prompt_word_mask": torch.zeros(num_classes, positions, dtype=torch.bool) if coarse else None,  # (C, P)
+            "subtext_embeds": torch.zeros(num_classes, num_subtexts, width) if subtexts else None,  # (C, N, D)
+            "subtext_word_embeds": (  # (C, N, P, D)
+                torch.zeros(num_classes, num_subtexts, positions, width) if subtexts else None
+            ),
+            "subtext_word_mask": (  # (C, N, P)
+                torch.zeros(num_classes, num_subtexts, positions, dtype=torch.bool) if subtexts else None
+            ),
             "has_text_features": torch.zeros((), dtype=torch.bool),
         }
         for name, value in buffers.items():
-            value = value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
-            self.register_buffer(name, value, persistent=True)
+            if value is not None:
+                value = value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
+            self.label_set_cache.register_buffer(name, value, persistent=True)
+        self._word_cache = None
+
+    def tokenize_label_set(
+        self, labels: list[str], tokenizer: Any, subtexts: dict[str, list[str]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """
+        The token ids of a label set, as the forward and [`~SfarModel.encode_label_set`] take them: `input_ids` and
+        `attention_mask` (C, L) of the class prompts (`config.prompt_template` filled with the normalised class
+        name), `ensemble_input_ids` and `ensemble_attention_mask` (C, K, L) of a prompt ensemble
+        (`config.prompt_templates`), and `subtext_input_ids` and `subtext_attention_mask` (C, N, L) of the
+        sub-texts. Labels and sub-texts are checked first (`check_label_set`).
+        """
+        labels, subtexts = self.check_label_set(labels, subtexts)
+        context = self.config.text_config.max_position_embeddings
+        padding = "max_length" if self.config.word_tokens == "all" else "longest"
+
+        def tokenize(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            tokens = tokenizer(texts, padding=padding, truncation=True, max_length=context, return_tensors="pt")
+            return tokens["input_ids"], tokens["attention_mask"]
+
+        names = [class_name_to_text(label) for label in labels]
+        inputs = {}
+        inputs["input_ids"], inputs["attention_mask"] = tokenize([self.config.prompt_template.format(n) for n in names])
+        if self.config.prompt_templates:
+            ids, mask = tokenize([t.format(n) for n in names for t in self.config.prompt_templates])
+            shape = (len(labels), len(self.config.prompt_templates), -1)
+            inputs["ensemble_input_ids"], inputs["ensemble_attention_mask"] = ids.view(shape), mask.view(shape)
+        if subtexts is not None:
+            ids, mask = tokenize([text for label in labels for text in subtexts[label]])
+            shape = (len(labels), self.config.num_subtexts, -1)
+            inputs["subtext_input_ids"], inputs["subtext_attention_mask"] = ids.view(shape), mask.view(shape)
+        return inputs
+
+    def check_label_set(
+        self, labels: list[str], subtexts: dict[str, list[str]] | None = None
+    ) -> tuple[list[str], dict[str, list[str]] | None]:
+        """
+        Check a label set and return it normalised (labels as strings, sub-texts in label order).
+
+        Raises:
+            ValueError: an empty label set, duplicate labels, or (when sub-texts are given or the fusion reads them)
+                a label without exactly `num_subtexts` non-empty string sub-texts (the message names the label).
+        """
+        labels = [str(label) for label in labels]
+        if not labels:
+            raise ValueError("the label set is empty")
+        if len(set(labels)) != len(labels):
+            duplicates = sorted({label for label in labels if labels.count(label) > 1})
+            raise ValueError(f"duplicate labels: {duplicates}")
+        if subtexts is None:
+            if self.config.uses_subtexts:
+                raise ValueError(f"fusion {self.config.fusion!r} needs sub-texts for every label")
+            return labels, None
+        if not isinstance(subtexts, dict):
+            raise ValueError(f"sub-texts must map each label to a list of strings, got {type(subtexts).__name__}")
+        self.config.check_subtexts(labels, subtexts)
+        return labels, {label: list(subtexts[label]) for label in labels}
+
+    def _encode_tokens(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frozen text tower on (n, L) token ids -> projected end tokens (n, D), words (n, P', D), word mask (n, P')."""
+        device = self.text_projection.weight.device
+        input_ids = input_ids.to(device)
+        mask = (
+            torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.to(device).bool()
+        )
+        embeds, words = [], []
+        with torch.no_grad():
+            for start in range(0, len(input_ids), batch_size):
+                # A causal mask alone is enough: no real token attends to the padding after it.
+                out = self.text_model(input_ids=input_ids[start : start + batch_size])
+                words.append(self.text_projection(out.last_hidden_state))  # (b, L, D)
+                embeds.append(self.text_projection(out.pooler_output))  # (b, D)
+        words = torch.cat(words)
+        if self.config.word_tokens == "all":
+            mask = torch.ones_like(mask)
+        else:  # drop the start token: it is the same vector for every text
+            words, mask = words[:, 1:], mask[:, 1:]
+        return torch.cat(embeds), words, mask
+
+    def encode_label_set(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        subtext_input_ids: torch.Tensor | None = None,
+        subtext_attention_mask: torch.Tensor | None = None,
+        ensemble_input_ids: torch.Tensor | None = None,
+        ensemble_attention_mask: torch.Tensor | None = None,
+        batch_size: int = 256,
+    ) -> SfarLabelSet:
+        """
+        Encode a label set's token ids (see [`~SfarModel.tokenize_label_set`]) with the frozen text tower.
+
+        Args:
+            input_ids, attention_mask (`torch.LongTensor` of shape `(C, L)`): the class prompts.
+            subtext_input_ids, subtext_attention_mask (`torch.LongTensor` of shape `(C, N, L)`): the sub-texts;
+                required by the `"coarse"` and `"fine"` fusions.
+            ensemble_input_ids, ensemble_attention_mask (`torch.LongTensor` of shape `(C, K, L)`, *optional*): a
+                prompt ensemble; the class embedding is then the mean of the K normalised embeddings.
+            batch_size: texts per text-tower call.
+        """
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be (C, L) token ids of the class prompts, got {tuple(input_ids.shape)}")
+        num_classes = input_ids.shape[0]
+        embeds, words, mask = self._encode_tokens(input_ids, attention_mask, batch_size)
+        text_embeds = F.normalize(embeds, dim=-1)  # (C, D)
+        if ensemble_input_ids is not None:
+            if ensemble_input_ids.ndim != 3 or ensemble_input_ids.shape[0] != num_classes:
+                raise ValueError(
+                    f"ensemble_input_ids must be (C={num_classes}, K, L), got {tuple(ensemble_input_ids.shape)}"
+                )
+            flat_mask = None if ensemble_attention_mask is None else ensemble_attention_mask.flatten(0, 1)
+            ensemble = self._encode_tokens(ensemble_input_ids.flatten(0, 1), flat_mask, batch_size)[0]
+            ensemble = F.normalize(ensemble, dim=-1).view(num_classes, ensemble_input_ids.shape[1], -1)  # (C, K, D)
+            text_embeds = F.normalize(ensemble.mean(1), dim=-1)
+        label_set = SfarLabelSet(text_embeds=text_embeds)
+        if self.config.uses_coarse:
+            label_set.prompt_word_embeds, label_set.prompt_word_mask = words, mask
+        if subtext_input_ids is None:
+            if self.config.uses_subtexts:
+                raise ValueError(f"fusion {self.config.fusion!r} needs the sub-texts: pass subtext_input_ids")
+            return label_set
+        expected = (num_classes, self.config.num_subtexts)
+        if subtext_input_ids.ndim != 3 or tuple(subtext_input_ids.shape[:2]) != expected:
+            raise ValueError(
+                f"subtext_input_ids must be (C, N, L) = ({expected[0]}, {expected[1]}, L), "
+                f"got {tuple(subtext_input_ids.shape)}"
+            )
+        flat_mask = None if subtext_attention_mask is None else subtext_attention_mask.flatten(0, 1)
+        sub_embeds, sub_words, sub_mask = self._encode_tokens(subtext_input_ids.flatten(0, 1), flat_mask, batch_size)
+        label_set.subtext_embeds = sub_embeds.view(*expected, -1)  # (C, N, D)
+        label_set.subtext_word_embeds = sub_words.view(*expected, *sub_words.shape[1:])  # (C, N, S, D)
+        label_set.subtext_word_mask = sub_mask.view(*expected, -1)  # (C, N, S)
+        return label_set
 
     @torch.no_grad()
     def encode_text(self, texts: list[str], tokenizer: Any, batch_size: int = 256) -> dict[str, torch.Tensor]:
@@ -549,37 +839,11 @@ class SfarModel(SfarPreTrainedModel):
         Returns a dict with `embeds` (len, D): projected end-of-text tokens; `word_embeds` (len, P, D): projected
         tokens at the positions that `config.word_tokens` keeps; `word_mask` (len, P).
         """
+        padding = "max_length" if self.config.word_tokens == "all" else "longest"
         context = self.config.text_config.max_position_embeddings
-        all_positions = self.config.word_tokens == "all"
-        device = self.text_projection.weight.device
-        embeds, word_embeds, word_masks = [], [], []
-        for start in range(0, len(texts), batch_size):
-            tokens = tokenizer(
-                texts[start : start + batch_size],
-                padding="max_length" if all_positions else "longest",
-                truncation=True,
-                max_length=context,
-                return_tensors="pt",
-            ).to(device)
-            # A causal mask alone is enough: no real token attends to the padding after it.
-            out = self.text_model(input_ids=tokens["input_ids"])
-            words = self.text_projection(out.last_hidden_state)  # (b, P, D)
-            mask = tokens["attention_mask"].bool()
-            if all_positions:
-                mask = torch.ones_like(mask)
-            else:  # drop the start token: it is the same vector for every text
-                words, mask = words[:, 1:], mask[:, 1:]
-            embeds.append(self.text_projection(out.pooler_output))
-            word_embeds.append(words)
-            word_masks.append(mask)
-        length = max(w.shape[1] for w in word_embeds)
-        word_embeds = [F.pad(w, (0, 0, 0, length - w.shape[1])) for w in word_embeds]
-        word_masks = [F.pad(m, (0, length - m.shape[1])) for m in word_masks]
-        return {
-            "embeds": torch.cat(embeds),
-            "word_embeds": torch.cat(word_embeds),
-            "word_mask": torch.cat(word_masks),
-        }
+        tokens = tokenizer(texts, padding=padding, truncation=True, max_length=context, return_tensors="pt")
+        embeds, words, mask = self._encode_tokens(tokens["input_ids"], tokens["attention_mask"], batch_size)
+        return {"embeds": embeds, "word_embeds": words, "word_mask": mask}
 
     @torch.no_grad()
     def set_label_set(
@@ -590,7 +854,9 @@ class SfarModel(SfarPreTrainedModel):
         batch_size: int = 256,
     ) -> None:
         """
-        Replace the label set: encode every class prompt and sub-text once with the frozen text tower.
+        Replace the stored label set: encode every class prompt and sub-text once with the frozen text tower and keep
+        the features (saved with the weights), the labels in `config.id2label` and the sub-texts in
+        `config.subtexts`.
 
         Args:
             labels: class names, in class-index order; written to `config.id2label`.
@@ -599,104 +865,194 @@ class SfarModel(SfarPreTrainedModel):
             batch_size: texts per text-tower call.
 
         Raises:
-            ValueError: a label without sub-texts or with a count other than N (the message names the label),
-                duplicate labels, or an empty label set.
+            ValueError: a label without sub-texts, with a count other than N, or with a sub-text that is empty or
+                not a string (the message names the label), duplicate labels, or an empty label set.
         """
-        labels = [str(label) for label in labels]
-        if not labels:
-            raise ValueError("the label set is empty")
-        if len(set(labels)) != len(labels):
-            duplicates = sorted({label for label in labels if labels.count(label) > 1})
-            raise ValueError(f"duplicate labels: {duplicates}")
-        if subtexts is not None or self.config.uses_subtexts:
-            if subtexts is None:
-                raise ValueError(f"fusion {self.config.fusion!r} needs sub-texts for every label")
-            self.config.check_subtexts(labels, subtexts)
-            subtexts = {label: list(subtexts[label]) for label in labels}
+        labels, subtexts = self.check_label_set(labels, subtexts)
+        label_set = self.encode_label_set(**self.tokenize_label_set(labels, tokenizer, subtexts), batch_size=batch_size)
+        self.store_label_set(label_set, labels, subtexts)
 
-        names = [class_name_to_text(label) for label in labels]
-        prompts = self.encode_text([self.config.prompt_template.format(n) for n in names], tokenizer, batch_size)
-        text_embeds = F.normalize(prompts["embeds"], dim=-1)  # (C, D)
-        if self.config.prompt_templates:  # prompt ensemble: mean of normalised embeddings over templates
-            ensemble = [
-                F.normalize(self.encode_text([t.format(n) for n in names], tokenizer, batch_size)["embeds"], dim=-1)
-                for t in self.config.prompt_templates
-            ]
-            text_embeds = F.normalize(torch.stack(ensemble).mean(0), dim=-1)
-
-        num_classes, num_subtexts = len(labels), self.config.num_subtexts
-        if subtexts is not None:
-            flat = [text for label in labels for text in subtexts[label]]
-            sub = self.encode_text(flat, tokenizer, batch_size)
-            subtext_length = sub["word_embeds"].shape[1]
-        else:
-            subtext_length = 0
-
+    @torch.no_grad()
+    def store_label_set(
+        self, label_set: SfarLabelSet, labels: list[str] | None = None, subtexts: dict[str, list[str]] | None = None
+    ) -> None:
+        """
+        Keep an encoded label set as the stored one (the buffers saved with the weights), padded to `word_positions`.
+        `labels` (default: `config.id2label` when it has C entries) become `config.id2label`; `subtexts` becomes
+        `config.subtexts`.
+        """
+        num_classes = label_set.num_classes
+        if labels is None:
+            labels = list((self.config.id2label or {}).values())
+            if len(labels) != num_classes:
+                labels = [f"LABEL_{i}" for i in range(num_classes)]
+        if len(labels) != num_classes:
+            raise ValueError(f"{len(labels)} labels for a label set of {num_classes} classes")
+        self._check_label_set_fields(label_set)
+        self._register_label_set_buffers(num_classes)
+        for name in LABEL_SET_BUFFERS[:-1]:
+            buffer, value = getattr(self, name), getattr(label_set, name)
+            if buffer is None or value is None:
+                continue
+            word_axis = {"prompt_word_embeds": -2, "subtext_word_embeds": -2, "prompt_word_mask": -1,
+                         "subtext_word_mask": -1}.get(name)  # fmt: skip
+            if word_axis is not None:  # pad the words to the stored word positions
+                length, positions = value.shape[word_axis], buffer.shape[word_axis]
+                if length > positions:
+                    raise ValueError(f"label_set.{name} has {length} word positions, the text tower only {positions}")
+                padding = [0, 0] * (-word_axis - 1) + [0, positions - length]
+                value = F.pad(value, padding)
+            buffer.copy_(value)
         self.config.id2label = dict(enumerate(labels))
         self.config.label2id = {label: i for i, label in enumerate(labels)}
         self.config.subtexts = subtexts
-        self.config.prompt_length = prompts["word_embeds"].shape[1]
-        self.config.subtext_length = subtext_length
-        self._register_text_buffers(num_classes, self.config.prompt_length, subtext_length)
-        self.text_embeds.copy_(text_embeds)
-        self.prompt_word_embeds.copy_(prompts["word_embeds"])
-        self.prompt_word_mask.copy_(prompts["word_mask"])
-        if subtexts is not None:
-            shape = (num_classes, num_subtexts, subtext_length)
-            self.subtext_embeds.copy_(sub["embeds"].view(num_classes, num_subtexts, -1))
-            self.subtext_word_embeds.copy_(sub["word_embeds"].view(*shape, -1))
-            self.subtext_word_mask.copy_(sub["word_mask"].view(*shape))
         self.has_text_features.fill_(True)
 
-    def _check_text_features(self) -> None:
-        if torch.compiler.is_compiling():  # checked in eager runs; a data-dependent branch would break the graph
-            return
-        if not bool(self.has_text_features):
-            raise ValueError(
-                "the model has no label set: call `set_label_set(labels, tokenizer, subtexts)` (or convert it from "
-                "CLIP with labels) before classifying"
-            )
+    def _check_label_set_fields(self, label_set: SfarLabelSet) -> None:
+        """A label set must carry what the configured fusion reads."""
+        needed = ["text_embeds"]
+        if self.config.uses_coarse:
+            needed += ["prompt_word_embeds", "prompt_word_mask"]
+        if self.config.uses_subtexts:
+            needed += ["subtext_word_embeds", "subtext_word_mask"]
+        absent = [name for name in needed if getattr(label_set, name, None) is None]
+        if absent:
+            raise ValueError(f"the label set lacks {absent}, which fusion {self.config.fusion!r} reads")
+
+    # Read access to the stored label set's buffers, as `model.text_embeds` etc.
+    text_embeds = _stored("text_embeds")
+    prompt_word_embeds = _stored("prompt_word_embeds")
+    prompt_word_mask = _stored("prompt_word_mask")
+    subtext_embeds = _stored("subtext_embeds")
+    subtext_word_embeds = _stored("subtext_word_embeds")
+    subtext_word_mask = _stored("subtext_word_mask")
+    has_text_features = _stored("has_text_features")
+
+    def stored_label_set(self) -> SfarLabelSet:
+        """The stored label set (views of the buffers of `label_set_cache`); see [`SfarLabelSetCache.forward`]."""
+        return self.label_set_cache()
+
+    def _resolve_label_set(
+        self,
+        label_set: SfarLabelSet | None,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        subtext_input_ids: torch.Tensor | None,
+        subtext_attention_mask: torch.Tensor | None,
+        ensemble_input_ids: torch.Tensor | None,
+        ensemble_attention_mask: torch.Tensor | None,
+    ) -> SfarLabelSet | None:
+        """The label set a forward is given (encoded or as token ids), checked; None for the stored one."""
+        if label_set is not None and input_ids is not None:
+            raise ValueError("give the label set once: either `text_features` or `input_ids`, not both")
+        if input_ids is not None:
+            label_set = self.encode_label_set(
+                input_ids, attention_mask, subtext_input_ids, subtext_attention_mask,
+                ensemble_input_ids, ensemble_attention_mask,
+            )  # fmt: skip
+        elif subtext_input_ids is not None or ensemble_input_ids is not None:
+            raise ValueError("`subtext_input_ids` and `ensemble_input_ids` come with the class prompts' `input_ids`")
+        if label_set is None:
+            return None
+        if isinstance(label_set, dict) and not isinstance(label_set, SfarLabelSet):
+            label_set = SfarLabelSet(**label_set)
+        self._check_label_set_fields(label_set)
+        return label_set
 
     # -- video side --------------------------------------------------------------------------------------------
 
     def get_frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """CLIP frame embeddings: (B, T, 3, H, W) -> (B, T, D), before the temporal module."""
+        return self._frame_features(pixel_values)[0]
+
+    def _frame_features(
+        self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, Any]:
+        """(B, T, 3, H, W) -> frame embeddings (B, T, D) and the vision tower's output (its hidden states etc.)."""
         batch_size, num_frames = pixel_values.shape[:2]
         frames = pixel_values.flatten(0, 1).to(self.visual_projection.weight.dtype)  # (B*T, 3, H, W), model dtype
-        pooled = self.vision_model(pixel_values=frames).pooler_output  # (B*T, E)
-        return self.visual_projection(pooled).view(batch_size, num_frames, -1)  # (B, T, D)
+        vision = self.vision_model(pixel_values=frames, **kwargs)
+        embeds = self.visual_projection(vision.pooler_output).view(batch_size, num_frames, -1)  # (B, T, D)
+        return embeds, vision
 
-    def augmented_prompt_words(self) -> torch.Tensor:
+    def _temporal(
+        self, frame_embeds: torch.Tensor, output_hidden_states: bool, output_attentions: bool
+    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        """
+        The temporal module on (B, T, D) frames, with its hidden states and attention weights when asked.
+
+        They are recorded by forward hooks, removed afterwards, on `temporal.layers[i]` (its first input, then each
+        layer's output or the first element of a tuple output) and on `temporal.layers[i].self_attn` (the second
+        element of a tuple output `(attn_output, attn_weights)`, as transformers' attention modules return them).
+        """
+        if self.temporal is None:
+            return frame_embeds, None, None
+        hidden_states: list[torch.Tensor] = []
+        attentions: list[torch.Tensor] = []
+
+        def record_hidden(module, args, kwargs, output):
+            if not hidden_states:
+                hidden_states.append(args[0] if args else kwargs["hidden_states"])
+            hidden_states.append(output[0] if isinstance(output, tuple) else output)
+
+        def record_attention(module, args, output):
+            if isinstance(output, tuple) and len(output) > 1 and output[1] is not None:
+                attentions.append(output[1])
+
+        handles = []
+        for layer in self.temporal.layers if (output_hidden_states or output_attentions) else ():
+            if output_hidden_states:
+                handles.append(layer.register_forward_hook(record_hidden, with_kwargs=True))
+            if output_attentions:
+                handles.append(layer.self_attn.register_forward_hook(record_attention))
+        try:
+            frames = self.temporal(frame_embeds)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return (
+            frames,
+            tuple(hidden_states) if output_hidden_states else None,
+            tuple(attentions) if output_attentions and attentions else None,
+        )
+
+    def augmented_prompt_words(self, label_set: SfarLabelSet | None = None) -> torch.Tensor:
         """T^_c = Attention(T_c W_q, [S_c] W_k, [S_c] W_v) + T_c (Eq. 4-6): (C, W, D), for all classes at once."""
-        prompt = self.prompt_word_embeds  # (C, W, D)
-        subtext_words = self.subtext_word_embeds.flatten(1, 2)  # (C, N*S, D): the concatenation of Eq. 5
-        subtext_mask = self.subtext_word_mask.flatten(1, 2)  # (C, N*S)
+        label_set = self.stored_label_set() if label_set is None else label_set
+        prompt = label_set.prompt_word_embeds  # (C, W, D)
+        subtext_words = label_set.subtext_word_embeds.flatten(1, 2)  # (C, N*S, D): the concatenation of Eq. 5
+        subtext_mask = label_set.subtext_word_mask.flatten(1, 2)  # (C, N*S)
         return self.subtext_attention(prompt, subtext_words, key_padding_mask=subtext_mask) + prompt
 
-    def label_set_words(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def label_set_words(self, label_set: SfarLabelSet | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """
         The word-side constants of the frame weights: the normalised augmented prompt words T^_c (Eq. 4-6), (C, W, D),
         and the normalised mean word of every sub-text (Eq. 9), (C, N, D); None for a branch the variant lacks.
 
-        They depend on the label set and the trained cross-attention only, not on the video. Outside training (no
-        gradient) they are computed once and reused until a parameter or buffer they depend on changes (an optimizer
-        step, `load_state_dict`, `set_label_set`, a dtype or device move); with gradients they are always recomputed.
-        (A change written through `.data`, which bypasses version counting, is not seen: call `clear_word_cache`.)
+        They depend on the label set and the trained cross-attention only, not on the video. For the stored label set
+        outside training (no gradient) they are computed once and reused until a parameter or buffer they depend on
+        changes (an optimizer step, `load_state_dict`, `set_label_set`, a dtype or device move); with gradients, or
+        for a label set given to the forward, they are always computed. (A change written through `.data`, which
+        bypasses version counting, is not seen: call `clear_word_cache`.)
         """
-        tensors = [self.prompt_word_embeds, self.subtext_word_embeds, self.prompt_word_mask, self.subtext_word_mask]
-        if self.subtext_attention is not None:
-            tensors += list(self.subtext_attention.parameters())
-        cacheable = not torch.is_grad_enabled()
-        key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) if cacheable else None
-        if cacheable and self._word_cache is not None and self._word_cache[0] == key:
-            return self._word_cache[1]
-        prompt_words = F.normalize(self.augmented_prompt_words(), dim=-1) if self.config.uses_coarse else None
+        stored = label_set is None
+        label_set = self.stored_label_set() if stored else label_set
+        cacheable = stored and not torch.is_grad_enabled()
+        key = None
+        if cacheable:
+            tensors = [getattr(self, name) for name in LABEL_SET_BUFFERS[:-1] if getattr(self, name) is not None]
+            if self.subtext_attention is not None:
+                tensors += list(self.subtext_attention.parameters())
+            key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+            if self._word_cache is not None and self._word_cache[0] == key:
+                return self._word_cache[1]
+        prompt_words = F.normalize(self.augmented_prompt_words(label_set), dim=-1) if self.config.uses_coarse else None
         mean_words = None
         if self.config.uses_fine:
             # The mean over words of sim(s, v) is sim-weighted by normalised words, so it is one dot product with
             # the mean of the normalised word embeddings.
-            words = F.normalize(self.subtext_word_embeds, dim=-1)  # (C, N, S, D)
-            mean_words = _masked_mean(words, self.subtext_word_mask, dim=2)  # (C, N, D)
+            words = F.normalize(label_set.subtext_word_embeds, dim=-1)  # (C, N, S, D)
+            mean_words = _masked_mean(words, label_set.subtext_word_mask, dim=2)  # (C, N, D)
         if cacheable:
             self._word_cache = (key, (prompt_words, mean_words))
         return prompt_words, mean_words
@@ -705,44 +1061,100 @@ class SfarModel(SfarPreTrainedModel):
         """Forget the cached label-set words (see `label_set_words`)."""
         self._word_cache = None
 
-    def coarse_frame_weights(self, frames: torch.Tensor) -> torch.Tensor:
+    def coarse_frame_weights(self, frames: torch.Tensor, label_set: SfarLabelSet | None = None) -> torch.Tensor:
         """a^coarse (Eq. 7): per word of T^_c a softmax over frames of sim / tau, averaged over words. (B, C, T)."""
-        words = self.label_set_words()[0]  # (C, W, D), normalised
+        words = self.label_set_words(label_set)[0]  # (C, W, D), normalised
         sim = torch.einsum("cwd,btd->bcwt", words, F.normalize(frames, dim=-1))  # (B, C, W, T)
         per_word = (sim / self.config.frame_temperature).softmax(dim=-1)  # softmax over frames
-        mask = self.prompt_word_mask.to(per_word.dtype)  # (C, W)
+        prompt_mask = (self.stored_label_set() if label_set is None else label_set).prompt_word_mask
+        mask = prompt_mask.to(per_word.dtype)  # (C, W)
         return torch.einsum("bcwt,cw->bct", per_word, mask) / mask.sum(-1).clamp(min=1)[None, :, None]
 
-    def fine_frame_weights(self, frames: torch.Tensor) -> torch.Tensor:
+    def fine_frame_weights(self, frames: torch.Tensor, label_set: SfarLabelSet | None = None) -> torch.Tensor:
         """a^fine (Eq. 9): softmax over frames of max_n (mean over the words of S_{c,n} of sim) / tau. (B, C, T)."""
-        mean_words = self.label_set_words()[1]  # (C, N, D)
+        mean_words = self.label_set_words(label_set)[1]  # (C, N, D)
         sim = torch.einsum("cnd,btd->bcnt", mean_words, F.normalize(frames, dim=-1))  # (B, C, N, T)
         return (sim.amax(dim=2) / self.config.frame_temperature).softmax(dim=-1)  # (B, C, T)
 
-    def forward(self, pixel_values: torch.Tensor, **kwargs) -> SfarModelOutput:
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        subtext_input_ids: torch.Tensor | None = None,
+        subtext_attention_mask: torch.Tensor | None = None,
+        ensemble_input_ids: torch.Tensor | None = None,
+        ensemble_attention_mask: torch.Tensor | None = None,
+        text_features: SfarLabelSet | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SfarModelOutput:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)` or `(B, V, T, 3, H, W)`):
                 Normalised frames. With a view axis V (multi-view testing) the class probabilities are averaged
                 over the views.
+            input_ids, attention_mask (`torch.LongTensor` of shape `(C, L)`, *optional*):
+                The label set's class prompts (see [`~SfarModel.tokenize_label_set`]), encoded by the frozen text
+                tower for this call.
+            subtext_input_ids, subtext_attention_mask (`torch.LongTensor` of shape `(C, N, L)`, *optional*):
+                Its sub-texts, N per class; required with `input_ids` by the `"coarse"` and `"fine"` fusions.
+            ensemble_input_ids, ensemble_attention_mask (`torch.LongTensor` of shape `(C, K, L)`, *optional*):
+                A prompt ensemble of K prompts per class.
+            text_features ([`SfarLabelSet`], *optional*):
+                An encoded label set ([`~SfarModel.encode_label_set`]), instead of token ids. (Not named
+                `label_set`: the Trainer takes every forward argument whose name contains "label" for a label.)
+
+            Without a label set the stored one is used (see [`~SfarModel.set_label_set`]).
+            `output_hidden_states` and `output_attentions` return the vision tower's and the temporal module's.
         """
-        self._check_text_features()
+        unknown = sorted(set(kwargs) - set(TransformersKwargs.__annotations__))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.forward() got unexpected keyword arguments {unknown}")
+        label_set = self._resolve_label_set(
+            text_features, input_ids, attention_mask, subtext_input_ids, subtext_attention_mask,
+            ensemble_input_ids, ensemble_attention_mask,
+        )  # fmt: skip
+        if label_set is None:
+            self.stored_label_set()  # fail before the vision tower runs when none is stored
         if pixel_values.ndim == 6:
             batch_size, num_views = pixel_values.shape[:2]
-            output = self.forward(pixel_values.flatten(0, 1))
+            output = self.forward(pixel_values.flatten(0, 1), text_features=label_set, return_dict=True, **kwargs)
             probs = output.logits.softmax(-1).view(batch_size, num_views, -1).mean(1)  # (B, C)
             output.logits = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
             return output
         if pixel_values.ndim != 5:
             raise ValueError(f"pixel_values must be (B, T, 3, H, W) or (B, V, T, 3, H, W), got {pixel_values.shape}")
 
-        return self.head(self.get_frame_features(pixel_values))
+        output_hidden_states = kwargs.pop("output_hidden_states", None)
+        output_attentions = kwargs.pop("output_attentions", None)
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        frame_embeds, vision = self._frame_features(
+            pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
+        )
+        frames, temporal_hidden_states, temporal_attentions = self._temporal(
+            frame_embeds, bool(output_hidden_states), bool(output_attentions)
+        )
+        output = self._head(frames, label_set)
+        output.hidden_states = vision.hidden_states
+        output.attentions = vision.attentions
+        output.temporal_hidden_states = temporal_hidden_states
+        output.temporal_attentions = temporal_attentions
+        return output
 
-    def head(self, frame_embeds: torch.Tensor) -> SfarModelOutput:
+    def head(self, frame_embeds: torch.Tensor, label_set: SfarLabelSet | None = None) -> SfarModelOutput:
         """Everything after the vision tower (temporal module, text-guided poolings, logits) on (B, T, D) frames."""
-        self._check_text_features()
-        frames = self.temporal(frame_embeds) if self.temporal is not None else frame_embeds  # v_l, (B, T, D)
-        num_classes = self.text_embeds.shape[0]
+        return self._head(self._temporal(frame_embeds, False, False)[0], label_set)
+
+    def _head(self, frames: torch.Tensor, label_set: SfarLabelSet | None) -> SfarModelOutput:
+        """The text-guided poolings and logits (Eq. 4-11) on the frame embeddings v_l (B, T, D); `label_set` None:
+        the stored one (whose words `label_set_words` caches)."""
+        words_from = label_set
+        label_set = self.stored_label_set() if label_set is None else label_set
+        num_classes = label_set.num_classes
 
         coarse_weights = fine_weights = None
         if not self.config.uses_subtexts:  # "mean": no text guidance
@@ -750,13 +1162,14 @@ class SfarModel(SfarPreTrainedModel):
         else:
             video_embeds = 0
             if self.config.uses_coarse:
-                coarse_weights = self.coarse_frame_weights(frames)  # (B, C, T)
+                coarse_weights = self.coarse_frame_weights(frames, words_from)  # (B, C, T)
                 video_embeds = video_embeds + self.coarse_ffn.pooled(coarse_weights, frames)  # FFN(o^coarse), Eq. 8
             if self.config.uses_fine:
-                fine_weights = self.fine_frame_weights(frames)  # (B, C, T)
+                fine_weights = self.fine_frame_weights(frames, words_from)  # (B, C, T)
                 video_embeds = video_embeds + self.fine_ffn.pooled(fine_weights, frames)  # FFN(o^fine), Eq. 10-11
 
-        sim = torch.einsum("bcd,cd->bc", F.normalize(video_embeds, dim=-1), self.text_embeds)  # (B, C)
+        text_embeds = label_set.text_embeds.to(video_embeds.dtype)
+        sim = torch.einsum("bcd,cd->bc", F.normalize(video_embeds, dim=-1), text_embeds)  # (B, C)
         logits = self.logit_scale.exp() * sim
         if self.logit_bias is not None:
             logits = logits + self.logit_bias
@@ -766,7 +1179,7 @@ class SfarModel(SfarPreTrainedModel):
             frame_embeds=frames,
             coarse_frame_weights=coarse_weights,
             fine_frame_weights=fine_weights,
-            text_embeds=self.text_embeds,
+            text_embeds=label_set.text_embeds,
         )
 
 
@@ -790,8 +1203,19 @@ class SfarForVideoClassification(SfarPreTrainedModel):
         """See [`SfarModel.set_label_set`]."""
         self.sfar.set_label_set(labels, tokenizer, subtexts, batch_size)
 
+    @can_return_tuple
     def forward(
-        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        subtext_input_ids: torch.Tensor | None = None,
+        subtext_attention_mask: torch.Tensor | None = None,
+        ensemble_input_ids: torch.Tensor | None = None,
+        ensemble_attention_mask: torch.Tensor | None = None,
+        text_features: SfarLabelSet | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SfarVideoClassifierOutput:
         r"""
         Args:
@@ -799,8 +1223,22 @@ class SfarForVideoClassification(SfarPreTrainedModel):
                 Normalised frames; see [`SfarModel.forward`].
             labels (`torch.LongTensor` of shape `(B,)`, or `torch.FloatTensor` of shape `(B, C)` for multi-label):
                 Ground-truth classes.
+            input_ids, attention_mask, subtext_input_ids, subtext_attention_mask, ensemble_input_ids,
+            ensemble_attention_mask, text_features:
+                The label set, given; see [`SfarModel.forward`]. Without it the stored one is used.
         """
-        output = self.sfar(pixel_values)
+        output = self.sfar(
+            pixel_values,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            subtext_input_ids=subtext_input_ids,
+            subtext_attention_mask=subtext_attention_mask,
+            ensemble_input_ids=ensemble_input_ids,
+            ensemble_attention_mask=ensemble_attention_mask,
+            text_features=text_features,
+            return_dict=True,
+            **kwargs,
+        )
         loss = None
         if labels is not None:
             if pixel_values.ndim == 6 and self.training:

@@ -55,22 +55,24 @@ def tiny_config(**kwargs) -> SfarConfig:
         num_temporal_layers=kwargs.pop("num_temporal_layers", 2),
         num_subtexts=kwargs.pop("num_subtexts", 3),
         id2label=dict(enumerate(labels)),
-        prompt_length=kwargs.pop("prompt_length", 4),
-        subtext_length=kwargs.pop("subtext_length", 6),
         **kwargs,
     )
 
 
 def randomize_text_features(model: SfarModel, seed: int = 0) -> None:
-    """Fill the label-set buffers with random features and ragged masks (every text keeps at least one word)."""
+    """Fill the stored label set (the buffers the fusion keeps) with random features and ragged masks (every text
+    keeps at least one word, at most 6)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name in ("text_embeds", "prompt_word_embeds", "subtext_embeds", "subtext_word_embeds"):
             buffer = getattr(model, name)
-            buffer.copy_(torch.randn(buffer.shape, generator=gen))
+            if buffer is not None:
+                buffer.copy_(torch.randn(buffer.shape, generator=gen))
         for name in ("prompt_word_mask", "subtext_word_mask"):
             mask = getattr(model, name)
-            lengths = torch.randint(1, mask.shape[-1] + 1, mask.shape[:-1], generator=gen)
+            if mask is None:
+                continue
+            lengths = torch.randint(1, min(6, mask.shape[-1]) + 1, mask.shape[:-1], generator=gen)
             mask.copy_(torch.arange(mask.shape[-1]) < lengths.unsqueeze(-1))
         model.text_embeds.copy_(torch.nn.functional.normalize(model.text_embeds, dim=-1))
         model.has_text_features.fill_(True)

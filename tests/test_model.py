@@ -63,6 +63,18 @@ def test_save_load_gives_identical_logits(tmp_path):
         torch.testing.assert_close(loaded(pixel_values).logits, expected)
 
 
+def test_torch_save_load_round_trip(tmp_path):
+    """`torch.save(model.state_dict())` and `load_state_dict` restore every tensor, the boolean masks included."""
+    model = tiny_classifier().eval()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    other = SfarForVideoClassification(model.config)
+    other.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(other.state_dict()[name], tensor), name
+    pixel_values = torch.randn(2, 5, 3, 16, 16)
+    torch.testing.assert_close(other.eval()(pixel_values).logits, model(pixel_values).logits)
+
+
 def test_multi_view_logits_are_log_mean_probabilities():
     model = tiny_classifier().eval()
     views = torch.randn(2, 3, 5, 3, 16, 16)
@@ -105,6 +117,8 @@ def test_new_label_set_for_zero_shot(converted, tiny_clip_dir):
         ({"swim": ["a", "b", "c", "d"]}, "label 'run' has no sub-texts"),
         ({"swim": ["a", "b", "c", "d"], "run": ["a", "b"]}, "label 'run' has 2 sub-texts"),
         ({"swim": ["a", "b", "c", "d"], "run": ["a", "b", " ", "d"]}, "label 'run' has an empty sub-text"),
+        ({"swim": ["a", "b", "c", "d"], "run": "abcd"}, "label 'run': sub-texts must be a list of strings, got str"),
+        ({"swim": ["a", "b", "c", "d"], "run": ["a", None, "c", "d"]}, "label 'run' has a sub-text that is not a s"),
     ],
 )
 def test_label_without_n_subtexts_is_an_error_naming_it(converted, tiny_clip_dir, subtexts, message):
@@ -175,11 +189,39 @@ def test_prompt_ensemble_is_mean_of_normalised_template_embeddings(tiny_clip_dir
         ({"prompt_template": "no slot"}, "must contain exactly one"),
         ({"projection_dim": 199}, "must split into 3 attention heads"),
         ({"id2label": {0: "a", 1: "b"}, "subtexts": {"a": ["x"] * 4}}, "label 'b' has no sub-texts"),
+        ({"frame_temperature": float("nan")}, "frame_temperature must be a finite number"),
+        ({"loss_lambda": float("inf")}, "loss_lambda must be a finite number"),
+        ({"logit_scale_init_value": "2.6"}, "logit_scale_init_value must be a finite number"),
+        ({"num_subtexts": True}, "num_subtexts must be an integer >= 1"),
+        ({"problem_type": "regression"}, "problem_type must be one of"),
+        ({"id2label": {0: "a"}, "subtexts": {"a": "abcd"}}, "label 'a': sub-texts must be a list of strings"),
+        (
+            {"id2label": {0: "a"}, "subtexts": {"a": ["w", 2, "y", "z"]}},
+            "label 'a' has a sub-text that is not a string",
+        ),
     ],
 )
-def test_invalid_config_raises_value_error(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_config_raises_naming_the_field(kwargs, message):
+    """The `@strict` config's validators (run by the generated `validate()`, with transformers' own)."""
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
         SfarConfig(**kwargs)
+
+
+def test_config_runs_the_library_validators_too():
+    """The generated `validate()` is not overridden: transformers' own checks run (here the output-attentions one)."""
+    config = SfarConfig()
+    assert "validate_output_attentions" in {v.__name__ for v in type(config).__class_validators__}
+    assert {"validate_sizes", "validate_numbers", "validate_subtexts"} <= {
+        v.__name__ for v in type(config).__class_validators__
+    }
+
+
+def test_legacy_label_set_lengths_in_a_saved_config_are_dropped():
+    """Configs saved before the label set became an input carried `prompt_length` / `subtext_length`."""
+    config = SfarConfig(prompt_length=7, subtext_length=9)
+    assert "prompt_length" not in config.to_dict() and "subtext_length" not in config.to_dict()
 
 
 def test_config_round_trip(tmp_path):
