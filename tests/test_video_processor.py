@@ -59,6 +59,35 @@ def test_seeking_past_gaps_gives_the_frames_of_a_full_decode(tmp_path, keyframe_
         np.testing.assert_array_equal(some, everything[indices])
 
 
+def test_indexed_containers_are_read_by_seeking_not_from_the_start(tmp_path, monkeypatch):
+    """The speed of far samples comes from seeking: an MP4 with keyframes every 30 frames must not fall back to a
+    decode from the start, and decodes only around the frames asked for."""
+    import modeling_sfar.video_processing_sfar as video_processing
+    from modeling_sfar.tiny import write_frames
+
+    frames = np.random.default_rng(0).integers(0, 255, (300, 32, 48, 3), dtype=np.uint8)
+    path = write_frames(tmp_path / "v.mp4", frames, fps=30, keyframe_interval=30)
+    everything, _ = read_video_pyav(path)
+
+    def refuse(*args):
+        raise AssertionError("decoded from the start")
+
+    monkeypatch.setattr(video_processing, "_decode_sequentially", refuse)
+    decoded = []
+    real_after_seek = video_processing._frames_after_seek
+
+    def counting(*args):
+        for pair in real_after_seek(*args):
+            decoded.append(pair[0])
+            yield pair
+
+    monkeypatch.setattr(video_processing, "_frames_after_seek", counting)
+    indices = tsn_frame_indices(300, 8)
+    some, _ = read_video_pyav(path, lambda metadata: indices)
+    np.testing.assert_array_equal(some, everything[indices])
+    assert len(decoded) < 300 // 2  # about 8 half-GOPs, not the whole file
+
+
 @pytest.fixture(scope="module")
 def processor():
     return SfarVideoProcessor(num_frames=4, size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
