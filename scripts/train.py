@@ -221,10 +221,22 @@ def warn_if_fewer_processes(world_size: int) -> None:
             parent = [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
     except OSError:
         return
-    if "launch" not in parent or not any("accelerate" in part for part in parent[: parent.index("launch")]):
+    # `accelerate launch ...`, `accelerate-launch ...` or `python -m accelerate.commands.launch ...`
+    start = None
+    for i, part in enumerate(parent):
+        name = os.path.basename(part)
+        if name in ("accelerate-launch", "accelerate.commands.launch") or (
+            part == "launch" and any(os.path.basename(p) == "accelerate" for p in parent[:i])
+        ):
+            start = i + 1
+            break
+    if start is None:
         return
     asked = None
-    for i, part in enumerate(parent):
+    for i in range(start, len(parent)):
+        part = parent[i]
+        if part.endswith(".py"):  # the training script: what follows is its own arguments
+            break
         if part in ("--num_processes", "--num-processes") and i + 1 < len(parent):
             asked = parent[i + 1]
         elif part.startswith(("--num_processes=", "--num-processes=")):
