@@ -147,12 +147,13 @@ class BadVideoError(ValueError):
 
 def video_errors() -> tuple[type[BaseException], ...]:
     """
-    What the video reader raises for a file it cannot deliver frames from: `ValueError` (and its subclasses, such as
-    the processor's decoding errors), `OSError` (a missing or unreadable file), `EOFError`, and PyAV's errors.
+    What the video reader raises for a file it cannot deliver frames from: `VideoDecodingError` (a file that is not a
+    video, or whose frames cannot be decoded) and `OSError` (a missing, unreadable or folder path). Any other error,
+    a plain `ValueError` for a bad argument among them, is a bug or a wrong setting, not a bad video: it stops the run.
     """
-    import av
+    from .video_processing_sfar import VideoDecodingError
 
-    return (ValueError, OSError, EOFError, av.error.FFmpegError)
+    return (VideoDecodingError, OSError)
 
 
 def _reason(video: str, error: BaseException) -> str:

@@ -43,7 +43,7 @@ def worker(rank, world_size, port, variant, queue):
 
 
 @pytest.mark.parametrize("variant", ["sfar", "actionclip"])
-def test_two_processes_give_the_single_process_loss_and_gradient(variant, tmp_path):
+def test_two_processes_give_the_single_process_loss_and_gradient(variant, tmp_path, monkeypatch):
     model = build(variant)
     pixel_values, labels = batch()
     loss = model(pixel_values, labels=labels).loss
@@ -52,7 +52,9 @@ def test_two_processes_give_the_single_process_loss_and_gradient(variant, tmp_pa
 
     context = mp.get_context("spawn")
     queue = context.Queue()
-    os.environ.setdefault("PYTHONPATH", os.getcwd())
+    # the spawned workers import this module; set for this test only (a leaked PYTHONPATH would make later
+    # subprocesses, the wheel test among them, import the clone)
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH") or os.getcwd())
     mp.start_processes(worker, args=(2, free_port(), variant, queue), nprocs=2, join=True, start_method="spawn")
     results = sorted(queue.get(timeout=60) for _ in range(2))
     for _, distributed_loss, grad in results:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from datasets_scripts.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar.training import BadVideoError, BadVideoLog, check_videos, last_complete_checkpoint
@@ -179,10 +180,12 @@ def test_the_check_reads_the_files_as_they_are_now(storyboard, tmp_path):
     assert len(kept) == 30 and skipped == []
     os.remove(videos["train"][3])
     Path(videos["train"][8]).write_bytes(b"")
-    with pytest.raises(BadVideoError, match=r"(?s)2 of 30 videos of split 'train' cannot be used.*003\.mp4: file not"):
+    Image.new("RGB", (40, 40), "red").save(videos["train"][12], format="JPEG")  # a photo named like a video
+    with pytest.raises(BadVideoError, match=r"(?s)3 of 30 videos of split 'train' cannot be used.*003\.mp4: file not"):
         check(strict=True)
     kept, skipped = check()
-    assert len(kept) == 28 and [reason for _, reason in skipped] == ["file not found", "empty file"]
+    reasons = [reason for _, reason in skipped]
+    assert len(kept) == 27 and reasons[:2] == ["file not found", "empty file"] and "still image" in reasons[2]
 
 
 KILL_IN_SAVE = """
