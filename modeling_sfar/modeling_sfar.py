@@ -11,8 +11,6 @@ Shape letters used in comments and docstrings:
 This file is shipped to the Hub as remote code: it imports only torch, transformers and its sibling configuration.
 """
 
-from __future__ import annotations
-
 import os
 import re
 import shutil
