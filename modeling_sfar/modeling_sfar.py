@@ -1,6 +1,6 @@
 """SFAR: Storyboard-guided Alignment for Fine-grained video Action Recognition.
 
-The file follows the paper (SPEC.md sections 2-6): temporal module, text features, coarse video embedding
+The file follows the paper (docs/method.md sections 2-6): temporal module, text features, coarse video embedding
 (Eq. 4-8), fine-grained video embedding (Eq. 9-10), fusion (Eq. 11), logits and loss (Eq. 12-14), and the text
 prompt perplexity used to select sub-texts (Eq. 1-3).
 
@@ -363,7 +363,7 @@ class SfarResidualMLP(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.fc1 = nn.Linear(width, 4 * width)
-        # Zero at initialisation: a new model's FFN is the identity (SPEC.md section 6). The zeroing is done by
+        # Zero at initialisation: a new model's FFN is the identity (docs/method.md section 6). The zeroing is done by
         # `_init_weights` on this layer itself, so it holds on every construction path (see `SfarZeroInitLinear`).
         self.fc2 = SfarZeroInitLinear(4 * width, width)
 

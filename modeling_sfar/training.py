@@ -469,7 +469,7 @@ def sfar_parameter_groups(
     model: torch.nn.Module, learning_rate: float, vision_learning_rate: float, weight_decay: float
 ) -> list[dict]:
     """
-    AdamW groups of SPEC.md section 7: the CLIP vision tower at `vision_learning_rate`, the new modules at
+    AdamW groups of docs/method.md section 7: the CLIP vision tower at `vision_learning_rate`, the new modules at
     `learning_rate`; no weight decay on biases, norms, embeddings of positions, the logit scale and bias.
     """
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}

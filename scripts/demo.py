@@ -31,7 +31,7 @@ import train as train_script  # noqa: E402
 logger = logging.getLogger("sfar.demo")
 
 # The recipe that the README's figures come from: a small CLIP (width 64, 2 layers, 32 px frames in 4 px patches)
-# trained from scratch, so both learning rates are far above SPEC.md's fine-tuning ones.
+# trained from scratch, so both learning rates are far above the fine-tuning ones of docs/method.md (section 7).
 TINY_CLIP = {"hidden_size": 64, "projection_dim": 64, "num_layers": 2, "image_size": 32, "patch_size": 4}
 RECIPE = {
     "num_frames": 8,

@@ -1,5 +1,5 @@
-"""transformers' model contract beyond the common tests: the label set as an input, SPEC.md section 6's initialisation
-on every construction path, outputs, and big-model loading (CPU + disk offload)."""
+"""transformers' model contract beyond the common tests: the label set as an input, the initialisation of
+docs/method.md section 6 on every construction path, outputs, and big-model loading (CPU + disk offload)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_checkpoint_without_the_label_set_fails_loudly(tmp_path):
         loaded(torch.randn(1, 5, 3, 16, 16))
 
 
-# -- SPEC.md section 6: the fusion FFNs start as the identity, on every construction path --------------------------
+# -- docs/method.md section 6: the fusion FFNs start as the identity, on every construction path
 
 
 def test_fusion_ffns_start_at_zero_from_a_config_and_from_config():

@@ -1,4 +1,4 @@
-"""Every equation of SPEC.md against a plain loop-by-loop reference written from the paper, on small tensors."""
+"""Every equation of docs/method.md against a plain loop-by-loop reference written from the paper, on small tensors."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def reference_video_embeddings(model: SfarModel, frames: torch.Tensor):
         key_mask = model.subtext_word_mask[c].reshape(-1)
         prompt = model.prompt_word_embeds[c]
         augmented = reference_attention(model.subtext_attention, prompt, keys, key_mask) + prompt
-        # Eq. 7 (tau, mean over words as SPEC.md)
+        # Eq. 7 (tau, mean over words as docs/method.md)
         words = [augmented[w] for w in range(len(prompt)) if model.prompt_word_mask[c, w]]
         a_coarse = torch.zeros(len(frames))
         for word in words:

@@ -132,7 +132,7 @@ def test_the_dataset_holds_the_best_candidate_per_class_by_tpp(generated, tiny_c
         assert row["tpp"] == max(c["tpp"] for c in rivals)
         assert sum(c["selected"] for c in rivals) == 1
         assert all(c["answer"].startswith("1. This action is") for c in rivals)
-    # the stored TPP is SPEC.md's TPP of the stored sub-texts under the CLIP text tower
+    # the stored TPP is docs/method.md's TPP of the stored sub-texts under the CLIP text tower
     row = subtexts[0]
     embeds = encode_texts(
         tiny_clip_dir, [f"This is a video about {class_name_to_text(row['label'])}", *row["subtexts"]]

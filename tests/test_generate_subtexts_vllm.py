@@ -165,7 +165,7 @@ def test_two_models_are_pooled_and_the_stored_tpp_is_the_selections(scripted, st
     for row in subtexts:
         rivals = [c for c in candidates if c["label"] == row["label"]]
         assert row["tpp"] == max(c["tpp"] for c in rivals) and sum(c["selected"] for c in rivals) == 1
-    # the stored TPP is SPEC.md's TPP of the stored sub-texts under the CLIP text tower
+    # the stored TPP is docs/method.md's TPP of the stored sub-texts under the CLIP text tower
     for row in subtexts:
         prompt = f"This is a video about {class_name_to_text(row['label'])}"
         embeds = encode_texts(tiny_clip_dir, [prompt, *row["subtexts"]])

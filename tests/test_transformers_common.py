@@ -222,7 +222,7 @@ class SfarModelTest(ModelTesterMixin, unittest.TestCase):
     all_model_classes = (SfarModel, SfarForVideoClassification)
     test_resize_embeddings = False  # no token embeddings at the input (a video model)
     test_torch_exportable = False  # the export tests are not in the sdist (see the module docstring)
-    # The text tower is frozen by design (SPEC.md): it encodes the label set without gradients, so its parameters
+    # The text tower is frozen by design (docs/method.md): it encodes the label set without gradients, so its parameters
     # get none even when a test makes them trainable. Every other parameter's gradient is still compared.
     test_all_params_have_gradient = False
     # The eager-vs-SDPA test passes the main input and these, each extended to its batch of 7 along the first axis:
