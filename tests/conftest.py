@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from datasets_scripts.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel, convert_clip_to_sfar
 from modeling_sfar.tiny import build_tiny_clip, write_video
 
@@ -141,3 +143,13 @@ def tiny_classifier(variant: str = "sfar", **kwargs) -> SfarForVideoClassificati
     model = SfarForVideoClassification(tiny_config(**settings))
     randomize_text_features(model.sfar)
     return model
+
+
+@pytest.fixture(scope="module")
+def storyboard(tmp_path_factory) -> dict[str, str]:
+    """A storyboard dataset of 10 classes (3 training videos and 1 test video each) and its sub-texts as JSON."""
+    root = tmp_path_factory.mktemp("storyboard")
+    build_storyboard_dataset(root, train_per_class=3, test_per_class=1, num_frames=16, size=40, seed=0)
+    subtexts = root / "subtexts.json"
+    subtexts.write_text(json.dumps({k: v[0]["subtexts"] for k, v in storyboard_candidates().items()}))
+    return {"dataset": str(root / "dataset"), "subtexts": str(subtexts), "root": str(root)}

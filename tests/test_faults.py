@@ -16,7 +16,6 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets_scripts.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar.training import BadVideoError, BadVideoLog, check_videos, last_complete_checkpoint
 from modeling_sfar.video_processing_sfar import read_video_pyav
 
@@ -27,16 +26,6 @@ sys.path.insert(0, str(REPO / "tests"))
 import eval as evaluate_script  # noqa: E402  (scripts/eval.py)
 import train as train_script  # noqa: E402
 from test_train import Interrupt, train_args, weights  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def storyboard(tmp_path_factory) -> dict[str, str]:
-    """10 classes, 3 training videos and 1 test video each, with sub-texts as JSON."""
-    root = tmp_path_factory.mktemp("storyboard")
-    build_storyboard_dataset(root, train_per_class=3, test_per_class=1, num_frames=16, size=40, seed=0)
-    subtexts = root / "subtexts.json"
-    subtexts.write_text(json.dumps({k: v[0]["subtexts"] for k, v in storyboard_candidates().items()}))
-    return {"dataset": str(root / "dataset"), "subtexts": str(subtexts), "root": str(root)}
 
 
 def copy_with_own_videos(storyboard, folder: Path) -> tuple[str, dict[str, list[str]]]:

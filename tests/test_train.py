@@ -14,23 +14,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from datasets_scripts.storyboard import STORYBOARDS, build_storyboard_dataset, storyboard_candidates
+from datasets_scripts.storyboard import STORYBOARDS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import eval as evaluate_script  # noqa: E402  (scripts/eval.py)
 import train as train_script  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def storyboard(tmp_path_factory) -> dict[str, str]:
-    """A storyboard dataset of 10 classes (3 training videos and 1 test video each) and its sub-texts as JSON."""
-    root = tmp_path_factory.mktemp("storyboard")
-    build_storyboard_dataset(root, train_per_class=3, test_per_class=1, num_frames=16, size=40, seed=0)
-    subtexts = root / "subtexts.json"
-    subtexts.write_text(json.dumps({k: v[0]["subtexts"] for k, v in storyboard_candidates().items()}))
-    return {"dataset": str(root / "dataset"), "subtexts": str(subtexts), "root": str(root)}
 
 
 def train_args(storyboard, tiny_clip_dir, output_dir, *extra) -> list[str]:
