@@ -230,6 +230,11 @@ class SfarModelTest(ModelTesterMixin, unittest.TestCase):
     additional_model_inputs = ["input_ids", "subtext_input_ids", "subtext_attention_mask"]
 
     def setUp(self):
+        # The suite draws inputs from its own module-level generator and weights from torch's: fixed here, so that a
+        # test's float16 tolerance meets the same draw in every run (an unseeded draw made one fp16 eager-vs-SDPA case
+        # land on either side of its 5e-3 tolerance from run to run).
+        test_modeling_common.global_rng.seed(0)
+        torch.manual_seed(0)
         self.model_tester = SfarModelTester(self)
         self.config_tester = ConfigTester(self, config_class=SfarConfig, has_text_modality=False)
         # The common tests find a model's task by its class name in transformers' own auto-class tables, where a
