@@ -502,7 +502,7 @@ def read_classes(source: str) -> dict[str, str]:
     a text file with one label per line. Class names are the labels made readable (`ApplyEyeMakeup` -> "apply eye
     makeup").
     """
-    from modeling_sfar.modeling_sfar import class_name_to_text
+    from modeling_sfar.remote_code.modeling_sfar import class_name_to_text
 
     if os.path.isfile(source):
         with open(source) as f:

@@ -78,7 +78,7 @@ def select_candidates(
         `selected` (one row per class: label, subtexts, tpp, generator, prompt) and `rows` (every candidate with its
         tpp, NaN when it did not parse, and whether it was selected), the two configurations of a sub-text dataset.
     """
-    from modeling_sfar.modeling_sfar import class_name_to_text
+    from modeling_sfar.remote_code.modeling_sfar import class_name_to_text
 
     labels = list(candidates)
     width = max(len(c) for c in candidates.values())

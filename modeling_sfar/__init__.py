@@ -12,9 +12,9 @@ from transformers import (
     AutoVideoProcessor,
 )
 
-from .configuration_sfar import ACTIONCLIP_PROMPT_TEMPLATES, SFAR_VARIANTS, SfarConfig
 from .convert_clip_to_sfar import clip_to_sfar_state_dict, convert_clip_to_sfar, sfar_config_from_clip
-from .modeling_sfar import (
+from .remote_code.configuration_sfar import ACTIONCLIP_PROMPT_TEMPLATES, SFAR_VARIANTS, SfarConfig
+from .remote_code.modeling_sfar import (
     SfarForVideoClassification,
     SfarModel,
     SfarModelOutput,
@@ -24,8 +24,13 @@ from .modeling_sfar import (
     sfar_loss,
     text_prompt_perplexity,
 )
-from .processing_sfar import SfarProcessor
-from .video_processing_sfar import SfarVideoProcessor, VideoDecodingError, read_video_pyav, tsn_frame_indices
+from .remote_code.processing_sfar import SfarProcessor
+from .remote_code.video_processing_sfar import (
+    SfarVideoProcessor,
+    VideoDecodingError,
+    read_video_pyav,
+    tsn_frame_indices,
+)
 
 AutoConfig.register("sfar", SfarConfig, exist_ok=True)
 AutoModel.register(SfarConfig, SfarModel, exist_ok=True)

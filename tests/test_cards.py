@@ -17,17 +17,15 @@ sys.path.insert(0, str(REPO / "scripts"))
 import push_to_hub  # noqa: E402
 
 from modeling_sfar.hub import STAGING_MARKER  # noqa: E402
+from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES  # noqa: E402
 
 SAVED = {
+    *SHIPPED_FILES,
     "config.json",
-    "configuration_sfar.py",
     "model.safetensors",
-    "modeling_sfar.py",
-    "processing_sfar.py",
     "processor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
-    "video_processing_sfar.py",
 }
 
 

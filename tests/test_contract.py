@@ -197,7 +197,7 @@ def test_device_map_auto_offloads_to_disk_when_memory_is_short(cls, tmp_path):
 def _temporal_layers_return_attention_weights() -> bool:
     from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
-    from modeling_sfar.modeling_sfar import SfarTemporalLayer
+    from modeling_sfar.remote_code.modeling_sfar import SfarTemporalLayer
 
     return issubclass(SfarTemporalLayer, CLIPEncoderLayer)
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
+from modeling_sfar.remote_code.video_processing_sfar import read_video_pyav
 from modeling_sfar.training import BadVideoError, BadVideoLog, check_videos, last_complete_checkpoint
-from modeling_sfar.video_processing_sfar import read_video_pyav
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))

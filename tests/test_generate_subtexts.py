@@ -35,7 +35,7 @@ from datasets_scripts.subtext_dataset import load_subtext_config, load_subtexts
 from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
 from datasets_scripts.tpp_selection import encode_texts
 from modeling_sfar import text_prompt_perplexity
-from modeling_sfar.modeling_sfar import class_name_to_text
+from modeling_sfar.remote_code.modeling_sfar import class_name_to_text
 from modeling_sfar.tiny import STEP_CHOICES, build_tiny_llama_chat
 
 CLASSES = ["ApplyEyeMakeup", "brush_hair", "jump"]

@@ -39,7 +39,7 @@ from datasets_scripts.subtext_dataset import load_subtext_config  # noqa: E402
 from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT, parse_subtexts  # noqa: E402
 from datasets_scripts.tpp_selection import encode_texts  # noqa: E402
 from modeling_sfar import text_prompt_perplexity  # noqa: E402
-from modeling_sfar.modeling_sfar import class_name_to_text  # noqa: E402
+from modeling_sfar.remote_code.modeling_sfar import class_name_to_text  # noqa: E402
 from modeling_sfar.tiny import STEP_CHOICES, build_tiny_llama_chat  # noqa: E402
 
 CLASSES = ["ApplyEyeMakeup", "brush_hair", "jump"]

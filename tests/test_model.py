@@ -314,7 +314,7 @@ def reference_softmax_attention(query, key, value, scaling):
 @pytest.mark.parametrize("block_bytes", [1, 2 * 7 * 7 * 3, 2**21], ids=["one-head", "three-heads", "default"])
 def test_blocked_attention_is_softmax_attention_in_any_block_size(block_bytes, monkeypatch):
     """bfloat16 inference on a CPU takes the blocked path; blocks of 1, 3 (not dividing the 2 x 5 heads) or all."""
-    import modeling_sfar.modeling_sfar as modeling
+    import modeling_sfar.remote_code.modeling_sfar as modeling
 
     monkeypatch.setattr(modeling, "ATTENTION_BLOCK_BYTES", block_bytes)
     torch.manual_seed(0)
@@ -330,7 +330,7 @@ def test_blocked_attention_is_transformers_sdpa_everywhere_else():
     """float32, training (gradients), a mask, or a causal module: exactly transformers' SDPA attention."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from modeling_sfar.modeling_sfar import blocked_sdpa_attention
+    from modeling_sfar.remote_code.modeling_sfar import blocked_sdpa_attention
 
     torch.manual_seed(0)
     module = torch.nn.Module()

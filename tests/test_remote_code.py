@@ -8,6 +8,7 @@ import textwrap
 
 import torch
 
+from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES
 from tests.conftest import BLOCK_MODELING_SFAR, run_python_offline
 
 SCRIPT = BLOCK_MODELING_SFAR + textwrap.dedent(
@@ -61,13 +62,7 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(converted, vid
         "AutoProcessor",
         "AutoVideoProcessor",
     }
-    for name in (
-        "configuration_sfar.py",
-        "modeling_sfar.py",
-        "processing_sfar.py",
-        "video_processing_sfar.py",
-        "model.safetensors",
-    ):
+    for name in (*SHIPPED_FILES, "model.safetensors"):
         assert (folder / name).is_file(), name
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
 

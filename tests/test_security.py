@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES
+
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ["configuration_sfar.py", "modeling_sfar.py", "processing_sfar.py", "video_processing_sfar.py"]
+SHIPPED_DIR = REPO / "modeling_sfar" / "remote_code"
+SHIPPED = sorted(SHIPPED_FILES)
 # huggingface_hub: a dependency of transformers, whose 5.19 configs take `@strict` from `huggingface_hub.dataclasses`
 ALLOWED = {"torch", "transformers", "numpy", "huggingface_hub"}
 
@@ -32,9 +35,15 @@ def module_level_imports(path: Path) -> set[str]:
     return names
 
 
+def test_the_shipped_folder_holds_exactly_the_shipped_files():
+    """What a user audits before `trust_remote_code=True` is one folder with nothing else in it."""
+    present = sorted(path.name for path in SHIPPED_DIR.iterdir() if path.name != "__pycache__")
+    assert present == SHIPPED
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_files_import_only_torch_and_transformers_at_module_level(name):
-    imports = module_level_imports(REPO / "modeling_sfar" / name)
+    imports = module_level_imports(SHIPPED_DIR / name)
     foreign = {m for m in imports if m not in sys.stdlib_module_names and m != "__future__"} - ALLOWED
     assert not foreign, f"{name} imports {sorted(foreign)} at module level"
 
@@ -64,7 +73,7 @@ IMPORT_WATCH = textwrap.dedent(
 
     sys.path.insert(0, sys.argv[1])
     sys.addaudithook(hook)
-    for name in ("configuration_sfar", "modeling_sfar", "processing_sfar", "video_processing_sfar"):
+    for name in sys.argv[2:]:
         importlib.import_module("shipped." + name)
     watched = list(events)
     print(json.dumps(watched))
@@ -77,9 +86,13 @@ def test_importing_the_shipped_files_touches_no_network_or_file(tmp_path):
     package.mkdir()
     (package / "__init__.py").write_text("")
     for name in SHIPPED:
-        shutil.copy(REPO / "modeling_sfar" / name, package / name)
+        shutil.copy(SHIPPED_DIR / name, package / name)
     run = subprocess.run(
-        [sys.executable, "-c", IMPORT_WATCH, str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, "-c", IMPORT_WATCH, str(tmp_path), *(Path(name).stem for name in SHIPPED)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     events = json.loads(run.stdout.strip().splitlines()[-1])
