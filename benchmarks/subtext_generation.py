@@ -36,7 +36,7 @@ from datasets_scripts.generate_subtexts import (  # noqa: E402
     vllm_status,
 )
 from datasets_scripts.subtext_prompts import QUESTION_PROMPTS  # noqa: E402
-from modeling_sfar.tiny import build_tiny_llama_chat  # noqa: E402
+from modeling_sfar.testing_utils import build_tiny_llama_chat  # noqa: E402
 
 # A CPU-sized Llama (6.3M parameters with its 4,000-token vocabulary) and Llama-2-7B's shape, both with random weights.
 SMALL = {

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from benchmarks.harness import interleaved, write_report  # noqa: E402
 from modeling_sfar import SfarVideoProcessor, read_video_pyav, tsn_frame_indices  # noqa: E402
-from modeling_sfar.tiny import write_frames  # noqa: E402
+from modeling_sfar.video_io import write_frames  # noqa: E402
 
 
 def make_clip(path: str, width: int, height: int, keyframe_interval: int, seconds: int = 10, fps: int = 30) -> str:
@@ -145,7 +145,7 @@ def main() -> None:
         from transformers import pipeline
 
         from modeling_sfar import convert_clip_to_sfar
-        from modeling_sfar.tiny import build_tiny_clip
+        from modeling_sfar.testing_utils import build_tiny_clip
 
         labels = [f"class {i}" for i in range(10)]
         subtexts = {label: [f"step {j} of {label}" for j in range(4)] for label in labels}

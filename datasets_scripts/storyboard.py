@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modeling_sfar.tiny import write_frames
+from modeling_sfar.video_io import write_frames
 
 __all__ = ["STORYBOARDS", "ATOMIC_ACTIONS", "build_storyboard_dataset", "storyboard_candidates", "render_storyboard"]
 

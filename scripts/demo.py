@@ -23,7 +23,7 @@ from datasets_scripts.storyboard import build_storyboard_dataset, storyboard_can
 from datasets_scripts.subtext_dataset import save_subtext_dataset
 from datasets_scripts.tpp_selection import select_candidates
 from modeling_sfar import SfarForVideoClassification, SfarProcessor
-from modeling_sfar.tiny import build_tiny_clip
+from modeling_sfar.testing_utils import build_tiny_clip
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train as train_script  # noqa: E402

@@ -13,7 +13,7 @@ import torch
 
 from datasets_scripts.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel, convert_clip_to_sfar
-from modeling_sfar.tiny import build_tiny_clip, write_video
+from modeling_sfar.testing_utils import build_tiny_clip, write_video
 
 LABELS = ["ApplyEyeMakeup", "brush_hair", "jump", "PlayingDaf"]
 SUBTEXTS = {

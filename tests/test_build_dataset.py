@@ -11,7 +11,7 @@ import pytest
 from datasets import load_from_disk
 
 from datasets_scripts.build_dataset import build_charades, build_hmdb51, build_kinetics400, build_ucf101
-from modeling_sfar.tiny import write_video
+from modeling_sfar.testing_utils import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -36,7 +36,7 @@ from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
 from datasets_scripts.tpp_selection import encode_texts
 from modeling_sfar import text_prompt_perplexity
 from modeling_sfar.remote_code.modeling_sfar import class_name_to_text
-from modeling_sfar.tiny import STEP_CHOICES, build_tiny_llama_chat
+from modeling_sfar.testing_utils import STEP_CHOICES, build_tiny_llama_chat
 
 CLASSES = ["ApplyEyeMakeup", "brush_hair", "jump"]
 SAMPLING = SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=12, seed=0, max_attempts=3)
@@ -264,7 +264,7 @@ def test_local_sets_in_folders_of_the_same_name_do_not_mix(tmp_path):
 def test_a_vision_language_chat_model_answers_text_only(tmp_path):
     """LLaVA-1.6 (LlavaNext) checkpoints are not causal LMs for the auto classes: the transformers back-end loads them
     as image-text-to-text models and renders the prompts with their processor's chat template (text parts)."""
-    from modeling_sfar.tiny import build_tiny_llava_chat
+    from modeling_sfar.testing_utils import build_tiny_llava_chat
 
     backend = Counting(build_tiny_llava_chat(tmp_path / "llava"), batch_size=2)
     assert backend.chat is not None and type(backend.model).__name__ == "LlavaNextForConditionalGeneration"

@@ -1,5 +1,6 @@
-"""Tiny checkpoints saved in the layout of Hub repositories, for tests, benchmarks and the offline demo: a random
-CLIP, and a Llama chat model (random, or with weights set so that it answers like a small Markov chain)."""
+"""Testing utilities: tiny checkpoints saved in the layout of Hub repositories, for the tests, the benchmarks and the
+offline demo (a random CLIP; Llama and LLaVA chat models, random or with weights set so that they answer like a small
+Markov chain), and a generated test video. Nothing here is downloaded."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 
 import torch
 
+from .video_io import write_frames
+
 __all__ = [
     "build_tiny_clip",
     "build_tiny_llama_chat",
     "build_tiny_llava_chat",
-    "write_frames",
     "write_video",
     "STEP_CHOICES",
 ]
@@ -92,25 +94,6 @@ def build_tiny_clip(
     crop = {"height": image_size, "width": image_size}
     CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size=crop).save_pretrained(save_directory)
     return os.fspath(save_directory)
-
-
-def write_frames(path: str | os.PathLike, frames, fps: int = 8, keyframe_interval: int | None = None) -> str:
-    """Write `frames` (T, H, W, 3) uint8 as an mp4 (H.264 where available, else MPEG-4) with PyAV; a keyframe every
-    `keyframe_interval` frames exactly (no scene-cut keyframes) when given."""
-    import av
-
-    with av.open(os.fspath(path), mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "18"}  # near-lossless: small shapes keep their edges
-        if keyframe_interval:
-            stream.codec_context.gop_size = keyframe_interval
-            stream.options = {**stream.options, "g": str(keyframe_interval), "keyint_min": str(keyframe_interval),
-                              "sc_threshold": "0", "x264-params": "scenecut=0"}  # fmt: skip
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return os.fspath(path)
 
 
 def write_video(
