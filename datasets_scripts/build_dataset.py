@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub_cards import VIDEO_DATASET_CARD, template_path
+from modeling_sfar import class_name_to_text
 
 logger = logging.getLogger("sfar.build_dataset")
 
@@ -62,10 +63,9 @@ class BuildReport:
 
 
 def readable(name: str) -> str:
-    """`ApplyEyeMakeup` -> `apply eye makeup`, `brush_hair` -> `brush hair` (Kinetics names are already readable)."""
-    text = name.replace("_", " ")
-    text = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", text)
-    return re.sub(r"\s+", " ", text).strip().lower()
+    """`ApplyEyeMakeup` -> `apply eye makeup`, `brush_hair` -> `brush hair` (Kinetics names are already readable): the
+    model's class-name normalisation (`class_name_to_text`), lower-cased for the label names of UCF-101 and HMDB-51."""
+    return class_name_to_text(name).lower()
 
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path:

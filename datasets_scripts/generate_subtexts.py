@@ -43,6 +43,8 @@ from datasets_scripts.subtext_prompts import (
     parse_subtexts,
 )
 from hub_cards import SUBTEXT_DATASET_CARD, template_path
+from modeling_sfar.convert_clip_to_sfar import CLIP_VIT_B16
+from modeling_sfar.remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 
 __all__ = [
     "SamplingOptions",
@@ -583,8 +585,8 @@ def subtext_card(
     """The dataset card of a sub-text set, from `hub_cards/subtext_dataset_card.md`."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from datasets_scripts.subtext_dataset import config_metadata
     from datasets_scripts.subtext_prompts import SYSTEM_PROMPT
+    from modeling_sfar.subtext_dataset import config_metadata
 
     data = DatasetCardData(
         pretty_name=pretty_name,
@@ -628,7 +630,7 @@ def generate_subtext_dataset(
     output: str | os.PathLike,
     sampling: SamplingOptions = SamplingOptions(),
     num_subtexts: int = 4,
-    prompt_template: str = "This is a video about {}",
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     chunk_size: int = 256,
     source: str = "",
     clip_revision: str | None = None,
@@ -642,8 +644,8 @@ def generate_subtext_dataset(
     Args:
         models: model id -> its back-end, or a function that loads it.
     """
-    from datasets_scripts.subtext_dataset import save_subtext_dataset
-    from datasets_scripts.tpp_selection import select_candidates
+    from modeling_sfar.subtext_dataset import save_subtext_dataset
+    from modeling_sfar.tpp_selection import select_candidates
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -686,7 +688,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         required=True,
         help="Chat model (Hub id or folder); repeat to pool several. MODEL@REVISION pins a revision.",
     )
-    parser.add_argument("--clip", default="openai/clip-vit-base-patch16", help="CLIP whose text tower scores TPP.")
+    parser.add_argument("--clip", default=CLIP_VIT_B16, help="CLIP whose text tower scores TPP.")
     parser.add_argument("--output", required=True, help="Folder of the sub-text dataset (and the resume log).")
     parser.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
     parser.add_argument("--num_subtexts", type=int, default=4)
@@ -696,7 +698,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=SamplingOptions.seed)
     parser.add_argument("--max_attempts", type=int, default=SamplingOptions.max_attempts)
     parser.add_argument("--chunk_size", type=int, default=256, help="Answers saved to the log per batched call.")
-    parser.add_argument("--prompt_template", default="This is a video about {}", help="The global prompt T_c.")
+    parser.add_argument("--prompt_template", default=DEFAULT_PROMPT_TEMPLATE, help="The global prompt T_c.")
     parser.add_argument("--tensor_parallel_size", type=int, default=1, help="vLLM: GPUs per model.")
     parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM.")
     parser.add_argument("--max_model_len", type=int, default=None, help="vLLM: context length.")
@@ -746,7 +748,7 @@ def main(argv: list[str] | None = None) -> Path:
         repo_id=args.push_to_hub,
     )
     if args.push_to_hub:
-        from datasets_scripts.subtext_dataset import push_subtext_dataset
+        from modeling_sfar.subtext_dataset import push_subtext_dataset
 
         files = push_subtext_dataset(output, args.push_to_hub, private=args.private)
         logger.info("pushed %d files to the dataset repo %s", len(files), args.push_to_hub)

@@ -17,6 +17,7 @@ from .remote_code.processing_sfar import SfarProcessor
 from .remote_code.video_processing_sfar import SfarVideoProcessor
 
 __all__ = [
+    "CLIP_VIT_B16",
     "CLIP_KEY_PREFIXES",
     "SFAR_NEW_KEY_PREFIXES",
     "clip_to_sfar_state_dict",
@@ -25,6 +26,10 @@ __all__ = [
 ]
 
 # CLIPModel keys SFAR takes over unchanged (SfarModel names its CLIP parts as CLIPModel does).
+# The CLIP that SFAR starts from by default (the paper's ViT-B/16): training's `--base` and the sub-text generator's
+# `--clip` (whose text tower scores TPP).
+CLIP_VIT_B16 = "openai/clip-vit-base-patch16"
+
 CLIP_KEY_PREFIXES = ("text_model.", "vision_model.", "text_projection.", "visual_projection.", "logit_scale")
 # SfarModel keys that CLIP does not have: the new modules and the label-set buffers.
 SFAR_NEW_KEY_PREFIXES = (

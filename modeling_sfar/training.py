@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback
 
-from .metrics import classification_metrics
+from .metrics import EVAL_PREFIX, classification_metrics, metric_key
 
 logger = logging.getLogger(__name__)
 
@@ -331,6 +331,9 @@ class VideoTransform:
     `training`; train.py's `--augment false` trains with `training=False` and `keep_labels=False`) the row keeps its
     label and `evaluate_split` leaves it out of the metrics. With `strict` the first such video raises
     `BadVideoError`.
+
+    `flip_probability` and `crop_area_min` set the training augmentation (default: the video processor's, BIKE's
+    0.5 and 0.08); they are not used in evaluation.
     """
 
     # Rows tried after a bad one before giving up: more failures in a row mean a broken set-up, not a few bad files.
@@ -349,12 +352,21 @@ class VideoTransform:
         log: BadVideoLog | None = None,
         strict: bool = False,
         keep_labels: bool | None = None,
+        flip_probability: float | None = None,
+        crop_area_min: float | None = None,
     ):
         self.video_processor, self.training = video_processor, training
         self.num_classes, self.multi_label = num_classes, multi_label
         self.num_clips, self.num_crops, self.seed, self.epoch = num_clips, num_crops, seed, 0
         self.scope, self.log, self.strict = scope, log, strict
         self.keep_labels = not training if keep_labels is None else keep_labels
+        # Training augmentation, passed with every training call (None: the processor's BIKE defaults); kept here, not
+        # on the processor, so that the processor saved with the model carries no training settings.
+        self.augmentation = {
+            key: value
+            for key, value in (("flip_probability", flip_probability), ("crop_area_min", crop_area_min))
+            if value is not None
+        }
         self.videos: list[str] = []  # the bound rows (see `bind`)
         self.targets: list[Any] = []
         self.indices: list[int] = []
@@ -389,6 +401,7 @@ class VideoTransform:
             num_clips=self.num_clips,
             num_crops=self.num_crops,
             return_tensors="pt",
+            **(self.augmentation if self.training else {}),
         )["pixel_values"]
 
     def _replace(self, video: str, index: int, error: BaseException) -> tuple[torch.Tensor, Any]:
@@ -527,7 +540,7 @@ def evaluate_split(
     num_clips: int = 1,
     num_crops: int = 1,
     group_columns: tuple[str, ...] = (),
-    prefix: str = "eval",
+    prefix: str = EVAL_PREFIX,
     log: BadVideoLog | None = None,
     strict: bool = False,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
@@ -566,7 +579,7 @@ def evaluate_split(
     if bad:
         # Re-score without the replaced rows: their pixels came from another video.
         for key, value in classification_metrics(logits[keep], label_ids[keep]).items():
-            metrics[f"{prefix}_{key}"] = value
+            metrics[metric_key(prefix, key)] = value
         logger.warning(
             "%d of %d videos of split %r failed during evaluation and are left out of its metrics: %s",
             len(bad),
@@ -583,5 +596,5 @@ def evaluate_split(
             mask = mask & keep
             if mask.any():
                 for key, value in classification_metrics(logits[mask], label_ids[mask]).items():
-                    metrics[f"{prefix}_{name}_{key}"] = value
+                    metrics[metric_key(prefix, key, name)] = value
     return metrics, logits, label_ids

@@ -13,13 +13,12 @@ import json
 import logging
 import os
 import statistics
-import sys
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import demo  # noqa: E402
+from modeling_sfar.demo_recipe import SUBSETS, prepare, train_variant
+from modeling_sfar.metrics import EVAL_PREFIX, TOP1, metric_key
 
 VARIANTS = {
     "clip": "Baseline (CLIP): mean pooling",
@@ -29,12 +28,8 @@ VARIANTS = {
     "sfar": "SFAR (coarse + fine)",
     "actionclip": "ActionCLIP",
 }
-COLUMNS = {
-    "all": "eval_top1",
-    "ambiguous": "eval_ambiguous_top1",
-    "non-uniform": "eval_timing=non-uniform_top1",
-    "uniform": "eval_timing=uniform_top1",
-}
+# The table's columns: top-1 on the test split and on the paper's subsets, as the run's metrics name them.
+COLUMNS = {name: metric_key(EVAL_PREFIX, TOP1, subset) for name, subset in SUBSETS.items()}
 
 
 @dataclass
@@ -77,14 +72,16 @@ def main() -> None:
     if os.path.isfile(record):
         with open(record) as f:
             runs = json.load(f)
-    paths = demo.prepare(os.path.join(args.output_dir, "shared"), None, args.data_seed, 30, 10)
+    paths = prepare(os.path.join(args.output_dir, "shared"), None, args.data_seed, 30, 10)
     for seed in args.seeds:
         for variant in args.variants:
             if str(seed) in runs.get(variant, {}):
                 continue  # finished earlier
             folder = os.path.join(args.output_dir, f"{variant}-seed{seed}")
-            metrics = demo.train(paths, folder, variant, seed, args.epochs)
-            runs.setdefault(variant, {})[str(seed)] = {k: v for k, v in metrics.items() if k.startswith("eval_")}
+            metrics = train_variant(paths, folder, variant, seed, args.epochs)
+            runs.setdefault(variant, {})[str(seed)] = {
+                k: v for k, v in metrics.items() if k.startswith(f"{EVAL_PREFIX}_")
+            }
             with open(record, "w") as f:
                 json.dump(runs, f, indent=2)
             with open(os.path.join(args.output_dir, "ablation.md"), "w") as f:

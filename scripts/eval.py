@@ -4,173 +4,24 @@
     python scripts/eval.py --model runs/k400 --dataset data/hmdb51 --subtexts org/sfar-subtexts-hmdb51  # zero-shot
 
 Writes `<output_dir>/eval_results.json` and, for single-label sets of at most 50 classes, a confusion matrix picture.
+The arguments and the evaluation are `modeling_sfar.evaluation`'s.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-from dataclasses import dataclass, field
 
-import numpy as np
-import torch
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser
 
-from datasets_scripts.subtext_dataset import load_subtexts
-from modeling_sfar import SfarForVideoClassification, SfarProcessor
-from modeling_sfar.training import (
-    BadVideoLog,
-    VideoTransform,
-    check_dataset,
-    check_model_source,
-    check_videos,
-    compute_metrics,
-    dataset_labels,
-    evaluate_split,
-    load_video_dataset,
-    with_row_index,
-)
-
-logger = logging.getLogger("sfar.evaluate")
-
-
-@dataclass
-class EvaluateArguments:
-    model: str = field(metadata={"help": "A trained SFAR folder or Hub id."})
-    dataset: str = field(metadata={"help": "A video dataset folder (build_dataset.py) or Hub id."})
-    split: str = field(default="test")
-    subtexts: str | None = field(
-        default=None, metadata={"help": "Sub-texts of the dataset's classes: replaces the model's label set."}
-    )
-    output_dir: str | None = field(default=None, metadata={"help": "Default: <model>/eval-<dataset name>."})
-    num_clips: int = field(default=1)
-    num_crops: int = field(default=1)
-    batch_size: int = field(default=8)
-    num_workers: int = field(default=0)
-    group_columns: list[str] = field(default_factory=list, metadata={"help": "Also score these columns' subsets."})
-    strict: bool = field(
-        default=False, metadata={"help": "Stop on a missing or corrupt video (before or during) instead of skip."}
-    )
-    revision: str | None = field(default=None)
-    dtype: str = field(
-        default="float32", metadata={"help": "float32 or bfloat16 (the label set is encoded in float32 first)."}
-    )
-    compile: bool = field(default=False, metadata={"help": "torch.compile the model (the Trainer's torch_compile)."})
-    attn_implementation: str | None = field(
-        default=None,
-        metadata={
-            "help": "The model's attention (eager, sdpa, sfar_sdpa, ...). Default: sfar_sdpa with --dtype bfloat16 "
-            "(SFAR's bfloat16 CPU attention; SDPA elsewhere), transformers' default with float32."
-        },
-    )
-
-
-def plot_confusion(logits: np.ndarray, labels: np.ndarray, names: list[str], path: str) -> None:
-    """Row-normalised confusion matrix (true class x predicted class)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    count = len(names)
-    matrix = np.zeros((count, count))
-    np.add.at(matrix, (labels, logits.argmax(1)), 1)
-    matrix /= matrix.sum(1, keepdims=True).clip(min=1)
-    size = max(4, 0.35 * count + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(count), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(count), names, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+from modeling_sfar.evaluation import EvaluateArguments, run_evaluation
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if args.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}")
-    attn_implementation = args.attn_implementation
-    if attn_implementation is None and args.dtype == "bfloat16":
-        attn_implementation = "sfar_sdpa"  # chosen by name: SFAR's blocked attention for bfloat16 on a CPU
-    # the model first: a folder without safetensors weights fails before the videos are checked
-    check_model_source(args.model, "--model")
-    model = SfarForVideoClassification.from_pretrained(
-        args.model, revision=args.revision, use_safetensors=True, attn_implementation=attn_implementation
-    )
-    processor = SfarProcessor.from_pretrained(args.model, revision=args.revision)
-    dataset = load_video_dataset(args.dataset, args.split)
-    labels, multi_label = dataset_labels(dataset)
-    check_dataset(dataset, args.split, len(labels), multi_label)
-    # The videos as they are now, loaded as the evaluation will load them (reader, frames, views).
-    checker = VideoTransform(
-        processor.video_processor, False, len(labels), multi_label, num_clips=args.num_clips, num_crops=args.num_crops
-    )
-    dataset, skipped = check_videos(
-        with_row_index(dataset), args.split, checker.load, strict=args.strict, num_workers=args.num_workers
-    )
-    if len(dataset) == 0:
-        raise ValueError(f"split {args.split!r} of {args.dataset} has no usable video")
-    own = list(model.config.id2label.values())
-    if args.subtexts is not None or labels != own:
-        if args.subtexts is None and model.config.uses_subtexts:
-            raise ValueError(
-                f"the dataset's classes differ from the model's label set: pass --subtexts for {args.dataset}"
-            )
-        subtexts = load_subtexts(args.subtexts) if args.subtexts is not None else None
-        if subtexts is not None:
-            missing = [label for label in labels if label not in subtexts]
-            if missing:
-                raise ValueError(
-                    f"the sub-texts {args.subtexts} have no entry for {len(missing)} classes: {missing[:10]}"
-                )
-            subtexts = {label: subtexts[label] for label in labels}
-        logger.info("zero-shot: replacing the model's %d labels by the dataset's %d", len(own), len(labels))
-        model.set_label_set(labels, processor.tokenizer, subtexts)
-
-    model = model.to(getattr(torch, args.dtype))
-    output_dir = args.output_dir or os.path.join(args.model, f"eval-{os.path.basename(os.path.normpath(args.dataset))}")
-    log = BadVideoLog(os.path.join(output_dir, "bad_videos.jsonl"))
-    log.reset()
-    trainer = Trainer(
-        model=model,
-        args=TrainingArguments(
-            output_dir=output_dir,
-            per_device_eval_batch_size=args.batch_size,
-            dataloader_num_workers=args.num_workers,
-            remove_unused_columns=False,
-            report_to="none",
-            torch_compile=args.compile,
-        ),
-        compute_metrics=compute_metrics,
-    )
-    metrics, logits, label_ids = evaluate_split(
-        trainer,
-        dataset,
-        args.split,
-        processor.video_processor,
-        len(labels),
-        multi_label,
-        args.num_clips,
-        args.num_crops,
-        tuple(args.group_columns),
-        log=log,
-        strict=args.strict,
-    )
-    metrics["eval_skipped_videos"] = len(skipped)
-    if trainer.is_world_process_zero():
-        os.makedirs(output_dir, exist_ok=True)
-        failed = {video: reason for video, reason in log.read(f"eval:{args.split}").values()}
-        problems = {"skipped_before_evaluation": dict(skipped), "failed_during_evaluation": failed}
-        with open(os.path.join(output_dir, "eval_results.json"), "w") as f:
-            json.dump({**metrics, "bad_videos": problems}, f, indent=2)
-        if not multi_label and len(labels) <= 50:
-            plot_confusion(logits, label_ids, labels, os.path.join(output_dir, "confusion.png"))
-        print(json.dumps(metrics, indent=2))
+    metrics = run_evaluation(args)
+    print(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from datasets_scripts.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel, convert_clip_to_sfar
+from modeling_sfar.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar.testing_utils import build_tiny_clip, write_video
 
 LABELS = ["ApplyEyeMakeup", "brush_hair", "jump", "PlayingDaf"]
@@ -20,6 +20,26 @@ SUBTEXTS = {
     label: [f"this action is step {i} of {label.lower()}" + " slowly" * (i % 3) for i in range(4)] for label in LABELS
 }
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """`load_script("push_to_hub")`: the module of `scripts/push_to_hub.py`, loaded from its file (scripts are leaves,
+    not a package, and loading one must not put scripts/ on `sys.path` where its names would shadow libraries)."""
+    import importlib.util
+
+    loaded = {}
+
+    def load(name: str):
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(f"sfar_script_{name}", SCRIPTS / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load
 
 
 @pytest.fixture(scope="session")

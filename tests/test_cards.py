@@ -4,7 +4,6 @@ repo's files; a push sends exactly those files in one commit."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,8 @@ import torch
 from huggingface_hub import DatasetCard, ModelCard, RepoCard
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-import push_to_hub  # noqa: E402
-
+from modeling_sfar import cards  # noqa: E402
 from modeling_sfar.hub import STAGING_MARKER  # noqa: E402
 from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES  # noqa: E402
 
@@ -44,7 +41,7 @@ def trained(converted, tmp_path_factory) -> Path:
 
 
 def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained, converted, video_path, tmp_path):
-    examples = push_to_hub.widget_examples(trained, [video_path])
+    examples = cards.widget_examples(trained, [video_path])
     model, processor = converted
     with torch.no_grad():
         scores = model.eval()(**processor(videos=video_path)).logits.softmax(-1)[0]
@@ -52,7 +49,7 @@ def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained,
     assert [p["label"] for p in examples[0]["output"]] == expected  # computed by the model at push time
 
     metrics = json.loads((trained / "all_results.json").read_text())
-    card = push_to_hub.model_card(
+    card = cards.model_card(
         trained, "org/sfar-test", "openai/clip-vit-base-patch16", "org/ucf101-index", metrics,
         revision="0123abc", examples=examples, subtexts="org/sfar-subtexts-ucf101",
     )  # fmt: skip
@@ -82,19 +79,19 @@ def test_the_card_takes_base_model_from_the_conversion_and_one_licence_for_the_p
 
     config = json.loads((trained / "config.json").read_text())
     assert Path(config["converted_from"]).is_dir()  # the fixture converts a local tiny CLIP
-    card = push_to_hub.model_card(trained, "org/sfar-test", None, "x", {})
+    card = cards.model_card(trained, "org/sfar-test", None, "x", {})
     assert card.data.base_model is None
     assert f"fine-tuned from\na local\ncheckpoint (`{config['converted_from']}`)" in card.text
     hub_source = tmp_path / "hub-source"
     hub_source.mkdir()
     (hub_source / "config.json").write_text(json.dumps({**config, "converted_from": "google/some-clip"}))
-    card = push_to_hub.model_card(hub_source, "org/sfar-test", None, "x", {})
+    card = cards.model_card(hub_source, "org/sfar-test", None, "x", {})
     assert card.data.base_model == "google/some-clip" and "(https://huggingface.co/google/some-clip)" in card.text
 
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
     project = setup["metadata"]["license"].lower()
-    assert card.data.license == project == push_to_hub.LICENSE
+    assert card.data.license == project == cards.LICENSE
     assert RepoCard.load(REPO / "space" / "README.md").data.license == project
 
 
@@ -155,8 +152,8 @@ def test_the_space_card_declares_a_gradio_app():
 
 
 def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(trained, video_path, tmp_path):
-    card = push_to_hub.model_card(trained, "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
-    staged = push_to_hub.stage_model_repo(trained, tmp_path / "staged", card, [video_path])
+    card = cards.model_card(trained, "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
+    staged = cards.stage_model_repo(trained, tmp_path / "staged", card, [video_path])
     assert set(staged) == SAVED | {"README.md", "all_results.json", "examples/clip.mp4"}
     on_disk = {p.relative_to(tmp_path / "staged").as_posix() for p in (tmp_path / "staged").rglob("*") if p.is_file()}
     assert on_disk == set(staged) | {STAGING_MARKER}  # the marker that says the folder is the staging's own
@@ -174,7 +171,7 @@ def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(train
             self.operations = operations
 
     api = Recorder()
-    sent = push_to_hub.push_model(trained, "org/sfar-test", card, api=api, widget_videos=[video_path],
+    sent = cards.push_model(trained, "org/sfar-test", card, api=api, widget_videos=[video_path],
                                   staging=tmp_path / "push")  # fmt: skip
     assert api.calls == [("create_repo", "org/sfar-test", "model"), ("create_commit", "org/sfar-test", "model")]
     assert sorted(op.path_in_repo for op in api.operations) == sent == staged
@@ -182,12 +179,14 @@ def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(train
         assert Path(op.path_or_fileobj).read_bytes() == (tmp_path / "staged" / op.path_in_repo).read_bytes()
 
 
-def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_path, capsys):
-    from datasets_scripts.subtext_dataset import save_subtext_dataset
+def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_path, capsys, load_script):
+    from modeling_sfar.subtext_dataset import save_subtext_dataset
 
     row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 1.0, "generator": "g", "prompt": "p"}
     save_subtext_dataset(tmp_path / "subtexts", [row], [{**row, "selected": True, "answer": ""}])
-    files = push_to_hub.main(["dataset", "--folder", str(tmp_path / "subtexts"), "--repo_id", "org/s", "--dry_run"])
+    files = load_script("push_to_hub").main(
+        ["dataset", "--folder", str(tmp_path / "subtexts"), "--repo_id", "org/s", "--dry_run"]
+    )
     assert files == ["README.md", "candidates/train-00000-of-00001.parquet", "subtexts/train-00000-of-00001.parquet"]
     assert capsys.readouterr().out.split() == files
     assert (tmp_path / "subtexts-hub" / "subtexts" / "train-00000-of-00001.parquet").is_file()
@@ -200,7 +199,7 @@ def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_pat
             self.commit = (repo_id, kwargs["repo_type"], [op.path_in_repo for op in operations])
 
     api = Recorder()
-    assert push_to_hub.push_dataset(tmp_path / "subtexts", "org/s", api=api, staging=tmp_path / "push") == files
+    assert cards.push_dataset(tmp_path / "subtexts", "org/s", api=api, staging=tmp_path / "push") == files
     assert api.repo == ("org/s", "dataset") and api.commit == ("org/s", "dataset", files)
 
 
@@ -210,4 +209,4 @@ def test_pickled_weights_are_never_pushed(trained, tmp_path):
     (bare / "config.json").write_text("{}")
     torch.save({"w": torch.zeros(1)}, bare / "pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match="no safetensors weights to push"):
-        push_to_hub.stage_model_repo(bare, tmp_path / "staged")
+        cards.stage_model_repo(bare, tmp_path / "staged")

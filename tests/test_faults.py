@@ -16,16 +16,14 @@ import pytest
 import torch
 from PIL import Image
 
+from modeling_sfar import evaluation, training_run
 from modeling_sfar.remote_code.video_processing_sfar import read_video_pyav
 from modeling_sfar.training import BadVideoError, BadVideoLog, check_videos, last_complete_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import eval as evaluate_script  # noqa: E402  (scripts/eval.py)
-import train as train_script  # noqa: E402
-from test_train import Interrupt, train_args, weights  # noqa: E402
+from test_train import Interrupt, run_eval, run_train, train_args, weights  # noqa: E402
 
 
 def copy_with_own_videos(storyboard, folder: Path) -> tuple[str, dict[str, list[str]]]:
@@ -95,7 +93,7 @@ def test_bad_videos_met_in_training_are_replaced_counted_and_resume_is_bit_ident
         return out
 
     with caplog.at_level("WARNING"):
-        whole = train_script.main(args("whole"))
+        whole = run_train(args("whole"))
     assert whole["train_bad_videos"] == 4 and whole["train_skipped_videos"] == 0
     results = json.loads((tmp_path / "whole" / "all_results.json").read_text())
     failed = results["bad_videos"]["failed_during_training"]
@@ -106,9 +104,9 @@ def test_bad_videos_met_in_training_are_replaced_counted_and_resume_is_bit_ident
     assert summary.startswith("4 video(s)") and all(path in summary for path in broken)
 
     with pytest.raises(KeyboardInterrupt):
-        train_script.main(args("cut"), callbacks=[Interrupt(5)])
+        run_train(args("cut"), callbacks=[Interrupt(5)])
     assert (tmp_path / "cut" / "checkpoint-4").is_dir()
-    resumed = train_script.main(args("cut", "--resume"))
+    resumed = run_train(args("cut", "--resume"))
     assert resumed["train_bad_videos"] == 4  # the killed part's records count, each video once
     end, expected = weights(tmp_path / "cut"), weights(tmp_path / "whole")
     assert end.keys() == expected.keys()
@@ -116,7 +114,7 @@ def test_bad_videos_met_in_training_are_replaced_counted_and_resume_is_bit_ident
         torch.testing.assert_close(end[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
     with pytest.raises(BadVideoError, match=r"failed in training"):
-        train_script.main(args("strict", "--strict"))
+        run_train(args("strict", "--strict"))
 
 
 def test_videos_broken_after_the_check_do_not_stop_training_or_evaluation(
@@ -126,10 +124,10 @@ def test_videos_broken_after_the_check_do_not_stop_training_or_evaluation(
     bad_train = break_videos(videos["train"], seed=1, count=2)
     late_train, late_test = videos["train"][29], videos["test"][3]
     assert late_train not in bad_train
-    fail_during_run(monkeypatch, train_script, {"train": [late_train], "test": [late_test]})
+    fail_during_run(monkeypatch, training_run, {"train": [late_train], "test": [late_test]})
     args = train_args(storyboard, tiny_clip_dir, tmp_path / "run", "--num_train_epochs", "1")
     args[args.index("--dataset") + 1] = dataset
-    metrics = train_script.main(args)
+    metrics = run_train(args)
     assert metrics["train_skipped_videos"] == 2  # broken before: the check dropped them
     assert metrics["train_bad_videos"] == 1  # emptied after the check: replaced during training
     assert metrics["eval_bad_videos"] == 1 and metrics["eval_skipped_videos"] == 0
@@ -142,17 +140,15 @@ def test_videos_broken_after_the_check_do_not_stop_training_or_evaluation(
     # eval.py: the same video emptied after its check; the other 9 are scored
     Path(late_test).write_bytes(Path(videos["test"][0]).read_bytes())
     monkeypatch.undo()
-    fail_during_run(monkeypatch, evaluate_script, {"test": [late_test]})
+    fail_during_run(monkeypatch, evaluation, {"test": [late_test]})
     out = tmp_path / "eval"
-    scores = evaluate_script.main(["--model", str(tmp_path / "run"), "--dataset", dataset, "--output_dir", str(out)])
+    scores = run_eval(["--model", str(tmp_path / "run"), "--dataset", dataset, "--output_dir", str(out)])
     assert scores["eval_bad_videos"] == 1
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved["bad_videos"]["failed_during_evaluation"] == {late_test: "empty file"}
     Path(late_test).write_bytes(Path(videos["test"][0]).read_bytes())
     with pytest.raises(BadVideoError, match=r"\d+\.mp4 .*failed in evaluation: empty file"):
-        evaluate_script.main(
-            ["--model", str(tmp_path / "run"), "--dataset", dataset, "--output_dir", str(out), "--strict"]
-        )
+        run_eval(["--model", str(tmp_path / "run"), "--dataset", dataset, "--output_dir", str(out), "--strict"])
 
 
 def test_the_check_reads_the_files_as_they_are_now(storyboard, tmp_path):
@@ -178,10 +174,9 @@ def test_the_check_reads_the_files_as_they_are_now(storyboard, tmp_path):
 
 
 KILL_IN_SAVE = """
-import os, signal, sys
-sys.path.insert(0, {scripts!r})
+import os, signal
 from transformers.trainer_callback import TrainerState
-import train
+from modeling_sfar.training_run import parse_training_args, run_training
 
 save = TrainerState.save_to_json
 
@@ -192,7 +187,7 @@ def killed_at_step_4(self, path):
     return save(self, path)
 
 TrainerState.save_to_json = killed_at_step_4
-train.main({argv!r})
+run_training(*parse_training_args({argv!r}))
 """
 
 
@@ -202,7 +197,7 @@ def test_resume_after_a_kill_during_a_save_takes_the_last_complete_checkpoint(
     common = ("--max_steps", "6", "--eval_split", "", "--check_videos", "false")
     cut = train_args(storyboard, tiny_clip_dir, tmp_path / "cut", *common)
     script = tmp_path / "kill_in_save.py"
-    script.write_text(KILL_IN_SAVE.format(scripts=str(REPO / "scripts"), argv=cut))
+    script.write_text(KILL_IN_SAVE.format(argv=cut))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"), OMP_NUM_THREADS=str(torch.get_num_threads()))
     run = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -214,9 +209,9 @@ def test_resume_after_a_kill_during_a_save_takes_the_last_complete_checkpoint(
         assert last_complete_checkpoint(str(tmp_path / "cut")) == str(tmp_path / "cut" / "checkpoint-2")
     assert f"not resuming from {partial}: it has no trainer_state.json" in caplog.text
 
-    train_script.main([*cut, "--resume"])
+    run_train([*cut, "--resume"])
     assert json.loads((tmp_path / "cut" / "trainer_state.json").read_text())["global_step"] == 6
-    train_script.main(train_args(storyboard, tiny_clip_dir, tmp_path / "whole", *common))
+    run_train(train_args(storyboard, tiny_clip_dir, tmp_path / "whole", *common))
     end, expected = weights(tmp_path / "cut"), weights(tmp_path / "whole")
     for key in expected:
         torch.testing.assert_close(end[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
@@ -263,17 +258,17 @@ def test_inputs_that_are_not_what_they_claim_are_named(storyboard, tiny_clip_dir
 
     missing = str(tmp_path / "runs" / "model")
     with pytest.raises(FileNotFoundError, match=f"--model {missing}: no such folder"):
-        evaluate_script.main(["--model", missing, "--dataset", storyboard["dataset"]])
+        run_eval(["--model", missing, "--dataset", storyboard["dataset"]])
     with pytest.raises(ValueError, match="the folder has no config.json"):
         check_model_source(str(videos))
     check_model_source("openai/clip-vit-base-patch16")  # a Hub id is left to from_pretrained
     args = train_args(storyboard, tiny_clip_dir, tmp_path / "run", "--max_steps", "1")
     args[args.index("--dataset") + 1] = str(videos)
     with pytest.raises(ValueError, match="not a dataset saved"):
-        train_script.main(args)
+        run_train(args)
     args = train_args(storyboard, tiny_clip_dir, tmp_path / "run", "--max_steps", "1", "--model", missing)
     with pytest.raises(FileNotFoundError, match=f"--model {missing}: no such folder"):
-        train_script.main(args)
+        run_train(args)
 
 
 @pytest.mark.parametrize(
@@ -296,12 +291,12 @@ def test_warns_when_the_launcher_starts_fewer_processes_than_asked(launcher, mon
             if b"launch" in Path(f"/proc/{parent.pid}/cmdline").read_bytes():
                 break
             time.sleep(0.05)
-        monkeypatch.setattr(train_script.os, "getppid", lambda: parent.pid)
+        monkeypatch.setattr(training_run.os, "getppid", lambda: parent.pid)
         with caplog.at_level("WARNING"):
-            train_script.warn_if_fewer_processes(1)
+            training_run.warn_if_fewer_processes(1)
             assert "asked for 2 processes but 1 run" in caplog.text and "--multi_gpu" in caplog.text
             caplog.clear()
-            train_script.warn_if_fewer_processes(2)
+            training_run.warn_if_fewer_processes(2)
             assert caplog.text == ""
     finally:
         parent.kill()

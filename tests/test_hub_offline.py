@@ -18,9 +18,8 @@ import torch
 from tests.conftest import BLOCK_MODELING_SFAR, free_port, wait_for_server
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-import push_to_hub  # noqa: E402
+from modeling_sfar import cards  # noqa: E402
 
 pytest.importorskip("olah", reason="olah (the offline Hub server) is installed by `make test`")
 if shutil.which("git") is None:
@@ -41,14 +40,14 @@ def git_repo(staged: Path, path: Path) -> str:
 @pytest.fixture(scope="module")
 def hub(converted, video_path, tmp_path_factory):
     """The staged repos served by olah; yields the endpoint and the model repo's commit."""
-    from datasets_scripts.subtext_dataset import save_subtext_dataset
+    from modeling_sfar.subtext_dataset import save_subtext_dataset
 
     root = tmp_path_factory.mktemp("hub")
     model, processor = converted
     model.save_pretrained(root / "run")
     processor.save_pretrained(root / "run")
-    card = push_to_hub.model_card(root / "run", "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
-    push_to_hub.stage_model_repo(root / "run", root / "model-staged", card, [video_path])
+    card = cards.model_card(root / "run", "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
+    cards.stage_model_repo(root / "run", root / "model-staged", card, [video_path])
     commit = git_repo(root / "model-staged", root / "mirrors" / "models" / "org" / "sfar-test")
 
     rows = [
@@ -56,7 +55,7 @@ def hub(converted, video_path, tmp_path_factory):
         for i, (label, texts) in enumerate(model.config.subtexts.items())
     ]
     save_subtext_dataset(root / "subtexts", rows, [{**r, "selected": True, "answer": ""} for r in rows])
-    push_to_hub.stage_dataset_repo(root / "subtexts", root / "subtexts-staged")
+    cards.stage_dataset_repo(root / "subtexts", root / "subtexts-staged")
     git_repo(root / "subtexts-staged", root / "mirrors" / "datasets" / "org" / "sfar-subtexts-test")
 
     port = free_port()
@@ -97,15 +96,17 @@ def hub(converted, video_path, tmp_path_factory):
 
 SCRIPT = BLOCK_MODELING_SFAR + textwrap.dedent(
     """
-    import json, sys
+    import importlib.util, json, sys
 
     import torch
     from datasets import load_dataset
     from transformers import AutoModel, AutoModelForVideoClassification, AutoProcessor, pipeline
 
-    from datasets_scripts.subtext_dataset import load_subtexts
-
-    video, commit = sys.argv[1], sys.argv[2]
+    video, commit, subtext_module = sys.argv[1], sys.argv[2], sys.argv[3]
+    # the library's sub-text reader from its file (stdlib only at module level): the package stays blocked
+    spec = importlib.util.spec_from_file_location("sfar_subtext_dataset", subtext_module)
+    subtext_dataset = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(subtext_dataset)
     processor = AutoProcessor.from_pretrained("org/sfar-test", trust_remote_code=True)
     inputs = processor(videos=video)
     result = {}
@@ -118,7 +119,7 @@ SCRIPT = BLOCK_MODELING_SFAR + textwrap.dedent(
     result["pipeline"] = classifier(video, top_k=2)
     rows = load_dataset("org/sfar-subtexts-test", "subtexts", split="train")
     result["dataset"] = {row["label"]: row["subtexts"] for row in rows}
-    result["load_subtexts"] = load_subtexts("org/sfar-subtexts-test")
+    result["load_subtexts"] = subtext_dataset.load_subtexts("org/sfar-subtexts-test")
     print(json.dumps(result))
     """
 )
@@ -131,7 +132,7 @@ def test_model_pipeline_and_subtexts_load_by_repo_id(hub, converted, video_path,
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
     run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, video_path, hub["commit"]],
+        [sys.executable, "-c", SCRIPT, video_path, hub["commit"], str(REPO / "modeling_sfar" / "subtext_dataset.py")],
         cwd=tmp_path,
         env=env,
         capture_output=True,

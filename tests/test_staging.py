@@ -3,8 +3,8 @@ lies inside the model folder, or that holds files no staging wrote, is refused; 
 
 from __future__ import annotations
 
+import functools
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +12,8 @@ import pytest
 from modeling_sfar.hub import STAGING_MARKER, prepare_staging
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-import push_to_hub  # noqa: E402
+from modeling_sfar import cards  # noqa: E402
 
 
 @pytest.fixture
@@ -32,15 +31,20 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def stage(folder, staging, *extra) -> list[str]:
+@pytest.fixture
+def stage(load_script):
+    return functools.partial(_stage, load_script("push_to_hub"))
+
+
+def _stage(push_to_hub, folder, staging, *extra) -> list[str]:
     """Stage from the command line; without --dry_run only staging is run (it is what deletes), nothing is sent."""
     if "--dry_run" not in extra:
-        return push_to_hub.stage_model_repo(folder, staging)
+        return cards.stage_model_repo(folder, staging)
     return push_to_hub.main(["model", "--folder", str(folder), "--repo_id", "org/m", "--staging", str(staging), *extra])
 
 
 @pytest.mark.parametrize("where", ["the folder itself", "inside the folder", "a parent of the folder"])
-def test_staging_over_the_model_folder_is_refused_and_nothing_is_deleted(model_folder, where, tmp_path):
+def test_staging_over_the_model_folder_is_refused_and_nothing_is_deleted(model_folder, where, tmp_path, stage):
     staging = {
         "the folder itself": model_folder,
         "inside the folder": model_folder / "hub",
@@ -54,7 +58,7 @@ def test_staging_over_the_model_folder_is_refused_and_nothing_is_deleted(model_f
     assert snapshot(tmp_path) == before
 
 
-def test_a_folder_of_someone_else_is_refused(model_folder, tmp_path):
+def test_a_folder_of_someone_else_is_refused(model_folder, tmp_path, stage):
     other = tmp_path / "notes"
     other.mkdir()
     (other / "thesis.tex").write_text("years of work")
@@ -66,7 +70,7 @@ def test_a_folder_of_someone_else_is_refused(model_folder, tmp_path):
         stage(model_folder, other / "thesis.tex")
 
 
-def test_an_earlier_staging_is_replaced_but_files_added_to_it_are_not(model_folder, tmp_path):
+def test_an_earlier_staging_is_replaced_but_files_added_to_it_are_not(model_folder, tmp_path, stage):
     staging = tmp_path / "staged"
     first = stage(model_folder, staging)
     assert first == ["README.md", "config.json", "model.safetensors"]
@@ -83,7 +87,7 @@ def test_an_earlier_staging_is_replaced_but_files_added_to_it_are_not(model_fold
     assert (staging / "mine.txt").is_file() and (staging / "config.json").is_file()
 
 
-def test_a_dry_run_deletes_nothing(model_folder, tmp_path, caplog):
+def test_a_dry_run_deletes_nothing(model_folder, tmp_path, caplog, stage):
     staging = tmp_path / "staged"
     stage(model_folder, staging)
     (model_folder / "all_results.json").write_text("{}")
@@ -98,14 +102,15 @@ def test_a_dry_run_deletes_nothing(model_folder, tmp_path, caplog):
     assert f"it stages in {fresh}" in caplog.text
 
 
-def test_a_dataset_staging_is_guarded_the_same_way(tmp_path):
-    from datasets_scripts.subtext_dataset import save_subtext_dataset
+def test_a_dataset_staging_is_guarded_the_same_way(tmp_path, load_script):
+    from modeling_sfar.subtext_dataset import save_subtext_dataset
 
     row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 1.0, "generator": "g", "prompt": "p"}
     save_subtext_dataset(tmp_path / "subtexts", [row], [{**row, "selected": True, "answer": ""}])
     before = snapshot(tmp_path)
     with pytest.raises(ValueError, match="contains --folder"):
-        push_to_hub.main(["dataset", "--folder", str(tmp_path / "subtexts"), "--repo_id", "o/s", "--staging",
+        load_script("push_to_hub").main(["dataset", "--folder", str(tmp_path / "subtexts"), "--repo_id", "o/s",
+                                         "--staging",
                           str(tmp_path), "--dry_run"])  # fmt: skip
     assert snapshot(tmp_path) == before
 

@@ -12,15 +12,24 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
+from transformers import HfArgumentParser, TrainerCallback
 
-from datasets_scripts.storyboard import STORYBOARDS
+from modeling_sfar.evaluation import EvaluateArguments, run_evaluation
+from modeling_sfar.storyboard import STORYBOARDS
+from modeling_sfar.training_run import parse_training_args, run_training
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-import eval as evaluate_script  # noqa: E402  (scripts/eval.py)
-import train as train_script  # noqa: E402
+
+def run_train(argv: list[str], callbacks: list | None = None) -> dict:
+    """What `scripts/train.py ARGV` runs, in this process."""
+    return run_training(*parse_training_args(argv), callbacks=callbacks)
+
+
+def run_eval(argv: list[str]) -> dict:
+    """What `scripts/eval.py ARGV` runs, in this process."""
+    (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
+    return run_evaluation(args)
 
 
 def train_args(storyboard, tiny_clip_dir, output_dir, *extra) -> list[str]:
@@ -67,7 +76,7 @@ def weights(folder) -> dict[str, torch.Tensor]:
 
 def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    metrics = train_script.main(
+    metrics = run_train(
         train_args(storyboard, tiny_clip_dir, out, "--max_steps", "3", "--group_columns", "ambiguous", "timing")
     )
     for key in ("eval_top1", "eval_top5", "eval_ambiguous_top1", "eval_timing=uniform_top1", "train_loss"):
@@ -79,9 +88,7 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
     assert config["auto_map"]["AutoModelForVideoClassification"] == "modeling_sfar.SfarForVideoClassification"
     assert (out / "processor_config.json").is_file() and (out / "modeling_sfar.py").is_file()
 
-    again = evaluate_script.main(
-        ["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval")]
-    )
+    again = run_eval(["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval")])
     assert again["eval_top1"] == metrics["eval_top1"]
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
     from transformers import AttentionInterface
@@ -93,7 +100,7 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
         return blocked(module, query, *args, **kwargs)
 
     monkeypatch.setitem(AttentionInterface._global_mapping, "sfar_sdpa", spy)
-    half = evaluate_script.main(
+    half = run_eval(
         ["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval-bf16"),
          "--dtype", "bfloat16"]
     )  # fmt: skip
@@ -102,7 +109,7 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
     from torch._dynamo.utils import counters
 
     graphs = counters["stats"]["unique_graphs"]
-    compiled = evaluate_script.main(
+    compiled = run_eval(
         ["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval-compiled"),
          "--compile"]
     )  # fmt: skip
@@ -120,7 +127,7 @@ def test_training_moves_both_learning_rates(storyboard, tiny_clip_dir, tmp_path)
     )
     start = start.state_dict()
     out = tmp_path / "run"
-    train_script.main(
+    run_train(
         train_args(
             storyboard, tiny_clip_dir, out, "--max_steps", "2", "--eval_split", "", "--vision_learning_rate", "0"
         )
@@ -150,11 +157,11 @@ class Interrupt(TrainerCallback):
 
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(storyboard, tiny_clip_dir, tmp_path):
     common = ("--max_steps", "6", "--eval_split", "")
-    train_script.main(train_args(storyboard, tiny_clip_dir, tmp_path / "whole", *common))
+    run_train(train_args(storyboard, tiny_clip_dir, tmp_path / "whole", *common))
     with pytest.raises(KeyboardInterrupt):
-        train_script.main(train_args(storyboard, tiny_clip_dir, tmp_path / "cut", *common), callbacks=[Interrupt(3)])
+        run_train(train_args(storyboard, tiny_clip_dir, tmp_path / "cut", *common), callbacks=[Interrupt(3)])
     assert (tmp_path / "cut" / "checkpoint-2").is_dir() and not (tmp_path / "cut" / "checkpoint-4").exists()
-    train_script.main(train_args(storyboard, tiny_clip_dir, tmp_path / "cut", *common, "--resume"))
+    run_train(train_args(storyboard, tiny_clip_dir, tmp_path / "cut", *common, "--resume"))
     state = json.loads((tmp_path / "cut" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
     whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "cut")
@@ -239,12 +246,12 @@ def test_bad_videos_are_skipped_and_counted_or_stop_the_run(storyboard, broken, 
     args = train_args(storyboard, tiny_clip_dir, tmp_path / "run", "--max_steps", "1", "--eval_split", "")
     args[args.index("--dataset") + 1] = broken
     with caplog.at_level("WARNING"):
-        train_script.main(args)
+        run_train(args)
     text = caplog.text
     assert "gone.mp4: file not found" in text and "corrupt.mp4: cannot be decoded" in text
     assert "skipped 2 of 30 videos of split 'train'" in text
     with pytest.raises(ValueError, match=r"(?s)2 of 30 videos of split 'train' cannot be used.*gone.mp4"):
-        train_script.main([*args, "--strict"])
+        run_train([*args, "--strict"])
 
 
 def test_clear_errors_before_training(storyboard, tiny_clip_dir, tmp_path):
@@ -255,12 +262,12 @@ def test_clear_errors_before_training(storyboard, tiny_clip_dir, tmp_path):
     args = train_args(storyboard, tiny_clip_dir, tmp_path / "run", "--max_steps", "1")
     args[args.index("--subtexts") + 1] = str(partial)
     with pytest.raises(ValueError, match=r"1 of 10 classes have none \('turn and climb'\)"):
-        train_script.main(args)
+        run_train(args)
 
     no_subtexts = train_args(storyboard, tiny_clip_dir, tmp_path / "run", "--max_steps", "1")
     del no_subtexts[2:4]
     with pytest.raises(ValueError, match="needs sub-texts"):
-        train_script.main(no_subtexts)
+        run_train(no_subtexts)
 
     from datasets import Dataset, load_from_disk
 
@@ -272,7 +279,7 @@ def test_clear_errors_before_training(storyboard, tiny_clip_dir, tmp_path):
         check_dataset(empty, "test", 10, multi_label=False)
 
     with pytest.raises(ValueError, match="has no split 'val'"):
-        train_script.main([*train_args(storyboard, tiny_clip_dir, tmp_path / "run"), "--eval_split", "val"])
+        run_train([*train_args(storyboard, tiny_clip_dir, tmp_path / "run"), "--eval_split", "val"])
 
 
 def test_label_outside_the_label_set_names_the_video(storyboard, tmp_path):
@@ -311,7 +318,7 @@ def test_zero_shot_evaluates_on_another_label_set(storyboard, tiny_clip_dir, tmp
     other.save_to_disk(tmp_path / "other")
     subtexts = json.loads(Path(storyboard["subtexts"]).read_text())
     (tmp_path / "other.json").write_text(json.dumps({f"other {k}": v for k, v in subtexts.items()}))
-    metrics = train_script.main(
+    metrics = run_train(
         train_args(
             storyboard,
             tiny_clip_dir,
@@ -334,11 +341,12 @@ def test_zero_shot_evaluates_on_another_label_set(storyboard, tiny_clip_dir, tmp
 
 def test_trained_folder_gets_our_card_and_pushes_only_what_users_need(storyboard, tiny_clip_dir, tmp_path):
     """The card keeps pipeline_tag and the measured results; checkpoints and pickles are never sent."""
-    import push_to_hub
     from huggingface_hub import ModelCard
 
+    from modeling_sfar import cards
+
     out = tmp_path / "run"
-    metrics = train_script.main(train_args(storyboard, tiny_clip_dir, out, "--max_steps", "2"))
+    metrics = run_train(train_args(storyboard, tiny_clip_dir, out, "--max_steps", "2"))
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "video-classification" and card.data.library_name == "transformers"
     top1 = next(r for r in card.data.eval_results if r.metric_name == "top-1 accuracy")
@@ -356,10 +364,10 @@ def test_trained_folder_gets_our_card_and_pushes_only_what_users_need(storyboard
             self.calls.append(("create_commit", repo_id, [op.path_in_repo for op in operations]))
 
     api = Recorder()
-    sent = push_to_hub.push_model(out, "org/sfar-test", api=api, staging=tmp_path / "staged")
+    sent = cards.push_model(out, "org/sfar-test", api=api, staging=tmp_path / "staged")
     assert [c[:2] for c in api.calls] == [("create_repo", "org/sfar-test"), ("create_commit", "org/sfar-test")]
     assert api.calls[1][2] == sent  # one commit adds exactly the staged files
     assert {"config.json", "model.safetensors", "modeling_sfar.py", "processor_config.json", "README.md"} <= set(sent)
     assert (out / "checkpoint-2").is_dir() and (out / "training_args.bin").is_file()
     assert not [f for f in sent if f.startswith("checkpoint-") or f.endswith((".bin", ".pt", ".pth"))]
-    assert push_to_hub.push_model(out, "org/sfar-test", dry_run=True, staging=tmp_path / "dry") == sent
+    assert cards.push_model(out, "org/sfar-test", dry_run=True, staging=tmp_path / "dry") == sent

@@ -11,9 +11,32 @@ import os
 
 import numpy as np
 
-__all__ = ["load_metric", "top_k_accuracy", "mean_average_precision", "classification_metrics", "METRICS_DIR"]
+__all__ = [
+    "load_metric",
+    "top_k_accuracy",
+    "mean_average_precision",
+    "classification_metrics",
+    "metric_key",
+    "METRICS_DIR",
+    "TOP1",
+    "TOP5",
+    "MAP",
+    "EVAL_PREFIX",
+    "ZERO_SHOT_PREFIX",
+]
 
 METRICS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# The names of the scores (`classification_metrics`) and of the prefixes the training run gives them: the evaluation
+# split (`eval`) and the zero-shot label set (`zero_shot`). Scripts and the model card read metrics by these.
+TOP1, TOP5, MAP = "top1", "top5", "mAP"
+EVAL_PREFIX, ZERO_SHOT_PREFIX = "eval", "zero_shot"
+
+
+def metric_key(prefix: str, metric: str, subset: str | None = None) -> str:
+    """The key of a score in the run's metrics: `eval_top1`, or with a subset `eval_ambiguous_top1`,
+    `eval_timing=uniform_top1` (see `modeling_sfar.training.evaluate_split`)."""
+    return f"{prefix}_{subset}_{metric}" if subset else f"{prefix}_{metric}"
 
 
 @functools.cache
@@ -47,6 +70,6 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, 
     """top-1 / top-5 accuracy (in %) for labels of shape (N,), mAP (in %) for multi-hot labels of shape (N, C)."""
     labels = np.asarray(labels)
     if labels.ndim == 2:
-        return {"mAP": 100 * mean_average_precision(scores, labels)}
+        return {MAP: 100 * mean_average_precision(scores, labels)}
     result = load_metric("top_k_accuracy").compute(predictions=np.asarray(scores), references=labels, k=(1, 5))
-    return {"top1": 100 * result["top1"], "top5": 100 * result["top5"]}
+    return {TOP1: 100 * result["top1"], TOP5: 100 * result["top5"]}

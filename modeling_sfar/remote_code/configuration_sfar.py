@@ -13,7 +13,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
 
-__all__ = ["SfarConfig", "ACTIONCLIP_PROMPT_TEMPLATES", "SFAR_VARIANTS"]
+__all__ = ["SfarConfig", "ACTIONCLIP_PROMPT_TEMPLATES", "DEFAULT_PROMPT_TEMPLATE", "SFAR_VARIANTS"]
 
 FUSIONS = ("coarse+fine", "coarse", "fine", "mean")
 WORD_TOKENS = ("words", "all")
@@ -21,6 +21,10 @@ LOSS_TYPES = ("sfar", "actionclip")
 PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification")
 
 # The 16 prompt templates of ActionCLIP's public code (its prompt ensemble, docs/method.md section 9).
+# The global prompt T_c that a class name fills (docs/method.md): the configuration's default, and the one that TPP
+# selection and sub-text generation score with unless told otherwise.
+DEFAULT_PROMPT_TEMPLATE = "This is a video about {}"
+
 ACTIONCLIP_PROMPT_TEMPLATES = (
     "a photo of action {}",
     "a picture of action {}",
@@ -134,7 +138,7 @@ class SfarConfig(PreTrainedConfig):
     num_temporal_layers: int = 6
     temporal_layer_norm_eps: float | int = 1e-5
     num_subtexts: int = 4
-    prompt_template: str = "This is a video about {}"
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
     prompt_templates: list[str] | tuple[str, ...] | None = None
     word_tokens: str = "words"
     frame_temperature: float | int = 0.01

@@ -1,0 +1,166 @@
+"""The demo's recipe, shared by `scripts/demo.py` and `scripts/ablation.py`: the storyboard dataset, a tiny random
+CLIP, TPP-selected sub-texts (`prepare`), and one training run of a variant with the recipe's settings
+(`train_variant`), each folder claimed for its recipe (`claim_folder`) so that a run resumes only what the same recipe
+made. The frame-weight plot of the demo is `plot_frame_weights`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import fields
+
+from .storyboard import build_storyboard_dataset, storyboard_candidates
+from .subtext_dataset import save_subtext_dataset
+from .testing_utils import build_tiny_clip
+from .tpp_selection import select_candidates
+from .training_run import DataArguments, ModelArguments, SfarTrainingArguments, run_training
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TINY_CLIP",
+    "RECIPE",
+    "RECIPE_FILE",
+    "GROUP_COLUMNS",
+    "SUBSETS",
+    "claim_folder",
+    "prepare",
+    "train_variant",
+    "plot_frame_weights",
+]
+
+# The recipe that the README's figures come from: a small CLIP (width 64, 2 layers, 32 px frames in 4 px patches)
+# trained from scratch, so both learning rates are far above the fine-tuning ones of docs/method.md (section 7).
+TINY_CLIP = {"hidden_size": 64, "projection_dim": 64, "num_layers": 2, "image_size": 32, "patch_size": 4}
+RECIPE = {
+    "num_frames": 8,
+    "num_temporal_layers": 2,
+    "per_device_train_batch_size": 16,
+    "per_device_eval_batch_size": 32,
+    "learning_rate": 3e-3,
+    "vision_learning_rate": 2e-3,
+    "flip_probability": 0,  # left and right are different classes here
+    "crop_area_min": 0.6,
+    "dataloader_num_workers": 1,
+}
+
+
+# The storyboard dataset's columns that define the paper's subsets (Tables 8-9), and the subsets as the run's metrics
+# name them (`metric_key(EVAL_PREFIX, TOP1, subset)`; None: the whole test split), as the demo prints them and the
+# ablation tabulates them.
+GROUP_COLUMNS = ("ambiguous", "timing")
+SUBSETS = {"all": None, "ambiguous": "ambiguous", "non-uniform": "timing=non-uniform", "uniform": "timing=uniform"}
+
+RECIPE_FILE = "sfar_recipe.json"
+
+
+def claim_folder(folder: str, recipe: dict, what: str) -> None:
+    """
+    Make `folder` the home of `what` made with `recipe`, or refuse: runs resume and data are reused from the folder,
+    so one made with another recipe (another seed, epochs, variant ...) would be silently reused or crash. The
+    recipe is recorded in `folder/sfar_recipe.json`.
+
+    Raises:
+        ValueError: `folder` holds `what` of another recipe, or files whose recipe is unknown; the message names the
+            folder and the differences.
+    """
+    path = os.path.join(folder, RECIPE_FILE)
+    recipe = json.loads(json.dumps(recipe))  # as it reads back (tuples become lists)
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old == recipe:
+            return
+        changes = ", ".join(
+            f"{key} {old.get(key)!r} -> {recipe.get(key)!r}"
+            for key in sorted(set(old) | set(recipe))
+            if old.get(key) != recipe.get(key)
+        )
+        raise ValueError(
+            f"{folder} holds the {what} of another recipe ({changes}); it is reused and resumed, not replaced: pass "
+            "another --output_dir for a fresh run, or remove that folder"
+        )
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise ValueError(
+            f"{folder} holds files of an unknown recipe (no {RECIPE_FILE}, written by an older version?): pass "
+            "another --output_dir for a fresh run, or remove that folder"
+        )
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(recipe, f, indent=2)
+
+
+def prepare(output_dir: str, base: str | None, seed: int, train_per_class: int, test_per_class: int) -> dict:
+    """Dataset, CLIP and TPP-selected sub-text dataset (each built once, reused when present and of this recipe)."""
+    data = os.path.join(output_dir, "data")
+    claim_folder(data, {"seed": seed, "train_per_class": train_per_class, "test_per_class": test_per_class}, "data")
+    if not os.path.isdir(os.path.join(data, "dataset")):
+        build_storyboard_dataset(data, train_per_class, test_per_class, seed=seed)
+    if base is None:
+        base = os.path.join(output_dir, "tiny-clip")
+        claim_folder(base, {"seed": seed, **TINY_CLIP}, "tiny CLIP")
+        if not os.path.isfile(os.path.join(base, "config.json")):
+            build_tiny_clip(base, seed=seed, logit_scale_init_value=math.log(100), **TINY_CLIP)
+    subtexts = os.path.join(output_dir, "subtexts")
+    selected, rows = select_candidates(base, storyboard_candidates(seed))
+    save_subtext_dataset(subtexts, selected, rows)
+    return {"dataset": os.path.join(data, "dataset"), "base": base, "subtexts": subtexts, "selected": selected}
+
+
+def train_variant(paths: dict, output_dir: str, variant: str, seed: int, epochs: float) -> dict:
+    """
+    Train one variant with the demo recipe, resuming a run of the same recipe in `output_dir` (a run of another
+    recipe there is refused: see `claim_folder`); returns the run's metrics (see `run_training`: top-1/top-5, and on
+    the `GROUP_COLUMNS` subsets).
+    """
+    recipe = {"variant": variant, "seed": seed, "epochs": epochs, "base": paths["base"], "dataset": paths["dataset"]}
+    claim_folder(output_dir, {**recipe, **RECIPE}, "training run")
+    settings = {
+        "dataset": paths["dataset"],
+        "subtexts": paths["subtexts"],
+        "base": paths["base"],
+        "output_dir": output_dir,
+        "variant": variant,
+        "seed": seed,
+        "num_train_epochs": epochs,
+        "group_columns": list(GROUP_COLUMNS),
+        "save_strategy": "epoch",
+        "save_total_limit": 1,
+        "logging_steps": 20,
+        "report_to": "none",
+        "resume": True,
+        "disable_tqdm": True,
+        **RECIPE,
+    }
+    arguments = []
+    for cls in (ModelArguments, DataArguments, SfarTrainingArguments):
+        names = {f.name for f in fields(cls) if f.init}
+        arguments.append(cls(**{key: settings.pop(key) for key in list(settings) if key in names}))
+    if settings:  # a recipe key that no argument takes would otherwise be dropped silently
+        raise ValueError(f"the demo recipe has settings no training argument takes: {sorted(settings)}")
+    return run_training(*arguments)
+
+
+def plot_frame_weights(coarse, fine, label: str, path: str) -> None:
+    """Coarse and fine frame weights of one class over the sampled frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    frames = range(1, len(coarse) + 1)
+    if coarse is not None:
+        ax.plot(frames, coarse, marker="o", label="coarse a$^{coarse}$")
+    if fine is not None:
+        ax.plot(frames, fine, marker="s", label="fine a$^{fine}$")
+    ax.set_xlabel("sampled frame")
+    ax.set_ylabel("weight")
+    ax.set_title(f"frame weights for '{label}'")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
