@@ -206,6 +206,44 @@ def test_processor_round_trip(processor, tmp_path):
     assert loaded.num_frames == 4 and loaded.crop_size == processor.crop_size
 
 
+def test_training_settings_are_not_saved_and_old_configs_with_them_load(processor, video_path, tmp_path):
+    """The saved processor is for inference: the training mode's settings are the training code's (issue 14)."""
+    import json
+
+    trained = SfarVideoProcessor(num_frames=4, size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
+    trained.flip_probability, trained.crop_area_min = 0.0, 0.6  # as train.py once set them
+    trained.save_pretrained(tmp_path / "new")
+    saved = json.loads((tmp_path / "new" / "video_preprocessor_config.json").read_text())
+    assert not set(SfarVideoProcessor.training_only_settings) & set(saved), saved
+    assert saved["num_frames"] == 4 and saved["crop_size"] == {"height": 32, "width": 32}
+
+    # a repo saved before: its processor config holds the training settings; it loads, and evaluates as before
+    old = {**saved, "training": False, "flip_probability": 0.0, "crop_area_min": 0.6, "grayscale_probability": 0.2}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "video_preprocessor_config.json").write_text(json.dumps(old))
+    loaded = SfarVideoProcessor.from_pretrained(tmp_path / "old")
+    assert loaded.flip_probability == 0.0 and loaded.crop_area_min == 0.6
+    torch.testing.assert_close(loaded(video_path)["pixel_values"], processor(video_path)["pixel_values"])
+    loaded.save_pretrained(tmp_path / "resaved")  # and saving it again drops them
+    resaved = json.loads((tmp_path / "resaved" / "video_preprocessor_config.json").read_text())
+    assert not set(SfarVideoProcessor.training_only_settings) & set(resaved)
+
+
+def test_the_training_transform_carries_the_augmentation_not_the_processor(processor, video_path):
+    from modeling_sfar.training import VideoTransform
+
+    def load(**augmentation):
+        transform = VideoTransform(processor, True, num_classes=2, multi_label=False, seed=3, **augmentation)
+        return transform.load(video_path, index=0)
+
+    never, always = load(flip_probability=0.0), load(flip_probability=1.0)
+    torch.testing.assert_close(always, never.flip(-1))  # the same draws, mirrored
+    assert processor.flip_probability == 0.5 and processor.crop_area_min == 0.08  # the processor is left alone
+    torch.testing.assert_close(load(), load())  # defaults: the processor's, seeded by the row
+    evaluation = VideoTransform(processor, False, num_classes=2, multi_label=False, flip_probability=1.0)
+    torch.testing.assert_close(evaluation.load(video_path, 0), processor(video_path)["pixel_values"][0])
+
+
 def test_dataloader_workers_decode_the_same_frames(tmp_path):
     """Workers decode with their share of the cores (fewer FFmpeg threads): the frames are the same."""
     path = write_video(tmp_path / "v.mp4", num_frames=24)
