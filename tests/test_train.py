@@ -87,6 +87,9 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
     assert list(config["id2label"].values()) == list(STORYBOARDS)
     assert config["auto_map"]["AutoModelForVideoClassification"] == "modeling_sfar.SfarForVideoClassification"
     assert (out / "processor_config.json").is_file() and (out / "modeling_sfar.py").is_file()
+    # trained with --flip_probability 0: the augmentation stayed in the training code, the processor ships without it
+    for saved in out.glob("*processor*config.json"):
+        assert "flip_probability" not in saved.read_text() and "crop_area_min" not in saved.read_text(), saved
 
     again = run_eval(["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval")])
     assert again["eval_top1"] == metrics["eval_top1"]
