@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
+from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from modeling_sfar.evaluation import EvaluateArguments, run_evaluation
@@ -21,7 +22,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     metrics = run_evaluation(args)
-    print(json.dumps(metrics, indent=2))
+    if PartialState().is_main_process:  # one report, also under `accelerate launch`
+        print(json.dumps(metrics, indent=2))
     return metrics
 
 

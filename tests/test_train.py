@@ -91,7 +91,19 @@ def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip
     for saved in out.glob("*processor*config.json"):
         assert "flip_probability" not in saved.read_text() and "crop_area_min" not in saved.read_text(), saved
 
-    again = run_eval(["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval")])
+    # scripts/eval.py from its command line, as a user runs it: the metrics printed as JSON
+    command = ["--model", str(out), "--dataset", storyboard["dataset"], "--output_dir", str(tmp_path / "eval")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "eval.py"), *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    again = json.loads(run.stdout)
     assert again["eval_top1"] == metrics["eval_top1"]
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
     from transformers import AttentionInterface
