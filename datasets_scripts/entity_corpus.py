@@ -495,7 +495,11 @@ class EntityCorpusArguments:
 
     classes: str = field(metadata={"help": "Video dataset folder or Hub id, or a file of class names (one per line)."})
     model: list[str] = field(
-        metadata={"help": "Chat model(s) (Hub id or folder), pooled: --model A B. MODEL@REVISION pins a revision."}
+        metadata={
+            "help": "Chat model(s) (Hub id or folder), pooled: --model A --model B, or --model A B. MODEL@REVISION "
+            "pins a revision.",
+            "action": "extend",  # repeated as in generate_subtexts.py, or several after one flag
+        }
     )
     output: str = field(metadata={"help": "Folder of the corpus (and the resume log); a later run extends it."})
     clip: str = field(

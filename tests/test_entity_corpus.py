@@ -340,8 +340,12 @@ def test_the_sense_that_shares_words_with_the_labels_wins_and_clip_breaks_ties(t
 
 
 def test_the_command_line_mirrors_generate_subtexts(llama):
-    args = parse_args(["--classes", "c.txt", "--model", llama, "other@abc", "--output", "out", "--backend", "vllm"])
-    assert args.model == [llama, "other@abc"] and args.backend == "vllm" and args.clip == "openai/clip-vit-base-patch16"
+    args = parse_args(
+        ["--classes", "c.txt", "--model", llama, "--model", "b@abc", "c", "--output", "o", "--backend", "vllm"]
+    )
+    assert (
+        args.model == [llama, "b@abc", "c"] and args.backend == "vllm" and args.clip == "openai/clip-vit-base-patch16"
+    )
     assert (args.kv_cache_gib, args.enforce_eager, args.batch_size, args.max_attempts) == (None, False, 8, 3)
     with pytest.raises(SystemExit):
         parse_args(["--classes", "c.txt", "--model", llama, "--output", "out", "--backend", "openai"])
@@ -349,7 +353,8 @@ def test_the_command_line_mirrors_generate_subtexts(llama):
         parse_args(["--classes", "c.txt", "--model", llama, "--output", "out", "--max_unit_words", "0"])
 
 
-def test_the_corpus_is_staged_for_the_hub_with_its_log(generated, tmp_path):
+def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, tmp_path):
+    from datasets_scripts.entity_dataset import push_entity_dataset
     from datasets_scripts.subtext_dataset import stage_dataset_repo
 
     files = stage_dataset_repo(generated, tmp_path / "staged", config="entities")
@@ -357,3 +362,15 @@ def test_the_corpus_is_staged_for_the_hub_with_its_log(generated, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty: not a dataset of entities"):
         stage_dataset_repo(tmp_path / "empty", tmp_path / "again", config="entities")
+
+    class Recorder:
+        def create_repo(self, repo_id, **kwargs):
+            self.repo = (repo_id, kwargs["repo_type"], kwargs["private"])
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            self.commit = (repo_id, kwargs["repo_type"], sorted(op.path_in_repo for op in operations))
+
+    api = Recorder()
+    sent = push_entity_dataset(generated, "org/entities", private=True, api=api, staging=tmp_path / "push")
+    assert sent == files
+    assert api.repo == ("org/entities", "dataset", True) and api.commit == ("org/entities", "dataset", files)
