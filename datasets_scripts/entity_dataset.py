@@ -11,6 +11,7 @@ metadata declares them, so `load_dataset(path_or_repo_id, "entities")` reads the
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "load_entity_config",
     "entity_texts",
     "entity_text",
+    "stage_entity_dataset",
     "push_entity_dataset",
 ]
 
@@ -113,10 +115,26 @@ def save_entity_dataset(
 
 
 def load_entity_config(source: str | os.PathLike, config: str = "entities", revision: str | None = None):
-    """One configuration of an entity corpus as a `Dataset`, from a local folder or a Hub id."""
-    from datasets_scripts.subtext_dataset import load_config
+    """
+    One configuration of an entity corpus as a `Dataset`, from a local folder or a Hub id.
 
-    return load_config(source, config, ENTITY_CONFIGS, "entity corpus", revision)
+    A local folder is read straight from its parquet files, as sub-text sets are (`load_dataset` caches local folders
+    under their base name and configuration, so two folders of the same name could return each other's rows).
+    """
+    from datasets import Dataset, load_dataset
+
+    if config not in ENTITY_CONFIGS:
+        raise ValueError(f"unknown configuration {config!r}; an entity corpus has {list(ENTITY_CONFIGS)}")
+    path = Path(source)
+    if path.is_dir():
+        files = sorted((path / config).glob("*.parquet"))
+        if not files:
+            raise ValueError(f"{path}: no {config}/*.parquet files; is this an entity corpus?")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
+    return load_dataset(os.fspath(source), config, split="train", revision=revision)
 
 
 def entity_texts(source: Any, kinds: list[str] | None = None, revision: str | None = None) -> list[str]:
@@ -147,6 +165,27 @@ def entity_texts(source: Any, kinds: list[str] | None = None, revision: str | No
     return texts
 
 
+def stage_entity_dataset(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
+    """
+    Write an entity corpus (parquet configurations, card, answer log) to `staging`, a separate folder emptied only of
+    what an earlier staging wrote (`modeling_sfar.hub.prepare_staging`; with `dry_run` nothing is deleted). Returns
+    the staged files, sorted.
+    """
+    from modeling_sfar.hub import prepare_staging, record_staging
+
+    folder = Path(folder)
+    if not (folder / "README.md").is_file() or not list(folder.glob("entities/*.parquet")):
+        raise FileNotFoundError(f"{folder}: not an entity corpus (README.md and entities/*.parquet expected)")
+    staging = prepare_staging(folder, staging, dry_run=dry_run)
+    keep = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    keep = [f for f in keep if not f.startswith(".cache/") and not f.endswith(".lock")]  # datasets' own files
+    record_staging(staging, keep)
+    for relative in keep:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / relative, staging / relative)
+    return record_staging(staging)
+
+
 def push_entity_dataset(
     folder: str | os.PathLike,
     repo_id: str,
@@ -154,12 +193,11 @@ def push_entity_dataset(
     api: Any = None,
     staging: str | os.PathLike | None = None,
 ) -> list[str]:
-    """Stage an entity corpus (parquet configurations, card, answer log; default staging folder `<folder>-hub`, see
-    `subtext_dataset.stage_dataset_repo`) and push it as a dataset repo in one commit; returns the repo's files."""
-    from datasets_scripts.subtext_dataset import stage_dataset_repo
+    """Stage an entity corpus (`stage_entity_dataset`, default staging folder `<folder>-hub`) and push it as a dataset
+    repo in one commit; returns the repo's files."""
     from modeling_sfar.hub import upload_staged
 
     staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_dataset_repo(folder, staging, config="entities")
+    files = stage_entity_dataset(folder, staging)
     upload_staged(staging, repo_id, "dataset", api, private, "Upload ALT entity corpus")
     return files

@@ -15,7 +15,6 @@ __all__ = [
     "save_subtext_dataset",
     "load_subtexts",
     "load_subtext_config",
-    "load_config",
     "push_subtext_dataset",
     "stage_dataset_repo",
     "SUBTEXT_CONFIGS",
@@ -80,28 +79,21 @@ def config_metadata() -> list[dict[str, Any]]:
 
 
 def load_subtext_config(source: str | os.PathLike, config: str = "subtexts", revision: str | None = None):
-    """One configuration of a sub-text dataset as a `Dataset`, from a local folder or a Hub id (`load_config`)."""
-    return load_config(source, config, SUBTEXT_CONFIGS, "sub-text dataset", revision)
-
-
-def load_config(
-    source: str | os.PathLike, config: str, configs: tuple[str, ...], kind: str, revision: str | None = None
-):
     """
-    One configuration (one of `configs`) of a parquet dataset of `kind` as a `Dataset`, from a local folder or a Hub id.
+    One configuration of a sub-text dataset as a `Dataset`, from a local folder or a Hub id.
 
     A local folder is read straight from its parquet files: `load_dataset` caches local folders under their base
     name and configuration (datasets 5.2), so two folders both called `subtexts` could return each other's rows.
     """
     from datasets import Dataset, load_dataset
 
-    if config not in configs:
-        raise ValueError(f"unknown configuration {config!r}; a {kind} has {list(configs)}")
+    if config not in SUBTEXT_CONFIGS:
+        raise ValueError(f"unknown configuration {config!r}; a sub-text dataset has {list(SUBTEXT_CONFIGS)}")
     path = Path(source)
     if path.is_dir():
         files = sorted((path / config).glob("*.parquet"))
         if not files:
-            raise ValueError(f"{path}: no {config}/*.parquet files; is this a {kind}?")
+            raise ValueError(f"{path}: no {config}/*.parquet files; is this a sub-text dataset?")
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -134,20 +126,17 @@ def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dic
     return out
 
 
-def stage_dataset_repo(
-    folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False, config: str = "subtexts"
-) -> list[str]:
+def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
     """
     Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`, a separate folder
     emptied only of what an earlier staging wrote (see `modeling_sfar.hub.prepare_staging`; with `dry_run` nothing
     is deleted, and a dry run beside an earlier staging writes to a new folder). Returns the staged files, sorted.
-    Other datasets written the same way (the entity corpus) name their main configuration `config`.
     """
     from modeling_sfar.hub import prepare_staging, record_staging
 
     folder = Path(folder)
-    if not (folder / "README.md").is_file() or not list(folder.glob(f"{config}/*.parquet")):
-        raise FileNotFoundError(f"{folder}: not a dataset of {config} (README.md and {config}/*.parquet expected)")
+    if not (folder / "README.md").is_file() or not list(folder.glob("subtexts/*.parquet")):
+        raise FileNotFoundError(f"{folder}: not a sub-text dataset (README.md and subtexts/*.parquet expected)")
     ignore = shutil.ignore_patterns(".cache", "*.lock")
     staging = prepare_staging(folder, staging, dry_run=dry_run)
     planned = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]

@@ -210,7 +210,7 @@ def test_entity_texts_are_what_alt_encodes(generated):
         entity_texts(generated, kinds=["tool"])
     with pytest.raises(ValueError, match="not the entities of an entity corpus"):
         entity_texts(load_entity_config(generated, "units"))
-    with pytest.raises(ValueError, match=r"unknown configuration 'subtexts'; a entity corpus has"):
+    with pytest.raises(ValueError, match=r"unknown configuration 'subtexts'; an entity corpus has"):
         load_entity_config(generated, "subtexts")
 
 
@@ -354,14 +354,13 @@ def test_the_command_line_mirrors_generate_subtexts(llama):
 
 
 def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, tmp_path):
-    from datasets_scripts.entity_dataset import push_entity_dataset
-    from datasets_scripts.subtext_dataset import stage_dataset_repo
+    from datasets_scripts.entity_dataset import push_entity_dataset, stage_entity_dataset
 
-    files = stage_dataset_repo(generated, tmp_path / "staged", config="entities")
+    files = stage_entity_dataset(generated, tmp_path / "staged")
     assert {"README.md", "answers.jsonl", *(f"{c}/train-00000-of-00001.parquet" for c in ENTITY_CONFIGS)} <= set(files)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="empty: not a dataset of entities"):
-        stage_dataset_repo(tmp_path / "empty", tmp_path / "again", config="entities")
+    with pytest.raises(FileNotFoundError, match="empty: not an entity corpus"):
+        stage_entity_dataset(tmp_path / "empty", tmp_path / "again")
 
     class Recorder:
         def create_repo(self, repo_id, **kwargs):
