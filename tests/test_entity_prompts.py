@@ -94,6 +94,8 @@ These objects help identify the action."""
         ("Objects: barbell, weight plates", ["barbell", "weight plates"]),
         ("Body parts - hands; arms; shoulders", ["hands", "arms", "shoulders"]),
         ("1) Weightlifter\n2) Coach or spotter", ["weightlifter", "coach", "spotter"]),
+        ("Scenes: A gym, a stadium, or an outdoor platform.", ["gym", "stadium", "outdoor platform"]),
+        ("1. **Drumstick**: held in the right hand\n   - Frame drum (daf)", ["drumstick", "frame drum"]),
         # a sentence is no unit; the short item beside it is
         ("- a person stands at the bar and waits for the signal\n- platform", ["platform"]),
     ],
