@@ -28,6 +28,7 @@ the new units. The corpus holds every label answered in the folder so far: it gr
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import os
@@ -537,7 +538,10 @@ class EntityCorpusArguments:
 def parse_args(argv: list[str] | None = None) -> EntityCorpusArguments:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(EntityCorpusArguments, description=__doc__)
+    class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """Defaults shown, and the module docstring's lines kept as written."""
+
+    parser = HfArgumentParser(EntityCorpusArguments, description=__doc__, formatter_class=Formatter)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     if args.max_unit_words < 1:
         parser.error(f"--max_unit_words must be at least 1, got {args.max_unit_words}")
