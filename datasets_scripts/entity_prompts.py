@@ -157,12 +157,22 @@ def _split_unit_text(text: str, max_words: int) -> list[str]:
     return units
 
 
+def _comma_lines(lines: list[str]) -> list[str]:
+    """The lines of an answer without list markers that hold its units: "Sure, here are the parts: hands, arms." ->
+    "hands, arms."; an introduction ending with a colon and a closing remark without commas are left out."""
+    lines = [line for line in lines if not line.rstrip().endswith(":")]
+    lines = [re.split(r":\s", line, maxsplit=1)[-1] if not _HEADING.match(line) else line for line in lines]
+    listing = [line for line in lines if "," in line or ";" in line]
+    return listing or lines[:1]
+
+
 def parse_units(answer: str, max_words: int = 4) -> list[str]:
     """
     Turn an LLM answer to a unit question into its units, in order, without repeats.
 
     A list (numbered or bulleted lines) gives one item per line, anything after the list (a closing remark) and
-    before it (an introduction) left out; an answer without list markers is read as comma-separated lines. An item
+    before it (an introduction) left out. An answer without list markers is read as comma-separated lines: the lines
+    with a comma (or the first line, when none has one), each without an introduction before a colon. An item
     is cut at its explanation (" - ...", ": ...", "(...)", the end of its first sentence), split at commas, "and",
     "or" and slashes, and stripped of leading and trailing stop words (`strip_stop_words`). A fragment between
     commas with more than `max_words` words (a part of it, between "and"s) is a sentence, not a unit, and is left
@@ -176,7 +186,7 @@ def parse_units(answer: str, max_words: int = 4) -> list[str]:
     lines = [line for line in _MARKDOWN.sub("", answer).splitlines() if line.strip()]
     items = [line[m.end() :] for line in lines if (m := _ITEM.match(line))]
     if not items:
-        items = lines
+        items = _comma_lines(lines)
     units: list[str] = []
     for item in items:
         for part in _split_unit_text(_HEADING.sub("", item), max_words):

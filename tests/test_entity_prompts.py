@@ -95,6 +95,13 @@ These objects help identify the action."""
         ("Body parts - hands; arms; shoulders", ["hands", "arms", "shoulders"]),
         ("1) Weightlifter\n2) Coach or spotter", ["weightlifter", "coach", "spotter"]),
         ("Scenes: A gym, a stadium, or an outdoor platform.", ["gym", "stadium", "outdoor platform"]),
+        # an introduction (on its own line or before a colon) and a closing remark are not units
+        (
+            "Sure! Here are the body parts of clean and jerk:\nhands, arms, shoulders\nThese are commonly seen.",
+            ["hands", "arms", "shoulders"],
+        ),
+        ("Sure, here are some identifying body parts: hands, arms, shoulders.", ["hands", "arms", "shoulders"]),
+        ("Barbell.\nIt is lifted overhead.", ["barbell"]),
         ("1. **Drumstick**: held in the right hand\n   - Frame drum (daf)", ["drumstick", "frame drum"]),
         # a sentence is no unit; the short item beside it is
         ("- a person stands at the bar and waits for the signal\n- platform", ["platform"]),
