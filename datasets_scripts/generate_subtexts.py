@@ -53,6 +53,7 @@ __all__ = [
     "TransformersBackend",
     "VLLMBackend",
     "vllm_status",
+    "ask_until_parsed",
     "generate_answers",
     "pool_candidates",
     "read_classes",
@@ -394,6 +395,96 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
+def ask_until_parsed(
+    name: str,
+    backend: Backend | Callable[[], Backend],
+    questions: list[dict[str, Any]],
+    make_request: Callable[[dict[str, Any], int], Any],
+    parse: Callable[[dict[str, Any], str], Any],
+    sampling: SamplingOptions,
+    log_path: str | os.PathLike,
+    result_field: str,
+    rejections: tuple[type[Exception], ...],
+    chunk_size: int = 256,
+) -> list[dict[str, Any]]:
+    """
+    Ask model `name` every question, retrying a rejected answer with the next attempt (and so the next seed), up to
+    `sampling.max_attempts` times, and append every answer (accepted or rejected, with the reason) to `log_path` as
+    each chunk finishes. The loop behind the sub-text and the entity-corpus generators.
+
+    Requests already in the log for this generator (accepted, or rejected at that attempt) are not asked again;
+    `backend` may be a function that loads the model, called only when something is left to ask. A back-end loaded
+    here is closed (`close()`, when it has one) at the end; one given ready is left open for the caller.
+
+    Args:
+        questions: the fields that identify each question in the log (JSON values, the same keys for all), e.g.
+            `{"label": ..., "prompt_index": ...}`; a record holding all of these keys belongs to this loop.
+        make_request: (question, attempt) -> what the back-end is asked: an object with `messages` (the chat) and
+            `seed` (its sampling seed), recorded.
+        parse: (question, answer) -> the parsed result (truthy), or raises one of `rejections` to reject the answer.
+        result_field: the record field that holds the parsed result (None when rejected).
+        rejections: the exceptions of `parse` that reject an answer (recorded with their `reason`, else their text);
+            any other exception stops the run.
+
+    Returns:
+        This generator's records in the log for questions with these keys (also those of earlier runs not asked now):
+        `generator, revision, <question fields>, attempt, seed, answer, <result_field>, rejected` (the reason, or None).
+    """
+    from tqdm.auto import tqdm
+
+    if not questions:
+        return []
+    fields = list(questions[0])
+
+    def key(entry: dict[str, Any]) -> tuple:
+        return tuple(json.dumps(entry[f]) for f in fields)  # lists (JSON) become hashable
+
+    loaded = False
+    records = [r for r in read_log(log_path) if r["generator"] == name and all(f in r for f in fields)]
+    done = {(*key(r), r["attempt"]) for r in records}
+    accepted = {key(r) for r in records if r[result_field]}
+    if records:
+        logger.info("%s: %d answers found in %s, not asked again", name, len(records), log_path)
+    for attempt in range(sampling.max_attempts):
+        pending = [
+            (question, make_request(question, attempt))
+            for question in questions
+            if key(question) not in accepted and (*key(question), attempt) not in done
+        ]
+        if not pending:
+            continue
+        if callable(backend) and not hasattr(backend, "generate"):
+            backend, loaded = backend(), True  # load the model only now
+        progress = tqdm(total=len(pending), desc=f"{name} attempt {attempt + 1}", unit="answer")
+        for start in range(0, len(pending), chunk_size):
+            chunk = pending[start : start + chunk_size]
+            answers = backend.generate([request for _, request in chunk], sampling)
+            with open(log_path, "a") as f:
+                for (question, request), answer in zip(chunk, answers, strict=True):
+                    try:
+                        result, rejected = parse(question, answer), None
+                        accepted.add(key(question))
+                    except rejections as error:
+                        result, rejected = None, getattr(error, "reason", str(error))
+                    record = {
+                        "generator": name,
+                        "revision": backend.revision,
+                        **question,
+                        "attempt": attempt,
+                        "seed": request.seed,
+                        "answer": answer,
+                        result_field: result,
+                        "rejected": rejected,
+                    }
+                    records.append(record)
+                    f.write(json.dumps(record) + "\n")
+            progress.update(len(chunk))
+        progress.close()
+    if loaded and hasattr(backend, "close"):
+        backend.close()
+    return records
+
+
 def generate_answers(
     name: str,
     backend: Backend | Callable[[], Backend],
@@ -405,7 +496,7 @@ def generate_answers(
 ) -> list[dict[str, Any]]:
     """
     Ask model `name` every prompt for every class, retrying rejected answers with the next seed, and append every
-    answer (accepted or rejected, with the reason) to `log_path` as each chunk finishes.
+    answer (accepted or rejected, with the reason) to `log_path` as each chunk finishes (`ask_until_parsed`).
 
     Requests already in the log for this generator (accepted, or rejected at that attempt) are not asked again;
     `backend` may be a function that loads the model, called only when something is left to ask. A back-end loaded
@@ -418,54 +509,24 @@ def generate_answers(
         This generator's records in the log: `generator, revision, label, prompt_index, attempt, seed, answer,
         subtexts` (None when rejected) and `rejected` (the reason, or None).
     """
-    from tqdm.auto import tqdm
+    questions = [{"label": label, "prompt_index": p} for label in classes for p in range(len(QUESTION_PROMPTS))]
 
-    loaded = False
-    records = [r for r in read_log(log_path) if r["generator"] == name]
-    done = {(r["label"], r["prompt_index"], r["attempt"]) for r in records}
-    accepted = {(r["label"], r["prompt_index"]) for r in records if r["subtexts"]}
-    if records:
-        logger.info("%s: %d answers found in %s, not asked again", name, len(records), log_path)
-    for attempt in range(sampling.max_attempts):
-        pending = [
-            Request(label, class_name, p, attempt, request_seed(sampling.seed, label, p, attempt))
-            for label, class_name in classes.items()
-            for p in range(len(QUESTION_PROMPTS))
-            if (label, p) not in accepted and (label, p, attempt) not in done
-        ]
-        if not pending:
-            continue
-        if callable(backend) and not hasattr(backend, "generate"):
-            backend, loaded = backend(), True  # load the model only now
-        progress = tqdm(total=len(pending), desc=f"{name} attempt {attempt + 1}", unit="answer")
-        for start in range(0, len(pending), chunk_size):
-            chunk = pending[start : start + chunk_size]
-            answers = backend.generate(chunk, sampling)
-            with open(log_path, "a") as f:
-                for request, answer in zip(chunk, answers, strict=True):
-                    try:
-                        subtexts, rejected = parse_subtexts(answer, num_subtexts), None
-                        accepted.add((request.label, request.prompt_index))
-                    except SubtextParseError as error:
-                        subtexts, rejected = None, error.reason
-                    record = {
-                        "generator": name,
-                        "revision": backend.revision,
-                        "label": request.label,
-                        "prompt_index": request.prompt_index,
-                        "attempt": request.attempt,
-                        "seed": request.seed,
-                        "answer": answer,
-                        "subtexts": subtexts,
-                        "rejected": rejected,
-                    }
-                    records.append(record)
-                    f.write(json.dumps(record) + "\n")
-            progress.update(len(chunk))
-        progress.close()
-    if loaded and hasattr(backend, "close"):
-        backend.close()
-    return records
+    def make_request(question: dict[str, Any], attempt: int) -> Request:
+        label, p = question["label"], question["prompt_index"]
+        return Request(label, classes[label], p, attempt, request_seed(sampling.seed, label, p, attempt))
+
+    return ask_until_parsed(
+        name,
+        backend,
+        questions,
+        make_request,
+        lambda question, answer: parse_subtexts(answer, num_subtexts),
+        sampling,
+        log_path,
+        "subtexts",
+        (SubtextParseError,),
+        chunk_size,
+    )
 
 
 def pool_candidates(records: list[dict[str, Any]], labels: list[str]) -> dict[str, list[dict[str, Any]]]:

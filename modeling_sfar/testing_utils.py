@@ -140,6 +140,8 @@ def build_tiny_llama_chat(
     vocab_size: int | None = None,
     config_overrides: dict | None = None,
     save_weights: bool = True,
+    steps: tuple[tuple[str, ...], ...] | None = None,
+    closing: str | None = "In summary, these steps make up the action.",
 ) -> str:
     """
     Save a small `LlamaForCausalLM` chat model with a word-level tokenizer and a chat template to `save_directory`.
@@ -149,6 +151,10 @@ def build_tiny_llama_chat(
     and the output layer holds the log-probabilities of a chain that answers like an LLM asked for four steps:
     "1. This action is ..." (one of two phrasings per step, `STEP_CHOICES`), ..., "In summary, ...", end. After the
     third step it ends early with `stop_early_probability`. Sampling is real `generate` sampling: seeds matter.
+
+    Other scripts: `steps` gives the alternatives of each line of the answer (each alternative a whole line, written
+    as it is, newline included; one alternative of each line is drawn with equal probability), `closing` the line
+    after the last (None: none). The early stop comes before the last line. An empty `steps` answers nothing at all.
 
     Benchmarks build a random model of a real size instead: `vocab_size` pads the vocabulary with filler tokens,
     `config_overrides` sets the `LlamaConfig` sizes, and `save_weights=False` writes only the config and tokenizer
@@ -160,9 +166,15 @@ def build_tiny_llama_chat(
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     specials = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
-    steps = [[f"{k + 1}. {text}\n" for text in choices] for k, choices in enumerate(STEP_CHOICES)]
-    summary = "In summary, these steps make up the action."
-    vocab = {token: i for i, token in enumerate(specials + [t for pair in steps for t in pair] + [summary])}
+    if steps is None:
+        steps = tuple(tuple(f"{k + 1}. {text}\n" for text in choices) for k, choices in enumerate(STEP_CHOICES))
+    steps = [list(choices) for choices in steps]
+    if any(not choices for choices in steps):
+        raise ValueError("every line of `steps` needs at least one alternative")
+    lines = list(dict.fromkeys([t for choices in steps for t in choices] + ([closing] if closing else [])))
+    vocab = {token: i for i, token in enumerate(specials + lines)}
+    if len(vocab) != len(specials) + len(lines):
+        raise ValueError("a line of the script is also a special token")
     for i in range(len(vocab), vocab_size or 0):
         vocab[f"w{i}"] = i
     if scripted and hidden_size < len(vocab):
@@ -211,19 +223,20 @@ def build_tiny_llama_chat(
             transitions = torch.full((len(vocab), len(vocab)), 1e-9)  # row: current token, column: next token
             eos = vocab["</s>"]
             transitions[:, eos] = 1.0  # every other token ends the answer
-            transitions[vocab["<|assistant|>"]] = 1e-9
-            for token in steps[0]:
-                transitions[vocab["<|assistant|>"], vocab[token]] = 0.5
-            for k in range(3):
+            if steps:
+                transitions[vocab["<|assistant|>"]] = 1e-9
+                for token in steps[0]:
+                    transitions[vocab["<|assistant|>"], vocab[token]] = 1 / len(steps[0])
+            for k in range(len(steps) - 1):
                 for token in steps[k]:
                     transitions[vocab[token]] = 1e-9
-                    stop = stop_early_probability if k == 2 else 0.0
+                    stop = stop_early_probability if k == len(steps) - 2 else 0.0
                     for following in steps[k + 1]:
-                        transitions[vocab[token], vocab[following]] = (1 - stop) / 2
+                        transitions[vocab[token], vocab[following]] = (1 - stop) / len(steps[k + 1])
                     transitions[vocab[token], eos] = max(stop, 1e-9)
-            for token in steps[3]:
+            for token in steps[-1] if steps and closing else []:
                 transitions[vocab[token]] = 1e-9
-                transitions[vocab[token], vocab[summary]] = 1.0
+                transitions[vocab[token], vocab[closing]] = 1.0
             # after the final norm a one-hot embedding becomes sqrt(hidden_size) times the one-hot vector
             model.lm_head.weight.zero_()
             model.lm_head.weight[: len(vocab), : len(vocab)] = transitions.log().T / hidden_size**0.5

@@ -33,6 +33,11 @@ assert "org/llm" in str(card)
 card = ModelCard.from_template(ModelCardData(license="apache-2.0"), template_path=template_path(MODEL_CARD),
                                repo_id="org/sfar", revision="abc", model_name="sfar")
 assert 'model="org/sfar"' in str(card)
+# the entity corpus: its card template and the stop words (the `stopwords` package's shipped list)
+from datasets_scripts.entity_prompts import parse_units
+from hub_cards import ENTITY_DATASET_CARD
+assert "{{ num_entities }}" in Path(template_path(ENTITY_DATASET_CARD)).read_text()
+assert parse_units("1. The barbell\\n2. Chalk and the floor") == ["barbell", "chalk", "floor"]
 print("ok")
 """
 
