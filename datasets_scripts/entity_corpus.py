@@ -65,6 +65,8 @@ from datasets_scripts.generate_subtexts import (
     request_seed,
 )
 from hub_cards import ENTITY_DATASET_CARD, template_path
+from modeling_sfar.convert_clip_to_sfar import CLIP_VIT_B16
+from modeling_sfar.remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 
 __all__ = [
     "ChatRequest",
@@ -250,7 +252,7 @@ def select_senses(
     candidates: dict[str, list[dict[str, Any]]],
     classes: dict[str, str],
     clip: str,
-    prompt_template: str = "This is a video about {}",
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     clip_revision: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """
@@ -271,7 +273,7 @@ def select_senses(
     """
     import torch
 
-    from datasets_scripts.tpp_selection import encode_texts
+    from modeling_sfar.tpp_selection import encode_texts
 
     contexts = {
         unit: [classes[label] for label in info["labels"] if label in classes] or [BODY_CONTEXT]
@@ -380,7 +382,7 @@ def generate_entity_corpus(
     clip: str,
     output: str | os.PathLike,
     sampling: SamplingOptions = DEFAULT_SAMPLING,
-    prompt_template: str = "This is a video about {}",
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     max_unit_words: int = 4,
     chunk_size: int = 256,
     default_body_parts: tuple[str, ...] = DEFAULT_BODY_PARTS,
@@ -503,9 +505,7 @@ class EntityCorpusArguments:
         }
     )
     output: str = field(metadata={"help": "Folder of the corpus (and the resume log); a later run extends it."})
-    clip: str = field(
-        default="openai/clip-vit-base-patch16", metadata={"help": "CLIP whose text tower breaks word-sense ties."}
-    )
+    clip: str = field(default=CLIP_VIT_B16, metadata={"help": "CLIP whose text tower breaks word-sense ties."})
     backend: str = field(default="auto", metadata={"choices": ["auto", "vllm", "transformers"]})
     temperature: float = SamplingOptions.temperature
     top_p: float = SamplingOptions.top_p
@@ -514,7 +514,7 @@ class EntityCorpusArguments:
     max_attempts: int = SamplingOptions.max_attempts
     chunk_size: int = field(default=256, metadata={"help": "Answers saved to the log per batched call."})
     prompt_template: str = field(
-        default="This is a video about {}", metadata={"help": "The class prompt of the word-sense tie-break."}
+        default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "The class prompt of the word-sense tie-break."}
     )
     max_unit_words: int = field(default=4, metadata={"help": "A listed item of more words is a sentence, not a unit."})
     no_default_body_parts: bool = field(default=False, metadata={"help": "Do not add the default body parts."})

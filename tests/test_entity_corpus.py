@@ -37,8 +37,8 @@ from datasets_scripts.generate_subtexts import (
     read_log,
     request_seed,
 )
-from datasets_scripts.tpp_selection import encode_texts
 from modeling_sfar.testing_utils import build_tiny_llama_chat
+from modeling_sfar.tpp_selection import encode_texts
 
 SCRIPT = (
     (
