@@ -1,5 +1,5 @@
-"""Model cards and staged pushes of model and sub-text dataset repos (what `scripts/push_to_hub.py` and the training
-run share).
+"""Model cards and staged pushes of model and sub-text dataset repos, and of the Space (what `scripts/push_to_hub.py`
+and the training run share).
 
 A repo is first written to a staging folder holding exactly what the repo will hold: for a model, the config (with
 `auto_map`), safetensors weights, processor and tokenizer files, the remote-code files, our card
@@ -265,4 +265,55 @@ def push_dataset(
     files = stage_dataset_repo(folder, staging, dry_run=dry_run)
     if not dry_run:
         upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
+    return files
+
+
+# What a Space repo holds besides its own folder's files: library modules it imports, copied beside `app.py` (each is
+# self-contained, so the Space runs without this package installed).
+SPACE_LIBRARY_FILES = ("plots.py",)
+
+
+def stage_space_repo(space: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
+    """
+    Write exactly what the Space repo will hold to `staging`: the files of the `space` folder (`app.py`, its
+    `requirements.txt` and card, `examples/`), and a copy of each of the library's `SPACE_LIBRARY_FILES`, which
+    `app.py` imports from its own folder on the Hub. Returns the repo's files, sorted.
+
+    Raises:
+        FileNotFoundError: `space` has no `app.py`.
+    """
+    space = Path(space)
+    if not (space / "app.py").is_file():
+        raise FileNotFoundError(f"--folder {space}: not a Space folder (no app.py)")
+    files = sorted(
+        str(path.relative_to(space))
+        for path in space.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    staging = prepare_staging(space, staging, dry_run=dry_run)
+    record_staging(staging, [*files, *SPACE_LIBRARY_FILES])
+    for relative in files:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(space / relative, staging / relative)
+    here = Path(__file__).resolve().parent
+    for name in SPACE_LIBRARY_FILES:
+        shutil.copy2(here / name, staging / name)
+    if dry_run:
+        logger.info("dry run: the Space is staged in %s; nothing is sent", staging)
+    return record_staging(staging)
+
+
+def push_space(
+    space: str | os.PathLike,
+    repo_id: str,
+    dry_run: bool = False,
+    api: Any = None,
+    staging: str | os.PathLike | None = None,
+    private: bool = False,
+) -> list[str]:
+    """Stage (see `stage_space_repo`) and, unless `dry_run`, upload the Space (Gradio SDK); returns its files."""
+    staging = Path(staging or f"{os.fspath(space).rstrip('/')}-hub")
+    files = stage_space_repo(space, staging, dry_run=dry_run)
+    if not dry_run:
+        upload_staged(staging, repo_id, "space", api, private, "Upload the SFAR Space", space_sdk="gradio")
     return files

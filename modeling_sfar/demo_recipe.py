@@ -1,7 +1,7 @@
 """The demo's recipe, shared by `scripts/demo.py` and `scripts/ablation.py`: the storyboard dataset, a tiny random
 CLIP, TPP-selected sub-texts (`prepare`), and one training run of a variant with the recipe's settings
 (`train_variant`), each folder claimed for its recipe (`claim_folder`) so that a run resumes only what the same recipe
-made. The frame-weight plot of the demo is `plot_frame_weights`.
+made.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "claim_folder",
     "prepare",
     "train_variant",
-    "plot_frame_weights",
 ]
 
 # The recipe that the README's figures come from: a small CLIP (width 64, 2 layers, 32 px frames in 4 px patches)
@@ -142,25 +141,3 @@ def train_variant(paths: dict, output_dir: str, variant: str, seed: int, epochs:
     if settings:  # a recipe key that no argument takes would otherwise be dropped silently
         raise ValueError(f"the demo recipe has settings no training argument takes: {sorted(settings)}")
     return run_training(*arguments)
-
-
-def plot_frame_weights(coarse, fine, label: str, path: str) -> None:
-    """Coarse and fine frame weights of one class over the sampled frames."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
-    frames = range(1, len(coarse) + 1)
-    if coarse is not None:
-        ax.plot(frames, coarse, marker="o", label="coarse a$^{coarse}$")
-    if fine is not None:
-        ax.plot(frames, fine, marker="s", label="fine a$^{fine}$")
-    ax.set_xlabel("sampled frame")
-    ax.set_ylabel("weight")
-    ax.set_title(f"frame weights for '{label}'")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

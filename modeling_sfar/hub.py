@@ -104,8 +104,10 @@ def upload_staged(
     api: Any = None,
     private: bool = False,
     commit_message: str = "Upload SFAR",
+    space_sdk: str | None = None,
 ) -> list:
-    """Create the repo if needed and add every staged file (not the marker) in one commit; returns the operations."""
+    """Create the repo if needed (a Space with `space_sdk`) and add every staged file (not the marker) in one commit;
+    returns the operations."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     staging = Path(staging)
@@ -114,6 +116,7 @@ def upload_staged(
         CommitOperationAdd(path_in_repo=relative, path_or_fileobj=str(staging / relative))
         for relative in staged_files(staging)
     ]
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    extra = {"space_sdk": space_sdk} if space_sdk else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **extra)
     api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type=repo_type)
     return operations

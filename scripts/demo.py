@@ -18,8 +18,9 @@ import torch
 from transformers import HfArgumentParser, pipeline
 
 from modeling_sfar import SfarForVideoClassification, SfarProcessor
-from modeling_sfar.demo_recipe import SUBSETS, plot_frame_weights, prepare, train_variant
+from modeling_sfar.demo_recipe import SUBSETS, prepare, train_variant
 from modeling_sfar.metrics import EVAL_PREFIX, TOP1, TOP5, metric_key
+from modeling_sfar.plots import denormalize, frame_weight_picture
 
 
 @dataclass
@@ -67,8 +68,9 @@ def main() -> None:
 
     model = SfarForVideoClassification.from_pretrained(folder, use_safetensors=True).eval()
     processor = SfarProcessor.from_pretrained(folder)
+    inputs = processor(videos=held_out["video"])
     with torch.no_grad():
-        out = model(**processor(videos=held_out["video"]))
+        out = model(**inputs)
     top = int(out.logits[0].argmax())
     picture = os.path.join(args.output_dir, "frame_weights.png")
 
@@ -76,7 +78,10 @@ def main() -> None:
         return None if tensor is None else tensor[0, top].tolist()
 
     label = model.config.id2label[top]
-    plot_frame_weights(weights(out.coarse_frame_weights), weights(out.fine_frame_weights), label, picture)
+    frames = denormalize(inputs["pixel_values"][0], processor.video_processor)
+    frame_weight_picture(frames, weights(out.coarse_frame_weights), weights(out.fine_frame_weights), label).save(
+        picture
+    )
     total = time.perf_counter() - start
 
     own = sum(row["generator"] == "storyboard" for row in paths["selected"])

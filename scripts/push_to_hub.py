@@ -3,13 +3,15 @@
     python scripts/push_to_hub.py model --folder runs/ucf101 --repo_id org/sfar-vitb16-ucf101 \\
         --dataset_name ucf101 --widget_video examples/archery.mp4 --widget_video examples/diving.mp4 [--dry_run]
     python scripts/push_to_hub.py dataset --folder subtexts/k400 --repo_id org/sfar-subtexts-k400 [--dry_run]
+    python scripts/push_to_hub.py space --folder space --repo_id org/sfar-demo [--dry_run]
 
 The repo is first written to a staging folder (`--staging`, by default `<folder>-hub`) holding exactly what the repo
 will hold: for a model, the config (with `auto_map`), safetensors weights, processor and tokenizer files, the
 remote-code files, our card (`hub_cards/model_card.md`; the Trainer's drops `pipeline_tag`), the results and the
 widget videos under `examples/` with the model's predictions for them, computed now; checkpoints, optimizer states
 and pickled files (`*.bin`, `*.pt`, `*.pth`, `*.pkl`) never. `--dry_run` stops there and lists the files; otherwise
-one commit adds every staged file. The work is done by `modeling_sfar.cards`.
+one commit adds every staged file. A Space gets the files of its folder and a copy of the library's `plots.py`, which
+its app imports. The work is done by `modeling_sfar.cards`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import json
 import logging
 from pathlib import Path
 
-from modeling_sfar.cards import LICENSE, model_card, push_dataset, push_model, widget_examples
+from modeling_sfar.cards import LICENSE, model_card, push_dataset, push_model, push_space, widget_examples
 
 
 def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["model", "dataset"], help="A trained model folder or a sub-text set.")
+    parser.add_argument(
+        "kind", choices=["model", "dataset", "space"], help="A trained model folder, a sub-text set, or the Space."
+    )
     parser.add_argument("--folder", required=True)
     parser.add_argument("--repo_id", required=True)
     parser.add_argument("--staging", default=None, help="Where the repo is written first (default <folder>-hub).")
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.kind == "dataset":
         files = push_dataset(args.folder, args.repo_id, args.dry_run, staging=args.staging, private=args.private)
+    elif args.kind == "space":
+        files = push_space(args.folder, args.repo_id, args.dry_run, staging=args.staging, private=args.private)
     else:
         results = Path(args.folder) / "all_results.json"
         metrics = json.loads(results.read_text()) if results.is_file() else {}

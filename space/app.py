@@ -8,13 +8,17 @@ PyAV, matplotlib and gradio. Typed class names (with optional sub-texts) replace
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import gradio as gr
 import torch
 from transformers import AutoModelForVideoClassification, AutoProcessor
+
+try:  # the Space's repo: a copy of the library's plots.py, staged beside this file by `push_to_hub.py space`
+    from plots import denormalize, frame_weight_picture
+except ImportError:  # a clone of the project
+    from modeling_sfar.plots import denormalize, frame_weight_picture
 
 MODEL = os.environ.get("SFAR_MODEL", "org/sfar-vitb16")
 REVISION = os.environ.get("SFAR_REVISION") or None
@@ -56,7 +60,7 @@ class Classifier:
         def weights(tensor):
             return None if tensor is None else tensor[0, best].tolist()
 
-        frames = _denormalize(inputs["pixel_values"][0], self.processor.video_processor)
+        frames = denormalize(inputs["pixel_values"][0], self.processor.video_processor)
         picture = frame_weight_picture(frames, weights(out.coarse_frame_weights), weights(out.fine_frame_weights),
                                        id2label[best])  # fmt: skip
         return result, picture
@@ -83,48 +87,6 @@ def parse_label_set(text: str) -> tuple[list[str], dict[str, list[str]]]:
         missing = next(name for name, s in subtexts.items() if not s)
         raise gr.Error(f"class {missing!r} has no sub-texts while others have; give every class the same number")
     return labels, (subtexts if counts else {})
-
-
-def _denormalize(pixel_values: torch.Tensor, video_processor) -> torch.Tensor:
-    mean = torch.tensor(video_processor.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(video_processor.image_std).view(1, 3, 1, 1)
-    return (pixel_values * std + mean).clamp(0, 1)
-
-
-def frame_weight_picture(frames: torch.Tensor, coarse, fine, label: str):
-    """The sampled frames in a row, and below them the coarse and fine weights of `label` over those frames."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    count = frames.shape[0]
-    fig = plt.figure(figsize=(max(6, 1.1 * count), 3.6), dpi=100)
-    grid = fig.add_gridspec(2, count, height_ratios=[1, 1.6])
-    for t in range(count):
-        ax = fig.add_subplot(grid[0, t])
-        ax.imshow(frames[t].permute(1, 2, 0).numpy())
-        ax.set_axis_off()
-        ax.set_title(str(t + 1), fontsize=8)
-    ax = fig.add_subplot(grid[1, :])
-    steps = list(range(1, count + 1))
-    if coarse is not None:
-        ax.plot(steps, coarse, marker="o", label="coarse (prompt + sub-texts)")
-    if fine is not None:
-        ax.plot(steps, fine, marker="s", label="fine (sub-texts)")
-    ax.set_xticks(steps)
-    ax.set_xlabel("sampled frame")
-    ax.set_ylabel("weight")
-    ax.set_title(f"frame weights for '{label}'", fontsize=10)
-    if coarse is not None or fine is not None:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
 
 
 def build_app(classifier: Classifier) -> gr.Blocks:

@@ -6,7 +6,8 @@
     datasets_scripts            dataset builders and generators (command lines) over the library
     scripts                     leaves over the library: no script imports another or touches sys.path
     tests, benchmarks           over everything
-    space                       the Space's app: runs on the Hub without this package, so imports none of it
+    space                       the Space's app: runs on the Hub without this package, so imports none of it but
+                                the self-contained library files its repo carries a copy of (SPACE_LIBRARY_FILES)
 
 Imports only go down, and the library's modules import each other without a cycle.
 """
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from modeling_sfar.cards import SPACE_LIBRARY_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 # Our top-level import names, and the layer each lives in (higher layers may import lower ones, not the reverse).
@@ -34,6 +37,7 @@ ALLOWED = {
     "scripts": LIBRARY_MAY_IMPORT | {"datasets_scripts"},
     "space": set(),
 }
+SPACE_MODULES = {f"modeling_sfar.{Path(name).stem}" for name in SPACE_LIBRARY_FILES}
 SKIPPED_FOLDERS = {".venv", ".venv-generate", ".cache", "build", "outputs", "runs", ".git"}
 
 
@@ -103,6 +107,8 @@ def violations(relative: Path, source: str) -> list[str]:
             continue  # relative: inside the file's own package, which is of its own layer
         if where == "scripts" and top in script_names():
             problems.append(f"{at}: a script imports the script {top!r}; shared code belongs in the library")
+        if where == "space" and module in SPACE_MODULES:
+            continue  # a copy sits beside app.py in the Space's repo
         if where in ALLOWED and top in PACKAGES and top not in ALLOWED[where]:
             problems.append(f"{at}: the {where} layer imports {module!r}, a layer above it")
     if where == "scripts":
@@ -213,3 +219,11 @@ def test_no_script_shadows_a_library():
             assert spec is None, f"{folder}/{script.name} shadows the installed module {spec.origin}"
             assert script.stem not in PACKAGES, f"{folder}/{script.name} shadows our package {script.stem}"
             assert script.stem not in sys.stdlib_module_names, f"{folder}/{script.name} shadows the standard library"
+
+
+@pytest.mark.parametrize("name", SPACE_LIBRARY_FILES)
+def test_the_library_files_the_space_copies_are_self_contained(name):
+    """A Space repo holds a copy of these files beside app.py, without this package: they import none of it."""
+    tree = ast.parse((REPO / "modeling_sfar" / name).read_text())
+    ours = [(line, module) for line, level, module, _ in imported(tree) if level or module.split(".")[0] in PACKAGES]
+    assert not ours, f"{name} imports {ours}"

@@ -116,3 +116,26 @@ def test_upload_a_video_in_chromium_and_read_the_prediction(converted, video_pat
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_the_staged_space_draws_with_its_copy_of_the_library_plot(tmp_path):
+    """The Space repo holds app.py and a copy of `modeling_sfar/plots.py`; on the Hub (no package installed) the app
+    takes the picture code from that copy, so the demo and the Space draw with one implementation."""
+    from modeling_sfar.cards import push_space
+
+    staging = tmp_path / "space-hub"
+    files = push_space(REPO / "space", "org/sfar-demo", dry_run=True, staging=staging)
+    assert {"app.py", "requirements.txt", "README.md", "plots.py"} <= set(files)
+    assert (staging / "plots.py").read_bytes() == (REPO / "modeling_sfar" / "plots.py").read_bytes()
+    check = (
+        "import sys; sys.modules['modeling_sfar'] = None\n"  # as on the Hub: the package is not installed
+        "import app, plots\n"
+        "assert app.frame_weight_picture is plots.frame_weight_picture, plots.__file__\n"
+        "print(plots.__file__)"
+    )
+    env = {**os.environ, "PYTHONPATH": ""}
+    run = subprocess.run(
+        [sys.executable, "-c", check], cwd=staging, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert Path(run.stdout.strip().splitlines()[-1]).resolve() == (staging / "plots.py").resolve()
