@@ -499,15 +499,18 @@ class AltModel(AltPreTrainedModel):
         AltConfig.check_entities(entities)
         return labels, list(entities)
 
-    def _encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, batch_size: int):
-        """Frozen text tower on (n, L) token ids -> projected end-of-text tokens (n, d)."""
+    def _encode_texts(self, input_ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """
+        Frozen text tower on (n, L) right-padded token ids -> projected end-of-text tokens (n, d).
+
+        No padding mask is passed: the tower is causal, so the end token never attends to the padding after it (CLIP's
+        own training setting, and SFAR's `_encode_tokens`).
+        """
         device = self.text_projection.weight.device
         embeds = []
         with torch.no_grad():
             for start in range(0, len(input_ids), batch_size):
-                rows = slice(start, start + batch_size)
-                mask = None if attention_mask is None else attention_mask[rows].to(device)
-                out = self.text_model(input_ids=input_ids[rows].to(device), attention_mask=mask)
+                out = self.text_model(input_ids=input_ids[start : start + batch_size].to(device))
                 embeds.append(self.text_projection(out.pooler_output))
         return torch.cat(embeds)
 
@@ -523,22 +526,22 @@ class AltModel(AltPreTrainedModel):
         Encode a label set's token ids with the frozen text tower.
 
         Args:
-            input_ids, attention_mask (`torch.LongTensor` of shape `(C, P, L)` or `(C, L)`): the class prompts, P per
+            input_ids (`torch.LongTensor` of shape `(C, P, L)` or `(C, L)`): the class prompts, right-padded, P per
                 class (the ensemble) or one.
-            entity_input_ids, entity_attention_mask (`torch.LongTensor` of shape `(K, L)`): the entities; required
-                with a corpus.
+            entity_input_ids (`torch.LongTensor` of shape `(K, L)`): the entities, right-padded; required with a
+                corpus.
+            attention_mask, entity_attention_mask: the tokenizer's masks, accepted with its output; the causal text
+                tower needs no padding mask for right-padded text (see `_encode_texts`).
             batch_size: texts per text-tower call.
         """
         if input_ids.ndim == 2:
             input_ids = input_ids[:, None]
-            attention_mask = None if attention_mask is None else attention_mask[:, None]
         if input_ids.ndim != 3:
             raise ValueError(
                 f"input_ids must be (C, P, L) or (C, L) class-prompt token ids, got {tuple(input_ids.shape)}"
             )
         num_classes, num_prompts = input_ids.shape[:2]
-        flat_mask = None if attention_mask is None else attention_mask.flatten(0, 1)
-        prompts = self._encode_texts(input_ids.flatten(0, 1), flat_mask, batch_size)  # (C * P, d)
+        prompts = self._encode_texts(input_ids.flatten(0, 1), batch_size)  # (C * P, d)
         prompts = F.normalize(prompts, dim=-1).view(num_classes, num_prompts, -1)
         label_set = AltLabelSet(text_embeds=F.normalize(prompts.mean(1), dim=-1))  # (C, d)
         if self.config.use_entity_corpus:
@@ -548,7 +551,7 @@ class AltModel(AltPreTrainedModel):
                 raise ValueError(
                     f"entity_input_ids must be (K, L) token ids of K >= 1 entities, got {tuple(entity_input_ids.shape)}"
                 )
-            entities = self._encode_texts(entity_input_ids, entity_attention_mask, batch_size)
+            entities = self._encode_texts(entity_input_ids, batch_size)
             label_set.entity_embeds = F.normalize(entities, dim=-1)  # (K, d)
         return label_set
 
@@ -689,7 +692,12 @@ class AltModel(AltPreTrainedModel):
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
 
         tokens, merged = self.get_frame_tokens(
-            pixel_values, output_hidden_states=bool(output_hidden_states), output_attentions=bool(output_attentions)
+            pixel_values,
+            # a list of block indices passes through (transformers' `output_hidden_states=[...]`)
+            output_hidden_states=output_hidden_states
+            if isinstance(output_hidden_states, (list, tuple))
+            else bool(output_hidden_states),
+            output_attentions=bool(output_attentions),
         )  # (B, T, N, d)
         frames = tokens[:, :, 0]  # X^ (Eq. 7): the class tokens, (B, T, d)
         entity_indices = None

@@ -175,7 +175,7 @@ def token_merging_vision_forward(
     vision_model: nn.Module,
     pixel_values: torch.Tensor,
     r: int,
-    output_hidden_states: bool = False,
+    output_hidden_states: bool | list[int] = False,
     output_attentions: bool = False,
 ) -> TokenMergingOutput:
     """
@@ -189,6 +189,9 @@ def token_merging_vision_forward(
         vision_model: the CLIP vision tower whose modules (embeddings, layer norms, encoder layers) are run.
         pixel_values: `(F, 3, H, W)` frames.
         r: tokens merged per block (ALT's default is 8).
+        output_hidden_states: True for the embeddings and every block's output; a list of block indices (as
+            transformers' `output_hidden_states=[...]`) for those blocks' outputs only, one entry per block, None at
+            the others.
     """
     if not isinstance(r, int) or isinstance(r, bool) or r < 0:
         raise ValueError(f"token merging needs an integer r >= 0 (tokens merged per block), got {r!r}")
@@ -199,9 +202,10 @@ def token_merging_vision_forward(
     sizes = torch.ones(frames, num_tokens, dtype=hidden.dtype, device=hidden.device)
     patch_to_token = torch.arange(num_tokens, device=hidden.device).expand(frames, -1)  # (F, P + 1)
     merged_any = False
-    all_hidden = [hidden] if output_hidden_states else None
+    selected = None if isinstance(output_hidden_states, bool) else set(output_hidden_states)
+    all_hidden = [] if selected is not None else ([hidden] if output_hidden_states else None)
     all_attentions = [] if output_attentions else None
-    for layer in tower.encoder.layers:
+    for index, layer in enumerate(tower.encoder.layers):
         # (before any merge all sizes are 1 and log 1 = 0: no mask, so SDPA keeps its fastest kernel)
         attended, weights, keys = proportional_attention(
             layer.self_attn, layer.layer_norm1(hidden), sizes if merged_any else None, output_attentions
@@ -214,8 +218,8 @@ def token_merging_vision_forward(
             hidden, sizes = merge_tokens(hidden, sizes, plan)
             merged_any = True
         hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
-        if output_hidden_states:
-            all_hidden.append(hidden)
+        if all_hidden is not None:
+            all_hidden.append(hidden if selected is None or index in selected else None)
         if output_attentions:
             all_attentions.append(weights)
     return TokenMergingOutput(
@@ -223,6 +227,6 @@ def token_merging_vision_forward(
         pooler_output=tower.post_layernorm(hidden[:, 0]),
         token_sizes=sizes,
         patch_to_token=patch_to_token,
-        hidden_states=tuple(all_hidden) if output_hidden_states else None,
+        hidden_states=tuple(all_hidden) if all_hidden is not None else None,
         attentions=tuple(all_attentions) if output_attentions else None,
     )
