@@ -194,3 +194,14 @@ def test_gradients_flow_through_merged_tokens():
 def test_bad_r_is_refused():
     with pytest.raises(ValueError, match="r >= 0"):
         token_merging_vision_forward(tiny_tower(layers=1), torch.zeros(1, 3, 32, 32), -1)
+
+
+def test_the_throughput_benchmark_runs_at_a_tiny_size(tmp_path):
+    from benchmarks.token_merging import main
+
+    rows = main(["--tiny", "--rs", "0", "2", "--dtypes", "float32", "--num_frames", "2", "--batch_size", "1",
+                 "--repeats", "1", "--output_dir", str(tmp_path)])  # fmt: skip
+    assert [(row["r"], row["tokens_left"]) for row in rows] == [(0, 17), (2, 13)]
+    assert rows[0]["r0_max_abs_diff"] < 1e-5  # r = 0 computes the bare tower's class token
+    assert all(row["throughput_vs_bare"] > 0 for row in rows)
+    assert (tmp_path / "token_merging.md").is_file() and (tmp_path / "token_merging.json").is_file()
