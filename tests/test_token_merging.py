@@ -205,3 +205,18 @@ def test_the_throughput_benchmark_runs_at_a_tiny_size(tmp_path):
     assert rows[0]["r0_max_abs_diff"] < 1e-5  # r = 0 computes the bare tower's class token
     assert all(row["throughput_vs_bare"] > 0 for row in rows)
     assert (tmp_path / "token_merging.md").is_file() and (tmp_path / "token_merging.json").is_file()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for checkpointing in (False, True):
+        tower = tiny_tower(layers=3).train()
+        if checkpointing:
+            tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        out = token_merging_vision_forward(tower, pixels, 3)
+        (out.last_hidden_state.square().mean() + out.pooler_output.sum()).backward()
+        grads.append({name: p.grad.clone() for name, p in tower.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)

@@ -366,9 +366,8 @@ class AltPreTrainedModel(PreTrainedModel):
     base_model_prefix = "alt"
     main_input_name = "pixel_values"
     input_modalities = ("video",)
-    # The merging vision tower runs CLIP's blocks piece by piece (attention, merge, MLP), outside transformers'
-    # checkpointing wrapper of whole layers.
-    supports_gradient_checkpointing = False
+    # the CLIP layers' checkpointing, which the merging tower applies around each merging block (token_merging.py)
+    supports_gradient_checkpointing = True
     _no_split_modules = ["CLIPEncoderLayer", "AltDecoderLayer", "AltLabelSetCache"]
     _supports_sdpa = True
     accepts_loss_kwargs = False

@@ -171,6 +171,30 @@ def proportional_attention(
     return out, weights, keys.mean(1)
 
 
+def _merging_block(
+    layer: nn.Module, hidden: torch.Tensor, sizes: torch.Tensor | None, r: int, output_attentions: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """
+    One CLIP encoder layer with ToMe (ALT Eq. 2). hidden `(F, N, E)`, sizes `(F, N)` (None: all 1) -> the block's
+    output `(F, N - r', E)`, the new sizes and the new position of every input token `(F, N)` (both None when nothing
+    was merged), and the attention weights (or None).
+    """
+    attended, weights, keys = proportional_attention(
+        layer.self_attn, layer.layer_norm1(hidden), sizes, output_attentions
+    )
+    hidden = hidden + attended
+    step = min(r, (hidden.shape[1] - 1) // 2)
+    new_sizes = positions = None
+    if step > 0:
+        plan = bipartite_soft_matching(keys, step)
+        positions = _new_positions(plan, hidden.shape[1])
+        if sizes is None:
+            sizes = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+        hidden, new_sizes = merge_tokens(hidden, sizes, plan)
+    hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
+    return hidden, new_sizes, positions, weights
+
+
 def token_merging_vision_forward(
     vision_model: nn.Module,
     pixel_values: torch.Tensor,
@@ -207,17 +231,18 @@ def token_merging_vision_forward(
     all_attentions = [] if output_attentions else None
     for index, layer in enumerate(tower.encoder.layers):
         # (before any merge all sizes are 1 and log 1 = 0: no mask, so SDPA keeps its fastest kernel)
-        attended, weights, keys = proportional_attention(
-            layer.self_attn, layer.layer_norm1(hidden), sizes if merged_any else None, output_attentions
-        )
-        hidden = hidden + attended
-        step = min(r, (hidden.shape[1] - 1) // 2)
-        if step > 0:
-            plan = bipartite_soft_matching(keys, step)
-            patch_to_token = _new_positions(plan, hidden.shape[1]).gather(1, patch_to_token)
-            hidden, sizes = merge_tokens(hidden, sizes, plan)
-            merged_any = True
-        hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
+        block_sizes = sizes if merged_any else None
+        if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
+            # transformers' checkpointing of the layer (`gradient_checkpointing_enable`), around the whole merging
+            # block: the merge is recomputed identically in the backward pass (the matching is deterministic)
+            hidden, new_sizes, positions, weights = layer._gradient_checkpointing_func(
+                _merging_block, layer, hidden, block_sizes, r, output_attentions
+            )
+        else:
+            hidden, new_sizes, positions, weights = _merging_block(layer, hidden, block_sizes, r, output_attentions)
+        if positions is not None:
+            patch_to_token = positions.gather(1, patch_to_token)
+            sizes, merged_any = new_sizes, True
         if all_hidden is not None:
             all_hidden.append(hidden if selected is None or index in selected else None)
         if output_attentions:
