@@ -204,3 +204,13 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(alt_converted,
         assert result[name]["entity_indices"] == expected.entity_indices.tolist()
     assert [p["label"] for p in result["pipeline"]] == [model.config.id2label[i] for i in top.indices.tolist()]
     torch.testing.assert_close(torch.tensor([p["score"] for p in result["pipeline"]]), top.values)
+
+
+def test_multi_view_input_averages_the_class_probabilities(alt_converted):
+    model, _ = alt_converted
+    views = torch.randn(2, 3, 4, 3, 32, 32)  # (B, V, T, 3, H, W)
+    with torch.no_grad():
+        out = model.eval()(views)
+        single = model(views.flatten(0, 1)).logits.softmax(-1).view(2, 3, -1).mean(1)
+    torch.testing.assert_close(out.logits.exp(), single)
+    assert out.entity_indices.shape[0] == 6  # per view
