@@ -1,6 +1,6 @@
-"""SFAR for the Hugging Face ecosystem: configuration, models, processors, CLIP conversion.
+"""SFAR for the Hugging Face ecosystem: configuration, models, processors, CLIP conversion; ALT, a second model.
 
-Importing the package registers SFAR with the transformers auto classes, so a saved folder loads with
+Importing the package registers SFAR and ALT with the transformers auto classes, so a saved folder loads with
 `AutoModel.from_pretrained(folder)` without remote code; a Hub repository loads with `trust_remote_code=True`.
 """
 
@@ -12,8 +12,17 @@ from transformers import (
     AutoVideoProcessor,
 )
 
+from .convert_clip_to_alt import alt_config_from_clip, clip_to_alt_state_dict, convert_clip_to_alt
 from .convert_clip_to_sfar import clip_to_sfar_state_dict, convert_clip_to_sfar, sfar_config_from_clip
+from .remote_code.configuration_alt import ALT_PROMPT_TEMPLATES, AltConfig
 from .remote_code.configuration_sfar import ACTIONCLIP_PROMPT_TEMPLATES, SFAR_VARIANTS, SfarConfig
+from .remote_code.modeling_alt import (
+    AltForVideoClassification,
+    AltLabelSet,
+    AltModel,
+    AltModelOutput,
+    AltVideoClassifierOutput,
+)
 from .remote_code.modeling_sfar import (
     SfarForVideoClassification,
     SfarModel,
@@ -37,8 +46,24 @@ AutoModel.register(SfarConfig, SfarModel, exist_ok=True)
 AutoModelForVideoClassification.register(SfarConfig, SfarForVideoClassification, exist_ok=True)
 AutoVideoProcessor.register(SfarConfig, SfarVideoProcessor, exist_ok=True)
 AutoProcessor.register(SfarConfig, SfarProcessor, exist_ok=True)
+# ALT reads videos with SFAR's processors
+AutoConfig.register("alt_video", AltConfig, exist_ok=True)
+AutoModel.register(AltConfig, AltModel, exist_ok=True)
+AutoModelForVideoClassification.register(AltConfig, AltForVideoClassification, exist_ok=True)
+AutoVideoProcessor.register(AltConfig, SfarVideoProcessor, exist_ok=True)
+AutoProcessor.register(AltConfig, SfarProcessor, exist_ok=True)
 
 __all__ = [
+    "ALT_PROMPT_TEMPLATES",
+    "AltConfig",
+    "AltForVideoClassification",
+    "AltLabelSet",
+    "AltModel",
+    "AltModelOutput",
+    "AltVideoClassifierOutput",
+    "alt_config_from_clip",
+    "clip_to_alt_state_dict",
+    "convert_clip_to_alt",
     "ACTIONCLIP_PROMPT_TEMPLATES",
     "SFAR_VARIANTS",
     "SfarConfig",

@@ -113,6 +113,9 @@ class SfarConfig(PreTrainedConfig):
             `"fine"` fusions read sub-texts).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of the new (non-CLIP) modules.
+        token_merging_r (`int`, *optional*, defaults to 0):
+            Tokens merged in every block of the vision tower (ToMe, as ALT's encoder; `token_merging.py`), a speed
+            option; the frame embedding is still the projected class token. 0: CLIP's tower unchanged.
     """
 
     model_type = "sfar"
@@ -147,6 +150,7 @@ class SfarConfig(PreTrainedConfig):
     loss_lambda: float | int = 1.0
     subtexts: dict | None = None
     initializer_range: float | int = 0.02
+    token_merging_r: int = 0
 
     def __post_init__(self, **kwargs):
         # Configs saved before the label set became an input sized their label-set buffers with these; they are no
@@ -190,7 +194,7 @@ class SfarConfig(PreTrainedConfig):
     def validate_sizes(self) -> None:
         """Widths, depths and counts are integers in range; the width splits into the attention heads."""
         for name, minimum in (("projection_dim", 1), ("num_frames", 1), ("num_temporal_layers", 0),
-                              ("num_subtexts", 1)):  # fmt: skip
+                              ("num_subtexts", 1), ("token_merging_r", 0)):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"SfarConfig.{name} must be an integer >= {minimum}, got {value!r}")

@@ -37,6 +37,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 
 from .configuration_sfar import SfarConfig
+from .token_merging import token_merging_vision_forward
 
 logger = logging.get_logger(__name__)
 
@@ -49,7 +50,13 @@ AUTO_MAP = {
     "AutoProcessor": "processing_sfar.SfarProcessor",
     "AutoVideoProcessor": "video_processing_sfar.SfarVideoProcessor",
 }
-SHIPPED_FILES = ("configuration_sfar.py", "modeling_sfar.py", "processing_sfar.py", "video_processing_sfar.py")
+SHIPPED_FILES = (
+    "configuration_sfar.py",
+    "modeling_sfar.py",
+    "processing_sfar.py",
+    "video_processing_sfar.py",
+    "token_merging.py",
+)
 
 __all__ = [
     "SfarLabelSet",
@@ -969,7 +976,17 @@ class SfarModel(SfarPreTrainedModel):
         """(B, T, 3, H, W) -> frame embeddings (B, T, D) and the vision tower's output (its hidden states etc.)."""
         batch_size, num_frames = pixel_values.shape[:2]
         frames = pixel_values.flatten(0, 1).to(self.visual_projection.weight.dtype)  # (B*T, 3, H, W), model dtype
-        vision = self.vision_model(pixel_values=frames, **kwargs)
+        if self.config.token_merging_r:
+            # ToMe in every block (a speed option); the pooled output is still the class token's
+            vision = token_merging_vision_forward(
+                self.vision_model,
+                frames,
+                self.config.token_merging_r,
+                output_hidden_states=bool(kwargs.get("output_hidden_states")),
+                output_attentions=bool(kwargs.get("output_attentions")),
+            )
+        else:
+            vision = self.vision_model(pixel_values=frames, **kwargs)
         embeds = self.visual_projection(vision.pooler_output).view(batch_size, num_frames, -1)  # (B, T, D)
         return embeds, vision
 

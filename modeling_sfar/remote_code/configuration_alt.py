@@ -1,0 +1,206 @@
+"""Configuration of ALT ("Align before Adapt", Chen et al., ICLR 2024), the second video classifier of this package.
+
+This file is shipped to the Hub as remote code: it imports only from transformers, its `huggingface_hub` (the `@strict`
+dataclass decorator of transformers' configs) and the standard library.
+"""
+
+from __future__ import annotations
+
+import math
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
+
+__all__ = ["AltConfig", "ALT_PROMPT_TEMPLATES"]
+
+# The class-prompt ensemble (section 3.4 of the paper: "prompt ensembling with a bunch of handcraft templates", citing
+# X-CLIP). The 16 templates of ActionCLIP's public code, which the X-CLIP line of work reuses (docs/alt.md).
+ALT_PROMPT_TEMPLATES = (
+    "a photo of action {}",
+    "a picture of action {}",
+    "Human action of {}",
+    "{}, an action",
+    "{} this is an action",
+    "{}, a video of action",
+    "Playing action of {}",
+    "{}",
+    "Playing a kind of action, {}",
+    "Doing a kind of action, {}",
+    "Look, the human is {}",
+    "Can you recognize the action of {}?",
+    "Video classification of {}",
+    "A video of {}",
+    "The man is {}",
+    "The woman is {}",
+)
+PROBLEM_TYPES = (None, "single_label_classification")
+
+
+@strict
+class AltConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`AltModel`] and [`AltForVideoClassification`].
+
+    ALT is CLIP (a frozen text tower and a fine-tuned vision tower, each projected into a joint space of width
+    `projection_dim`) with token merging in the vision tower (region-aware image encoder, Eq. 1-3), an alignment of
+    every frame token with a corpus of text entities (Eq. 4-6), and a multi-modal video decoder whose queries are the
+    aligned entities (Eq. 7-9).
+
+    The label set (`id2label`, `entities`) is metadata: its encoded text features are an input of the model or the
+    cache saved with its weights.
+
+    Args:
+        text_config (`dict` or `CLIPTextConfig`, *optional*):
+            The CLIP text tower. Frozen: it encodes the class prompts and the entities once per label set.
+        vision_config (`dict` or `CLIPVisionConfig`, *optional*):
+            The CLIP vision tower, fine-tuned.
+        projection_dim (`int`, *optional*, defaults to 512):
+            Width d of the joint text-video space (CLIP's projection width), the width of the decoder.
+        logit_scale_init_value (`float`, *optional*, defaults to 2.6592):
+            Initial value of CLIP's log logit scale (trainable); overwritten when converting from CLIP.
+        num_frames (`int`, *optional*, defaults to 8):
+            Frames per video T; the learnable queries of `use_entity_corpus=False` have this many entries.
+        token_merging_r (`int`, *optional*, defaults to 8):
+            Tokens merged in every block of the vision tower (the paper's r); 0 disables merging.
+        num_decoder_layers (`int`, *optional*, defaults to 4):
+            Blocks M of the multi-modal video decoder (4 for ViT-B, 6 for ViT-L in the paper).
+        decoder_kernel_size (`int`, *optional*, defaults to 3):
+            Temporal kernel of the decoder's 1D convolution over frames (odd, so the frame count is kept).
+        decoder_layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            Epsilon of the decoder's layer norms.
+        gumbel_tau (`float`, *optional*, defaults to 1.0):
+            Temperature tau of the Gumbel-softmax of the alignment (Eq. 4; the paper's appendix B sets 1).
+        use_entity_corpus (`bool`, *optional*, defaults to `True`):
+            `False` replaces the aligned entities by learnable queries, one per frame position (the paper's Table C3
+            baseline, "ALT without corpus"); the model then needs no entities.
+        prompt_templates (`list[str]`, *optional*):
+            The class-prompt ensemble: a class embedding is the normalised mean of the normalised embeddings of these
+            templates filled with the class name. Defaults to `ALT_PROMPT_TEMPLATES`.
+        entities (`list[str]`, *optional*):
+            The texts of the stored entity corpus, in the order of its embeddings (metadata, like `id2label`).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialisation of the new (non-CLIP) modules.
+    """
+
+    model_type = "alt_video"  # not "alt": transformers' registry has "altclip", a different model
+    keys_to_ignore_at_inference = [
+        "video_embeds",
+        "frame_embeds",
+        "aligned_queries",
+        "entity_indices",
+        "token_sizes",
+        "patch_to_token",
+        "text_embeds",
+        "hidden_states",
+        "attentions",
+    ]
+    sub_configs = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
+
+    text_config: dict | CLIPTextConfig | None = None
+    vision_config: dict | CLIPVisionConfig | None = None
+    projection_dim: int = 512
+    logit_scale_init_value: float | int = 2.6592
+    num_frames: int = 8
+    token_merging_r: int = 8
+    num_decoder_layers: int = 4
+    decoder_kernel_size: int = 3
+    decoder_layer_norm_eps: float | int = 1e-5
+    gumbel_tau: float | int = 1.0
+    use_entity_corpus: bool = True
+    prompt_templates: list[str] | tuple[str, ...] | None = None
+    entities: list[str] | tuple[str, ...] | None = None
+    initializer_range: float | int = 0.02
+
+    def __post_init__(self, **kwargs):
+        if isinstance(self.text_config, CLIPTextConfig):
+            self.text_config = self.text_config.to_dict()
+        if isinstance(self.vision_config, CLIPVisionConfig):
+            self.vision_config = self.vision_config.to_dict()
+        self.text_config = CLIPTextConfig(**(self.text_config or {}))
+        self.vision_config = CLIPVisionConfig(**(self.vision_config or {}))
+        self.prompt_templates = list(self.prompt_templates or ALT_PROMPT_TEMPLATES)
+        if self.entities is not None:
+            self.entities = list(self.entities)
+        super().__post_init__(**kwargs)
+        if self.id2label is not None and not self.label2id:
+            self.label2id = {label: int(i) for i, label in self.id2label.items()}
+
+    @property
+    def decoder_num_heads(self) -> int:
+        """Heads of the decoder's attentions: d/64, at least 1."""
+        return max(1, self.projection_dim // 64)
+
+    @property
+    def num_entities(self) -> int:
+        """K, the entities of the stored corpus (0 without a corpus)."""
+        return len(self.entities or []) if self.use_entity_corpus else 0
+
+    # -- `@strict` class validators: `validate()` (generated) runs them with the library's own after __init__ --
+
+    def validate_sizes(self) -> None:
+        """Widths, depths and counts are integers in range; the width splits into the attention heads."""
+        for name, minimum in (("projection_dim", 1), ("num_frames", 1), ("token_merging_r", 0),
+                              ("num_decoder_layers", 0), ("decoder_kernel_size", 1)):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"AltConfig.{name} must be an integer >= {minimum}, got {value!r}")
+        if self.decoder_kernel_size % 2 == 0:
+            raise ValueError(
+                f"AltConfig.decoder_kernel_size must be odd (the convolution keeps the frame count), "
+                f"got {self.decoder_kernel_size}"
+            )
+        if self.projection_dim % self.decoder_num_heads:
+            raise ValueError(
+                f"AltConfig.projection_dim ({self.projection_dim}) must split into {self.decoder_num_heads} "
+                "attention heads (d/64)"
+            )
+        if not isinstance(self.use_entity_corpus, bool):
+            raise ValueError(f"AltConfig.use_entity_corpus must be a bool, got {self.use_entity_corpus!r}")
+
+    def validate_numbers(self) -> None:
+        """Temperatures and initial values are finite real numbers in range (NaN and infinity refused)."""
+        for name, minimum, strict_minimum in (("gumbel_tau", 0, True), ("logit_scale_init_value", None, False),
+                                              ("initializer_range", 0, False),
+                                              ("decoder_layer_norm_eps", 0, True)):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"AltConfig.{name} must be a finite number, got {value!r}")
+            if minimum is not None and (value <= minimum if strict_minimum else value < minimum):
+                raise ValueError(f"AltConfig.{name} must be {'>' if strict_minimum else '>='} {minimum}, got {value!r}")
+        if self.decoder_layer_norm_eps >= 1:
+            raise ValueError(f"AltConfig.decoder_layer_norm_eps must be in (0, 1), got {self.decoder_layer_norm_eps!r}")
+
+    def validate_choices(self) -> None:
+        """ALT is a single-label classifier (Eq. 10 is a softmax cross-entropy)."""
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"AltConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+
+    def validate_prompt_templates(self) -> None:
+        """Every prompt template has exactly one `{}` slot for the class name."""
+        if not self.prompt_templates:
+            raise ValueError("AltConfig.prompt_templates must hold at least one template")
+        for template in self.prompt_templates:
+            if not isinstance(template, str) or template.count("{}") != 1:
+                raise ValueError(f"AltConfig prompt template {template!r} must contain exactly one '{{}}'")
+
+    def validate_entities(self) -> None:
+        """`entities`, when given, are distinct non-empty strings."""
+        if self.entities is not None:
+            self.check_entities(self.entities)
+
+    @staticmethod
+    def check_entities(entities: list[str]) -> None:
+        """Raise `ValueError` naming the first entity that is not a non-empty string, or a repeated one."""
+        if not isinstance(entities, (list, tuple)):
+            raise ValueError(f"the entities must be a list of strings, got {type(entities).__name__}")
+        seen = set()
+        for index, entity in enumerate(entities):
+            if not isinstance(entity, str) or not entity.strip():
+                raise ValueError(f"entity {index} must be a non-empty string, got {entity!r}")
+            if entity in seen:
+                raise ValueError(f"entity {index} repeats an earlier one: {entity!r}")
+            seen.add(entity)
+
+
+AltConfig.register_for_auto_class("AutoConfig")

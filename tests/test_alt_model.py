@@ -1,0 +1,216 @@
+"""ALT as a user meets it: converted from CLIP, saved and loaded (also as remote code in a fresh process without this
+package, through the auto classes and the video-classification pipeline on an mp4), its label set, its errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassError
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoTokenizer
+
+from modeling_sfar import AltConfig, AltForVideoClassification, clip_to_alt_state_dict, convert_clip_to_alt
+from modeling_sfar.remote_code.modeling_alt import SHIPPED_FILES
+from tests.conftest import BLOCK_MODELING_SFAR, LABELS, run_python_offline
+
+ENTITIES = [
+    "hands: the hands of a person",
+    "head: the head of a person",
+    "feet: the feet of a person",
+    "brush: a tool with bristles",
+    "drum: a round percussion instrument",
+    "eye: the organ of sight",
+]
+
+
+@pytest.fixture(scope="module")
+def alt_converted(tiny_clip_dir):
+    """A tiny ALT converted from the tiny CLIP (4 frames of 32 pixels: 17 tokens, 2 blocks merging 3 each)."""
+    torch.manual_seed(0)
+    return convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, token_merging_r=3, num_decoder_layers=2)
+
+
+def test_conversion_takes_clip_weights_and_stores_the_label_set(alt_converted, tiny_clip_dir):
+    from transformers import CLIPModel
+
+    model, processor = alt_converted
+    clip = CLIPModel.from_pretrained(tiny_clip_dir)
+    state = model.state_dict()
+    for key, value in clip_to_alt_state_dict(clip.state_dict()).items():
+        torch.testing.assert_close(state[key], value, msg=key)
+    assert model.config.id2label == dict(enumerate(LABELS)) and model.config.entities == ENTITIES
+    cache = model.alt.label_set_cache
+    assert cache.text_embeds.shape == (4, 32) and cache.entity_embeds.shape == (6, 32) and bool(cache.has_text_features)
+    torch.testing.assert_close(cache.entity_embeds.norm(dim=-1), torch.ones(6))
+    with pytest.raises(ValueError, match="unexpected key"):
+        clip_to_alt_state_dict({"something.else": torch.zeros(1)})
+
+
+def test_outputs_show_what_each_region_grounded(alt_converted, video_path):
+    model, processor = alt_converted
+    inputs = processor(videos=video_path)
+    with torch.no_grad():
+        out = model.eval()(**inputs)
+    tokens = 17 - 2 * 3
+    assert out.logits.shape == (1, 4)
+    assert out.entity_indices.shape == (1, 4, tokens) and out.entity_indices.max() < len(ENTITIES)
+    assert out.token_sizes.shape == (1, 4, tokens) and (out.token_sizes.sum(-1) == 17).all()
+    assert out.patch_to_token.shape == (1, 4, 17) and out.patch_to_token.max() < tokens
+    grounded = [model.config.entities[j] for j in out.entity_indices[0, 0].tolist()]
+    assert all(text in ENTITIES for text in grounded)
+
+
+def test_save_and_load_round_trip(alt_converted, video_path, tmp_path):
+    model, processor = alt_converted
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".py") == sorted(SHIPPED_FILES)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "alt_video" and config["auto_map"]["AutoModel"] == "modeling_alt.AltModel"
+    inputs = processor(videos=video_path)
+    with torch.no_grad():
+        expected = model.eval()(**inputs).logits
+        for auto in (AutoModel, AutoModelForVideoClassification):
+            loaded = auto.from_pretrained(tmp_path).eval()
+            assert type(loaded).__name__ in ("AltModel", "AltForVideoClassification")
+            torch.testing.assert_close(loaded(**inputs).logits, expected)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), AltConfig)
+
+
+def test_torch_save_load_round_trip(alt_converted):
+    model, _ = alt_converted
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    loaded = AltForVideoClassification(model.config)
+    loaded.load_state_dict(torch.load(buffer, weights_only=True))
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_the_label_set_as_a_forward_input_matches_the_stored_one(alt_converted, tiny_clip_dir):
+    model, processor = alt_converted
+    tokenizer = AutoTokenizer.from_pretrained(tiny_clip_dir)
+    tokens = model.alt.tokenize_label_set(LABELS, tokenizer, ENTITIES)
+    assert tokens["input_ids"].shape[:2] == (4, len(model.config.prompt_templates))
+    pixels = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        stored = model.eval()(pixels).logits
+        given = model(pixels, **tokens).logits
+    torch.testing.assert_close(given, stored)
+    # a new model from the configuration has no label set until one is given
+    fresh = AltForVideoClassification(model.config).eval()
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "label_set_cache" not in k}, strict=False)
+    with pytest.raises(ValueError, match="no label set"):
+        fresh(pixels)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(pixels, **tokens).logits, stored)
+
+
+def test_bad_label_sets_and_configs_are_refused_with_a_reason(alt_converted, tiny_clip_dir):
+    model, _ = alt_converted
+    tokenizer = AutoTokenizer.from_pretrained(tiny_clip_dir)
+    with pytest.raises(ValueError, match="entity corpus"):
+        model.alt.tokenize_label_set(LABELS, tokenizer, None)
+    with pytest.raises(ValueError, match="entity 1 must be a non-empty string"):
+        model.alt.check_label_set(LABELS, ["hands", " "])
+    with pytest.raises(ValueError, match="repeats"):
+        model.alt.check_label_set(LABELS, ["hands", "hands"])
+    with pytest.raises(ValueError, match="duplicate labels"):
+        model.alt.check_label_set(["a", "a"], ENTITIES)
+    with pytest.raises(ValueError, match="come with the class prompts"):
+        model(torch.zeros(1, 4, 3, 32, 32), entity_input_ids=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="pixel_values must be"):
+        model(torch.zeros(4, 3, 32, 32))
+    for field, value, message in [
+        ("token_merging_r", -1, "token_merging_r must be an integer >= 0"),
+        ("decoder_kernel_size", 2, "must be odd"),
+        ("gumbel_tau", 0.0, "gumbel_tau must be > 0"),
+        ("gumbel_tau", float("nan"), "gumbel_tau must be a finite number"),
+        ("prompt_templates", ["no slot"], "exactly one"),
+        ("problem_type", "multi_label_classification", "problem_type"),
+    ]:
+        # 5.19's strict config reports a validator's ValueError as a StrictDataclassError naming the reason
+        with pytest.raises(StrictDataclassError, match=message):
+            AltConfig(**{field: value})
+
+
+def test_the_corpus_free_baseline_needs_no_entities(tiny_clip_dir):
+    model, _ = convert_clip_to_alt(tiny_clip_dir, LABELS, None, num_frames=4, use_entity_corpus=False)
+    assert "alt.label_set_cache.entity_embeds" not in model.state_dict()
+    with torch.no_grad():
+        out = model(torch.randn(1, 4, 3, 32, 32))
+    assert out.entity_indices is None and out.logits.shape == (1, 4)
+
+
+def test_training_step_updates_vision_and_decoder_but_not_text(alt_converted):
+    model, _ = alt_converted
+    trained = AltForVideoClassification(model.config)  # a copy: the fixture's model stays as converted
+    trained.load_state_dict(model.state_dict())
+    trained.train()
+    out = trained(torch.randn(2, 4, 3, 32, 32), labels=torch.tensor([0, 3]))
+    out.loss.backward()
+    alt = trained.alt
+    assert alt.vision_model.encoder.layers[0].self_attn.q_proj.weight.grad is not None
+    assert alt.decoder.layers[0].temporal_conv.weight.grad is not None
+    assert alt.alignment.mlp.fc1.weight.grad is not None
+    assert all(p.grad is None for p in alt.text_model.parameters())
+
+
+REMOTE = BLOCK_MODELING_SFAR + textwrap.dedent(
+    """
+    import json, sys
+
+    import torch
+    from transformers import AutoModel, AutoModelForVideoClassification, AutoProcessor, pipeline
+
+    folder, video = sys.argv[1], sys.argv[2]
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    inputs = processor(videos=video)
+    result = {"processor": type(processor).__name__}
+    for auto in (AutoModel, AutoModelForVideoClassification):
+        model = auto.from_pretrained(folder, trust_remote_code=True).eval()
+        assert "transformers_modules" in type(model).__module__, type(model).__module__
+        with torch.no_grad():
+            out = model(**inputs)
+        result[auto.__name__] = {"class": type(model).__name__, "logits": out.logits.tolist(),
+                                 "entity_indices": out.entity_indices.tolist()}
+    classifier = pipeline("video-classification", model=folder, trust_remote_code=True)
+    result["pipeline"] = classifier(video, top_k=3)
+    print(json.dumps(result))
+    """
+)
+
+
+def test_remote_code_round_trip_through_auto_classes_and_pipeline(alt_converted, video_path, tmp_path):
+    model, processor = alt_converted
+    folder = tmp_path / "alt-tiny"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    inputs = processor(videos=video_path)
+    with torch.no_grad():
+        expected = model.eval()(**inputs)
+    top = expected.logits.softmax(-1)[0].topk(3)
+
+    run = run_python_offline(["-c", REMOTE, str(folder), video_path], cwd=tmp_path, tmp_path=tmp_path)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["processor"] == "SfarProcessor"
+    assert result["AutoModel"]["class"] == "AltModel"
+    assert result["AutoModelForVideoClassification"]["class"] == "AltForVideoClassification"
+    for name in ("AutoModel", "AutoModelForVideoClassification"):
+        torch.testing.assert_close(torch.tensor(result[name]["logits"]), expected.logits)
+        assert result[name]["entity_indices"] == expected.entity_indices.tolist()
+    assert [p["label"] for p in result["pipeline"]] == [model.config.id2label[i] for i in top.indices.tolist()]
+    torch.testing.assert_close(torch.tensor([p["score"] for p in result["pipeline"]]), top.values)
+
+
+def test_multi_view_input_averages_the_class_probabilities(alt_converted):
+    model, _ = alt_converted
+    views = torch.randn(2, 3, 4, 3, 32, 32)  # (B, V, T, 3, H, W)
+    with torch.no_grad():
+        out = model.eval()(views)
+        single = model(views.flatten(0, 1)).logits.softmax(-1).view(2, 3, -1).mean(1)
+    torch.testing.assert_close(out.logits.exp(), single)
+    assert out.entity_indices.shape[0] == 6  # per view
