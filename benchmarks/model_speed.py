@@ -289,12 +289,47 @@ def training(args, rows: list) -> None:
     print(json.dumps(rows[-2:], indent=1), flush=True)
 
 
-def _peak_growth_mb(run) -> float:
-    """Run `run()` once; the growth of this process's peak resident set over its resident set before (MB)."""
-    before = _status_mb("VmRSS")
-    _reset_peak()
-    run()
-    return _status_mb("VmHWM") - before
+def _peak_tensor_mb(run) -> float:
+    """
+    Run `run()` once; the peak of the bytes held by the tensors it creates (MB), counted operator by operator.
+
+    Each new storage an operator returns is counted until the last tensor seen on it is freed. (The resident set
+    does not show this: the allocator hands the head memory that earlier calls freed.)
+    """
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class PeakBytes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.live, self.peak, self.owners = 0, 0, {}
+
+        def release(self, key: int, nbytes: int) -> None:
+            self.owners.pop(key, None)
+            self.live -= nbytes
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in tree_leaves(out):
+                if not isinstance(tensor, torch.Tensor):
+                    continue
+                key = tensor.untyped_storage().data_ptr()
+                known = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+                if key in self.owners or any(t.untyped_storage().data_ptr() == key for t in known):
+                    continue  # a view, or an in-place result: no new memory
+                nbytes = tensor.untyped_storage().nbytes()
+                self.owners[key] = weakref.finalize(tensor, self.release, key, nbytes)
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+            return out
+
+    tracker = PeakBytes()
+    with tracker:
+        result = run()
+    del result
+    return tracker.peak / 1e6
 
 
 def labels_scaling(args, rows: list) -> None:
@@ -316,13 +351,13 @@ def labels_scaling(args, rows: list) -> None:
         with torch.no_grad():
             head()  # steady state, as from the second video of an evaluation on
             measured = interleaved({"head": head}, repeats=max(5, args.repeats))["head"]["median_s"]
-            peak = _peak_growth_mb(head) if args.memory else None
+            peak = _peak_tensor_mb(head) if args.memory else None
         rows.append({
             "section": "labels, batch 1, 8x224", "labels": num_labels, "head s": measured,
             "head share of forward": measured / (measured + vision_s),
             "head s per 1000 labels": measured / num_labels * 1000,
             "stored label set MB": stored / 1e6,
-            "head peak MB (growth of the resident set)": peak,
+            "head working memory MB (peak of its tensors)": peak,
         })  # fmt: skip
         del model, sfar
     print(json.dumps(rows[-4:], indent=1), flush=True)
