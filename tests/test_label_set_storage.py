@@ -9,11 +9,12 @@ import json
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 
 from modeling_sfar import SfarForVideoClassification
 from modeling_sfar.remote_code.modeling_sfar import LABEL_SET_BUFFERS, LEGACY_LABEL_SET_BUFFERS, SfarLabelSet
-from tests.conftest import tiny_classifier
+from tests.conftest import tiny_classifier, tiny_config
 
 VARIANTS = ["sfar", "coarse", "fine", "actionclip", "temporal", "clip"]
 PREFIX = "sfar.label_set_cache."
@@ -159,3 +160,24 @@ def test_a_legacy_checkpoint_offloaded_to_disk_is_read_from_its_words(tmp_path):
     pixel_values = torch.randn(2, 5, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(pixel_values).logits, model(pixel_values).logits)
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True, "16"])
+def test_stored_prompt_words_must_be_a_count(value):
+    with pytest.raises((ValueError, StrictDataclassError), match="stored_prompt_words"):
+        tiny_config(stored_prompt_words=value)
+
+
+def test_a_label_set_given_as_constants_only_is_read_and_a_missing_field_is_named():
+    model = tiny_classifier("sfar").eval()
+    loaded = copy.deepcopy(model)
+    loaded.sfar.store_label_set(model.sfar.stored_label_set())
+    constants = SfarLabelSet(
+        **{k: v for k, v in loaded.sfar.stored_label_set().items() if not k.endswith(("word_embeds", "word_mask"))}
+    )
+    pixel_values = torch.randn(2, 5, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values, text_features=constants).logits, model(pixel_values).logits)
+        constants = SfarLabelSet(**{k: v for k, v in constants.items() if k != "mean_subtext_words"})
+        with pytest.raises(ValueError, match="mean_subtext_words|subtext_word_embeds"):
+            model(pixel_values, text_features=constants)
