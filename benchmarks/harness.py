@@ -2,7 +2,10 @@
 
 A benchmark's figures are ratios against a baseline measured in the same run: the cases are timed in turn, repeat
 after repeat, so that a slow spell of the machine falls on all of them alike, and a ratio is the median of the
-per-round ratios (`paired_ratio`; model_speed.py), so that a drift between rounds cancels too.
+per-round ratios (`paired_ratio`; model_speed.py), so that a drift between rounds cancels too. The order of the
+cases rotates from round to round, so that no case always follows the same one (whatever the one before leaves
+behind, in caches or in the allocator, falls on every case alike), and `ratio_spread` gives the smallest, median
+and largest per-round ratio: how far a single round can be trusted.
 """
 
 from __future__ import annotations
@@ -18,21 +21,37 @@ from typing import Any
 
 
 def interleaved(cases: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1) -> dict[str, dict[str, Any]]:
-    """Time every case `warmup + repeats` times, in turn; returns each case's median and all its kept times (s)."""
+    """
+    Time every case `warmup + repeats` times, in turn, the order rotated by one case each round (round r starts
+    with case r mod K); returns each case's median and all its kept times (s), in round order.
+    """
     times: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
     for round_ in range(warmup + repeats):
-        for name, case in cases.items():
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            case()
+            cases[name]()
             elapsed = time.perf_counter() - start
             if round_ >= warmup:
                 times[name].append(elapsed)
     return {name: {"median_s": statistics.median(t), "times_s": t} for name, t in times.items()}
 
 
+def round_ratios(times: dict[str, dict[str, Any]], case: str, base: str) -> list[float]:
+    """`case`'s time over `base`'s time in the same round, for every round (from `interleaved`)."""
+    return [a / b for a, b in zip(times[case]["times_s"], times[base]["times_s"], strict=True)]
+
+
 def paired_ratio(times: dict[str, dict[str, Any]], case: str, base: str) -> float:
     """The median over rounds of `case`'s time over `base`'s time in the same round (from `interleaved`)."""
-    return statistics.median(a / b for a, b in zip(times[case]["times_s"], times[base]["times_s"], strict=True))
+    return statistics.median(round_ratios(times, case, base))
+
+
+def ratio_spread(times: dict[str, dict[str, Any]], case: str, base: str) -> str:
+    """The per-round ratios of `case` over `base` as "min / median / max" (3 decimals), for a report."""
+    ratios = round_ratios(times, case, base)
+    return f"{min(ratios):.3f} / {statistics.median(ratios):.3f} / {max(ratios):.3f}"
 
 
 def machine() -> dict[str, Any]:

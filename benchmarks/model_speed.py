@@ -13,7 +13,15 @@ ratios:
   throughput, with the largest relative logit difference (`--no_compile` leaves compilation out), and the
   CPU's own bfloat16 / float32 ratio on a 4096^3 matmul;
 - training: one optimizer step of SFAR (coarse + fine) over the mean-pooling model with the same temporal layers;
-- labels: the head's share of the forward time (everything after the vision tower) for C in {100, 400, 1000, 4000}.
+- labels: the head's time, share of the forward and memory (everything after the vision tower, the stored label
+  set's bytes) for C in {100, 400, 1000, 4000};
+- profile: where SFAR's time goes beyond the vision tower: torch.profiler's self time per operator over SFAR's
+  forward and the bare tower, in alternating rounds, and the parts (temporal module, head) timed alone;
+- checkpoint: a saved ViT-B/16-size SFAR (400 classes, 4 sub-texts): file size, the label set's share of it, and
+  `from_pretrained` time, for the stored label set as it is saved now (what inference reads) against the legacy
+  layout (the text tower's words, padded to the context).
+The order of the cases rotates every round, and next to each median ratio the report gives the smallest, median
+and largest per-round ratio ("min / median / max"): on a busy machine one round can be off by several percent.
 Peak memory is the peak resident set of a fresh process running the case once more after a first run (steady
 state: caches filled, optimizer states allocated), minus that process's resident set before it.
 """
@@ -31,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from benchmarks.harness import interleaved, paired_ratio, write_report  # noqa: E402
+from benchmarks.harness import interleaved, paired_ratio, ratio_spread, write_report  # noqa: E402
 
 VIT_B16 = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
            "image_size": 224, "patch_size": 16}  # fmt: skip
@@ -40,8 +48,35 @@ TEXT_B = {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12
 PROMPT_WORDS, SUBTEXT_WORDS, NUM_SUBTEXTS = 16, 32, 4
 
 
-def sfar_model(variant: str = "sfar", num_labels: int = 400, num_frames: int = 8):
-    """A ViT-B/16-size SFAR classifier with random weights and a random label set of `num_labels` classes."""
+def random_label_set(num_labels: int, seed: int = 0):
+    """A random label set as `encode_label_set` returns it: the text tower's words, padded to the longest text, with
+    typical lengths (prompts of 8-16 words, sub-texts of 16-32)."""
+    from modeling_sfar.remote_code.modeling_sfar import SfarLabelSet
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def words(*shape):
+        lengths = torch.randint(shape[-1] // 2, shape[-1] + 1, shape[:-1], generator=gen)
+        lengths.view(-1)[0] = shape[-1]  # the longest text sets the padded width
+        return torch.randn(*shape, 512, generator=gen), torch.arange(shape[-1]) < lengths.unsqueeze(-1)
+
+    prompt, prompt_mask = words(num_labels, PROMPT_WORDS)
+    subtexts, subtext_mask = words(num_labels, NUM_SUBTEXTS, SUBTEXT_WORDS)
+    return SfarLabelSet(
+        text_embeds=torch.nn.functional.normalize(torch.randn(num_labels, 512, generator=gen), dim=-1),
+        prompt_word_embeds=prompt,
+        prompt_word_mask=prompt_mask,
+        subtext_word_embeds=subtexts,
+        subtext_word_mask=subtext_mask,
+    )
+
+
+def sfar_model(variant: str = "sfar", num_labels: int = 400, num_frames: int = 8, keep_words: bool = True):
+    """
+    A ViT-B/16-size SFAR classifier with random weights and a random label set of `num_labels` classes, stored as
+    `set_label_set` stores one. `keep_words=False` frees the text tower's words afterwards, so that the model holds
+    what a loaded one holds (the inference constants); the forward is the same either way.
+    """
     from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification
 
     settings = dict(SFAR_VARIANTS[variant])
@@ -59,14 +94,11 @@ def sfar_model(variant: str = "sfar", num_labels: int = 400, num_frames: int = 8
     )
     torch.manual_seed(0)
     model = SfarForVideoClassification(config)
-    sfar, gen = model.sfar, torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name in ("text_embeds", "prompt_word_embeds", "subtext_embeds", "subtext_word_embeds"):
-            getattr(sfar, name).normal_(generator=gen)
-        sfar.text_embeds.copy_(torch.nn.functional.normalize(sfar.text_embeds, dim=-1))
-        sfar.prompt_word_mask[:, :10] = True  # ten words per prompt, 24 per sub-text: typical lengths
-        sfar.subtext_word_mask[..., :24] = True
-        sfar.has_text_features.fill_(True)
+    model.sfar.store_label_set(random_label_set(num_labels))
+    if not keep_words:
+        cache = model.sfar.label_set_cache
+        for name in ("prompt_word_embeds", "prompt_word_mask", "subtext_word_embeds", "subtext_word_mask"):
+            setattr(cache, name, None)
     return model
 
 
@@ -183,6 +215,7 @@ def inference(args, rows: list) -> None:
                 "section": "inference, 8x224, 400 labels", "batch": batch_size, "model": name,
                 "median s": measured["median_s"], "videos/s": batch_size / measured["median_s"],
                 "time / vision tower": paired_ratio(times, name, "CLIP vision tower"),
+                "per round: min / median / max": ratio_spread(times, name, "CLIP vision tower"),
                 "peak MB": peak_memory_mb(case, batch_size) if args.memory else None,
             })  # fmt: skip
         print(json.dumps(rows[-3:], indent=1), flush=True)
@@ -256,32 +289,231 @@ def training(args, rows: list) -> None:
     print(json.dumps(rows[-2:], indent=1), flush=True)
 
 
+def _peak_tensor_mb(run) -> float:
+    """
+    Run `run()` once; the peak of the bytes held by the tensors it creates (MB), counted operator by operator.
+
+    Each new storage an operator returns is counted until the last tensor seen on it is freed. (The resident set
+    does not show this: the allocator hands the head memory that earlier calls freed.)
+    """
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class PeakBytes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.live, self.peak, self.owners = 0, 0, {}
+
+        def release(self, key: int, nbytes: int) -> None:
+            self.owners.pop(key, None)
+            self.live -= nbytes
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in tree_leaves(out):
+                if not isinstance(tensor, torch.Tensor):
+                    continue
+                key = tensor.untyped_storage().data_ptr()
+                known = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+                if key in self.owners or any(t.untyped_storage().data_ptr() == key for t in known):
+                    continue  # a view, or an in-place result: no new memory
+                nbytes = tensor.untyped_storage().nbytes()
+                self.owners[key] = weakref.finalize(tensor, self.release, key, nbytes)
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+            return out
+
+    tracker = PeakBytes()
+    with tracker:
+        result = run()
+    del result
+    return tracker.peak / 1e6
+
+
 def labels_scaling(args, rows: list) -> None:
     x = frames(1)
-    model = sfar_model(num_labels=100).eval()
+    small = sfar_model(num_labels=100, keep_words=False).eval()
     with torch.no_grad():
-        vision_s = interleaved({"vision": lambda: model.sfar.get_frame_features(x)}, repeats=args.repeats)
+        vision_s = interleaved({"vision": lambda m=small: m.sfar.get_frame_features(x)}, repeats=args.repeats)
         vision_s = vision_s["vision"]["median_s"]
-        features = model.sfar.get_frame_features(x)
+        features = small.sfar.get_frame_features(x)
+    del small
     for num_labels in (100, 400, 1000, 4000):
-        model = sfar_model(num_labels=num_labels).eval()
+        model = sfar_model(num_labels=num_labels, keep_words=False).eval()  # as loaded: the inference constants
         sfar = model.sfar
+        stored = sum(b.numel() * b.element_size() for b in sfar.label_set_cache.buffers())
 
         def head(sfar=sfar):
             return sfar.head(features)
 
         with torch.no_grad():
-            head()  # fills the label-set cache, as the first video of an evaluation does
+            head()  # steady state, as from the second video of an evaluation on
             measured = interleaved({"head": head}, repeats=max(5, args.repeats))["head"]["median_s"]
+            peak = _peak_tensor_mb(head) if args.memory else None
         rows.append({
             "section": "labels, batch 1, 8x224", "labels": num_labels, "head s": measured,
             "head share of forward": measured / (measured + vision_s),
             "head s per 1000 labels": measured / num_labels * 1000,
+            "stored label set MB": stored / 1e6,
+            "head working memory MB (peak of its tensors)": peak,
         })  # fmt: skip
+        del model, sfar
     print(json.dumps(rows[-4:], indent=1), flush=True)
 
 
-SECTIONS = {"inference": inference, "precision": precision, "training": training, "labels": labels_scaling}
+def profile(args, rows: list) -> None:
+    """Where SFAR's forward spends the time its vision tower does not: operators, then parts."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    model = sfar_model(keep_words=False).eval()
+    sfar = model.sfar
+    for batch_size in args.batch_sizes:
+        x = frames(batch_size)
+        cases = {"vision tower": lambda x=x: sfar.get_frame_features(x), "SFAR": lambda x=x: model(pixel_values=x)}
+        self_us: dict[str, dict[str, float]] = {name: {} for name in cases}
+        with torch.no_grad():
+            for name in cases:
+                cases[name]()  # warm-up: the label-set words cached, allocations made once
+            for round_ in range(args.repeats):  # alternating order, summed over rounds
+                for name in list(cases)[:: 1 if round_ % 2 == 0 else -1]:
+                    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                        cases[name]()
+                    for event in prof.key_averages():
+                        self_us[name][event.key] = self_us[name].get(event.key, 0.0) + event.self_cpu_time_total
+            tower_us = sum(self_us["vision tower"].values())
+            extra = {
+                op: self_us["SFAR"].get(op, 0.0) - self_us["vision tower"].get(op, 0.0)
+                for op in set(self_us["SFAR"]) | set(self_us["vision tower"])
+            }
+            for op in sorted(extra, key=lambda op: -abs(extra[op]))[:8]:
+                rows.append({
+                    "section": f"profile, batch {batch_size}: operator self time, SFAR minus vision tower",
+                    "operator": op, "SFAR - tower, % of tower": 100 * extra[op] / tower_us,
+                    "tower ms per forward": self_us["vision tower"].get(op, 0.0) / 1e3 / args.repeats,
+                    "SFAR ms per forward": self_us["SFAR"].get(op, 0.0) / 1e3 / args.repeats,
+                })  # fmt: skip
+            # the parts beyond the tower, timed alone on the tower's output (many short rounds: they take ms)
+            features = sfar.get_frame_features(x)
+            temporal = sfar._temporal(features, False, False)[0]
+            parts = {
+                "temporal module": lambda f=features: sfar._temporal(f, False, False),
+                "head": lambda t=temporal: sfar._head(t, None),
+            }
+            if torch.get_num_threads() > 1:
+                parts.update({f"{name}, 1 thread": _on_one_thread(run) for name, run in list(parts.items())})
+            parts = interleaved(parts, repeats=max(20, args.repeats))
+            tower = interleaved({"tower": cases["vision tower"]}, repeats=args.repeats)["tower"]["median_s"]
+        for name, measured in parts.items():
+            rows.append({
+                "section": f"profile, batch {batch_size}: the parts beyond the vision tower, timed alone",
+                "part": name, "median ms": measured["median_s"] * 1e3, "min ms": min(measured["times_s"]) * 1e3,
+                "% of the vision tower": 100 * measured["median_s"] / tower,
+            })  # fmt: skip
+    print(json.dumps(rows[-4:], indent=1), flush=True)
+
+
+def _on_one_thread(run):
+    """`run` on one intra-op thread: what it costs without waiting for a second thread at every small matrix
+    product (on a shared machine that thread may be descheduled)."""
+
+    def case():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            run()
+        finally:
+            torch.set_num_threads(threads)
+
+    return case
+
+
+def save_legacy(model, path: str) -> None:
+    """Save `model` as SFAR saved a label set before the inference constants were stored: the text tower's words,
+    padded to the text context, and the sub-texts' class embeddings (`config.stored_prompt_words` absent)."""
+    from safetensors.torch import save_file
+
+    from modeling_sfar.remote_code.modeling_sfar import LEGACY_LABEL_SET_BUFFERS
+
+    sfar = model.sfar
+    words = {name: getattr(sfar.label_set_cache, name) for name in ("prompt_word_embeds", "prompt_word_mask",
+             "subtext_word_embeds", "subtext_word_mask")}  # fmt: skip
+    config = model.config.to_dict()
+    config.pop("stored_prompt_words")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    weights = {k: v for k, v in model.state_dict().items() if ".label_set_cache." not in k}
+    legacy = {**words, "text_embeds": sfar.text_embeds, "has_text_features": sfar.has_text_features}
+    legacy["subtext_embeds"] = torch.zeros(*sfar.subtext_word_embeds.shape[:2], sfar.text_embeds.shape[-1])
+    assert set(legacy) == set(LEGACY_LABEL_SET_BUFFERS)
+    weights.update({f"sfar.label_set_cache.{k}": v.contiguous() for k, v in legacy.items()})
+    save_file(weights, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+
+
+def checkpoint(args, rows: list) -> None:
+    """Checkpoint size and load time of a ViT-B/16-size SFAR, 400 classes x 4 sub-texts, both layouts."""
+    import tempfile
+
+    from safetensors import safe_open
+
+    from modeling_sfar import SfarForVideoClassification
+
+    model = sfar_model().eval()
+    with tempfile.TemporaryDirectory() as root:
+        folders = {"stored now (inference constants)": os.path.join(root, "new"),
+                   "legacy (the words, padded)": os.path.join(root, "legacy")}  # fmt: skip
+        save_legacy(model, folders["legacy (the words, padded)"])
+        model.save_pretrained(folders["stored now (inference constants)"])
+        del model
+
+        def load(folder):
+            return SfarForVideoClassification.from_pretrained(folder).eval()
+
+        times = interleaved(
+            {name: (lambda f=folder: load(f)) for name, folder in folders.items()}, repeats=args.repeats
+        )
+        x = frames(1)
+        with torch.no_grad():
+            logits = {name: load(folder)(pixel_values=x).logits for name, folder in folders.items()}
+        for name, folder in folders.items():
+            path = os.path.join(folder, "model.safetensors")
+            with safe_open(path, "pt") as f:
+                slices = [f.get_slice(k) for k in f.keys() if ".label_set_cache." in k]
+                label_set = sum(_numel(t.get_shape()) * _itemsize(t.get_dtype()) for t in slices)
+            size = os.path.getsize(path)
+            rows.append({
+                "section": "checkpoint, ViT-B/16 size, 400 classes x 4 sub-texts, float32", "label set": name,
+                "checkpoint MB": size / 1e6, "label set MB": label_set / 1e6, "label set share": label_set / size,
+                "from_pretrained s": times[name]["median_s"],
+                "load time / legacy": paired_ratio(times, name, "legacy (the words, padded)"),
+                "per round: min / median / max": ratio_spread(times, name, "legacy (the words, padded)"),
+                "logits equal to legacy's": bool(torch.equal(logits[name], logits["legacy (the words, padded)"])),
+            })  # fmt: skip
+    print(json.dumps(rows[-2:], indent=1), flush=True)
+
+
+def _numel(shape: list[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+def _itemsize(dtype: str) -> int:
+    return {"F32": 4, "F16": 2, "BF16": 2, "BOOL": 1, "I64": 8}[dtype]
+
+
+SECTIONS = {
+    "inference": inference,
+    "profile": profile,
+    "checkpoint": checkpoint,
+    "labels": labels_scaling,
+    "precision": precision,
+    "training": training,
+}
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def randomize_text_features(model: SfarModel, seed: int = 0) -> None:
     keeps at least one word, at most 6)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name in ("text_embeds", "prompt_word_embeds", "subtext_embeds", "subtext_word_embeds"):
+        for name in ("text_embeds", "prompt_word_embeds", "subtext_word_embeds"):
             buffer = getattr(model, name)
             if buffer is not None:
                 buffer.copy_(torch.randn(buffer.shape, generator=gen))

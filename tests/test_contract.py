@@ -57,11 +57,16 @@ def test_label_set_given_to_the_forward_leaves_the_stored_one_alone(converted, t
     assert torch.equal(model.sfar.text_embeds, stored) and model.config.id2label[0] == LABELS[0]
 
 
-def test_stored_label_set_shapes_come_from_the_architecture_not_the_label_set(converted):
+def test_stored_label_set_shapes_come_from_the_architecture_and_the_config(converted):
     model, _ = converted
     positions = model.config.text_config.max_position_embeddings - 1  # the context without its start token
+    # the words kept in memory for training: padded to the text context
     assert model.sfar.prompt_word_embeds.shape == (4, positions, model.config.projection_dim)
     assert model.sfar.subtext_word_mask.shape == (4, 4, positions)
+    # the saved constants: as wide as the longest prompt, recorded in the config
+    width = int(model.sfar.prompt_word_mask.sum(-1).max())
+    assert model.config.stored_prompt_words == width
+    assert model.sfar.label_set_cache.augmented_prompt_words.shape == (4, width, model.config.projection_dim)
     assert "prompt_length" not in model.config.to_dict()
 
 
@@ -77,7 +82,7 @@ def test_checkpoint_without_the_label_set_fails_loudly(tmp_path):
     model = tiny_classifier().eval()
     model.save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")
-    del weights["sfar.label_set_cache.prompt_word_embeds"]  # one tensor missing is enough
+    del weights["sfar.label_set_cache.augmented_prompt_words"]  # one tensor missing is enough
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     loaded = SfarForVideoClassification.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="no label set"):

@@ -16,7 +16,7 @@ from transformers import AttentionInterface
 from transformers.models.clip.modeling_clip import CLIPAttention, CLIPEncoderLayer
 
 from modeling_sfar import SfarConfig, SfarForVideoClassification
-from modeling_sfar.remote_code.modeling_sfar import SfarAttention, SfarTemporalLayer, SfarTemporalModule
+from modeling_sfar.remote_code.modeling_sfar import SfarAttention, SfarLabelSet, SfarTemporalLayer, SfarTemporalModule
 from tests.conftest import randomize_text_features, tiny_classifier, tiny_config
 
 # Width 128: two heads of 64 (D/64), so that the attention functions split heads for real.
@@ -186,12 +186,16 @@ def test_the_default_is_transformers_choice_and_sfar_sdpa_is_chosen_by_name(tmp_
     with torch.no_grad():
         half.sfar.clear_word_cache()
         logits = half(pixel_values).logits
-    # the vision tower and the temporal layers take the blocked path; Eq. 4-6 (masked cross-attention) is SDPA's
-    assert set(attention_spy) == {
-        ("CLIPAttention", torch.bfloat16, "blocked"),
-        ("SfarAttention", torch.bfloat16, "sdpa"),
-    }
-    assert len(attention_spy) == 1 + 2 + 1  # one vision layer, two temporal layers, the cross-attention
+    # the vision tower and the temporal layers take the blocked path; a loaded model reads the stored result of
+    # Eq. 4-6, so the cross-attention does not run
+    assert set(attention_spy) == {("CLIPAttention", torch.bfloat16, "blocked")}
+    assert len(attention_spy) == 1 + 2  # one vision layer, two temporal layers
+    attention_spy.clear()
+    words = model.sfar.stored_label_set()  # the words, kept in memory by the model that stored them
+    words = SfarLabelSet(**{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in words.items()})
+    with torch.no_grad():
+        half.sfar.augmented_prompt_words(words)
+    assert attention_spy == [("SfarAttention", torch.bfloat16, "sdpa")]  # Eq. 4-6: a masked cross-attention
 
     plain = copy.deepcopy(half)
     plain.set_attn_implementation("sdpa")

@@ -288,7 +288,9 @@ def test_label_set_words_are_cached_outside_training_and_follow_every_change():
         after_step = model.label_set_words()[0]
     assert not torch.allclose(after_step, first[0])
     uncached = F.normalize(model.augmented_prompt_words(), dim=-1)
-    torch.testing.assert_close(after_step, uncached)
+    width = after_step.shape[1]  # cached up to the longest prompt, as stored; the positions after it are padding
+    assert not model.prompt_word_mask[:, width:].any() and model.prompt_word_mask[:, width - 1].any()
+    torch.testing.assert_close(after_step, uncached[:, :width])
 
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():

@@ -71,7 +71,8 @@ class SfarConfig(PreTrainedConfig):
     class prompt augmented with its sub-texts, and a fine one guided by the sub-texts alone.
 
     The configuration describes the architecture. The label set (`id2label` and `subtexts`) is metadata: its encoded
-    text features are an input of the model or the cache saved with its weights, whose sizes are not configured here.
+    text features are an input of the model or the cache saved with its weights, sized by the number of labels and
+    `stored_prompt_words`.
 
     Args:
         text_config (`dict` or `CLIPTextConfig`, *optional*):
@@ -116,6 +117,12 @@ class SfarConfig(PreTrainedConfig):
         token_merging_r (`int`, *optional*, defaults to 0):
             Tokens merged in every block of the vision tower (ToMe, as ALT's encoder; `token_merging.py`), a speed
             option; the frame embedding is still the projected class token. 0: CLIP's tower unchanged.
+        stored_prompt_words (`int`, *optional*):
+            Set by `set_label_set`, not by hand: the word positions W of the stored augmented prompt words (the
+            longest class prompt of the stored label set; 0 for a fusion without the coarse branch), which size the
+            stored label set's buffers. `None`: the stored label set is kept as the text tower's words padded to its
+            context, the layout of checkpoints saved before the inference constants were stored (they load, and
+            are converted); a model built from a configuration has that layout until a label set is stored.
     """
 
     model_type = "sfar"
@@ -151,6 +158,7 @@ class SfarConfig(PreTrainedConfig):
     subtexts: dict | None = None
     initializer_range: float | int = 0.02
     token_merging_r: int = 0
+    stored_prompt_words: int | None = None
 
     def __post_init__(self, **kwargs):
         # Configs saved before the label set became an input sized their label-set buffers with these; they are no
@@ -198,6 +206,9 @@ class SfarConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"SfarConfig.{name} must be an integer >= {minimum}, got {value!r}")
+        words = self.stored_prompt_words
+        if words is not None and (not isinstance(words, int) or isinstance(words, bool) or words < 0):
+            raise ValueError(f"SfarConfig.stored_prompt_words must be None or an integer >= 0, got {words!r}")
         if self.projection_dim % self.temporal_num_heads:
             raise ValueError(
                 f"SfarConfig.projection_dim ({self.projection_dim}) must split into {self.temporal_num_heads} "

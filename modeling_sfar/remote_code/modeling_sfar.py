@@ -82,8 +82,15 @@ class SfarLabelSet(ModelOutput):
     """
     A label set encoded by the frozen text tower: what the video side of SFAR reads of the class texts.
 
-    [`SfarModel.encode_label_set`] builds one from token ids; [`SfarModel.set_label_set`] stores one (with the
-    weights); the forward takes one as `text_features`. A branch the fusion lacks leaves its fields `None`.
+    [`SfarModel.encode_label_set`] builds one from token ids (the text tower's words); [`SfarModel.set_label_set`]
+    stores one; the forward takes one as `text_features`. A branch the fusion lacks leaves its fields `None`.
+
+    Two forms carry the same label set. The text tower's words (`prompt_word_embeds`, `subtext_word_embeds` and
+    their masks) are what training reads: the coarse branch's cross-attention (Eq. 4-6) is trained on them. The
+    inference constants (`augmented_prompt_words`, `augmented_prompt_mask`, `mean_subtext_words`) are what a
+    forward without gradients reads, computed from the words by the model's cross-attention; they are what a saved
+    model stores. A label set with the words is read through them; one with the constants only (the stored label
+    set of a loaded model) cannot train the cross-attention.
 
     Args:
         text_embeds (`torch.FloatTensor` of shape `(C, D)`):
@@ -93,12 +100,19 @@ class SfarLabelSet(ModelOutput):
         prompt_word_mask (`torch.BoolTensor` of shape `(C, W)`, *optional*):
             True at the words of each prompt.
         subtext_embeds (`torch.FloatTensor` of shape `(C, N, D)`, *optional*):
-            The class embeddings s_{c,n} of the sub-texts (for TPP scores, Eq. 1-3).
+            The class embeddings s_{c,n} of the sub-texts (for TPP scores, Eq. 1-3); never stored.
         subtext_word_embeds (`torch.FloatTensor` of shape `(C, N, S, D)`, *optional*):
             The word embeddings of the sub-texts S_{c,n}: keys of the coarse cross-attention (Eq. 5), and the words
             whose normalised mean the fine branch compares with frames (Eq. 9).
         subtext_word_mask (`torch.BoolTensor` of shape `(C, N, S)`, *optional*):
             True at the words of each sub-text.
+        augmented_prompt_words (`torch.FloatTensor` of shape `(C, W, D)`, *optional*):
+            The normalised augmented prompt words T^_c (Eq. 4-6), W the longest prompt: an inference constant of the
+            coarse branch.
+        augmented_prompt_mask (`torch.BoolTensor` of shape `(C, W)`, *optional*):
+            True at the words of each prompt, for `augmented_prompt_words`.
+        mean_subtext_words (`torch.FloatTensor` of shape `(C, N, D)`, *optional*):
+            The mean of the normalised words of every sub-text (Eq. 9): the inference constant of the fine branch.
     """
 
     text_embeds: torch.FloatTensor | None = None
@@ -107,6 +121,9 @@ class SfarLabelSet(ModelOutput):
     subtext_embeds: torch.FloatTensor | None = None
     subtext_word_embeds: torch.FloatTensor | None = None
     subtext_word_mask: torch.BoolTensor | None = None
+    augmented_prompt_words: torch.FloatTensor | None = None
+    augmented_prompt_mask: torch.BoolTensor | None = None
+    mean_subtext_words: torch.FloatTensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -409,6 +426,12 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     return total / mask.sum(dim).clamp(min=1).unsqueeze(-1)
 
 
+def _prompt_width(mask: torch.Tensor) -> int:
+    """The word positions up to the last word of the longest text: (C, P) mask -> W (at least 1)."""
+    used = mask.any(0).nonzero()
+    return int(used[-1]) + 1 if len(used) else 1
+
+
 def text_prompt_perplexity(class_embeds: torch.Tensor, subtext_embeds: torch.Tensor) -> torch.Tensor:
     """
     Text prompt perplexity TPP_c of each class's sub-text set (paper Eq. 1-3, alpha(x) = 1 - x^2, beta(x) = x).
@@ -534,12 +557,32 @@ class SfarPreTrainedModel(PreTrainedModel):
         if kwargs.pop("safe_serialization", True) is False:
             raise ValueError("SFAR saves safetensors weights only")
         self.config.auto_map = dict(AUTO_MAP)
+        sfar = self._sfar_model()
+        if sfar is not None:  # before the config is written: the layout is in it (`stored_prompt_words`)
+            sfar._convert_legacy_label_set()
+            sfar._sync_stored_constants()
         super().save_pretrained(save_directory, *args, **kwargs)
         here = os.path.dirname(os.path.abspath(__file__))
         for name in SHIPPED_FILES:
             source = os.path.join(here, name)
             if os.path.isfile(source):
                 shutil.copyfile(source, os.path.join(save_directory, name))
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """transformers' `from_pretrained`; a label set saved in the legacy layout (the text tower's words, before
+        `config.stored_prompt_words`) is then converted to the inference layout (see `SfarModel.store_label_set`)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        sfar = model._sfar_model() if isinstance(model, SfarPreTrainedModel) else None
+        if sfar is not None:
+            if sfar._convert_legacy_label_set():
+                logger.info("the stored label set was saved as words (legacy layout); converted to inference constants")
+            sfar.label_set_cache.align_buffers()
+        return loaded
+
+    def _sfar_model(self) -> "SfarModel | None":
+        return self if isinstance(self, SfarModel) else getattr(self, "sfar", None)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -568,8 +611,8 @@ class SfarPreTrainedModel(PreTrainedModel):
             # cache: the forward then refuses to classify without a label set, instead of reading zeros.
             missing = [
                 name
-                for name in LABEL_SET_BUFFERS
-                if getattr(module, name) is not None and not getattr(getattr(module, name), "_is_hf_initialized", False)
+                for name in module.saved_buffer_names()
+                if not getattr(getattr(module, name), "_is_hf_initialized", False)
             ]
             for name in missing:
                 init.zeros_(getattr(module, name))
@@ -577,8 +620,22 @@ class SfarPreTrainedModel(PreTrainedModel):
                 module.has_text_features.zero_()
 
 
-# The stored label set of `SfarModel`: buffers of its `label_set_cache` (see `SfarModel._register_label_set_buffers`).
+# The stored label set of `SfarModel`, buffers of its `label_set_cache` (see `SfarModel._register_label_set_buffers`).
+# What inference reads, saved with the weights: (C, D) class embeddings, (C, W, D) + (C, W) augmented prompt words
+# of Eq. 4-6 and their mask (coarse branch), (C, N, D) mean sub-text words of Eq. 9 (fine branch).
 LABEL_SET_BUFFERS = (
+    "text_embeds",
+    "augmented_prompt_words",
+    "augmented_prompt_mask",
+    "mean_subtext_words",
+    "has_text_features",
+)
+# The text tower's words of the stored label set, padded to `SfarModel.word_positions`: kept in memory (not saved)
+# after `set_label_set`, since training reads them (the cross-attention of Eq. 4-6 trains on them).
+LABEL_SET_WORD_BUFFERS = ("prompt_word_embeds", "prompt_word_mask", "subtext_word_embeds", "subtext_word_mask")
+# The layout saved before the inference constants were (`config.stored_prompt_words` None): the words, padded to the
+# text context, and the sub-texts' class embeddings. Such checkpoints load into it and are converted.
+LEGACY_LABEL_SET_BUFFERS = (
     "text_embeds",
     "prompt_word_embeds",
     "prompt_word_mask",
@@ -587,6 +644,7 @@ LABEL_SET_BUFFERS = (
     "subtext_word_mask",
     "has_text_features",
 )
+ALL_LABEL_SET_BUFFERS = tuple(dict.fromkeys(LABEL_SET_BUFFERS + LABEL_SET_WORD_BUFFERS + LEGACY_LABEL_SET_BUFFERS))
 
 
 class SfarLabelSetCache(nn.Module):
@@ -596,8 +654,29 @@ class SfarLabelSetCache(nn.Module):
 
     A module of its own, so that big-model loading places it like any module: `device_map` gives it a device, and an
     offloaded module's tensors are loaded when the module is called (accelerate's hooks), which reading another
-    module's buffers would bypass.
+    module's buffers would bypass. Every name of `ALL_LABEL_SET_BUFFERS` is a buffer here, `None` where the layout
+    has none.
     """
+
+    def saved_buffer_names(self) -> list[str]:
+        """The label-set buffers that are saved with the weights (the persistent ones that hold a tensor)."""
+        return [
+            name
+            for name in ALL_LABEL_SET_BUFFERS
+            if self._buffers.get(name) is not None and name not in self._non_persistent_buffers_set
+        ]
+
+    def align_buffers(self, alignment: int = 64) -> None:
+        """
+        Copy every CPU buffer that does not start at a multiple of `alignment` bytes (a tensor read in place from
+        a memory-mapped safetensors file starts wherever the file puts it) to memory of its own, which torch aligns.
+
+        CPU matrix kernels round differently on differently aligned inputs, so the constants read in place would
+        give logits that differ in the last bits from those of the same constants computed in memory.
+        """
+        for name, buffer in self._buffers.items():
+            if buffer is not None and buffer.device.type == "cpu" and buffer.data_ptr() % alignment:
+                self._buffers[name] = buffer.clone()
 
     def forward(self) -> SfarLabelSet:
         """
@@ -617,7 +696,12 @@ class SfarLabelSetCache(nn.Module):
                 "class prompts and sub-texts, or encoded `text_features`), or store one with "
                 "`set_label_set(labels, tokenizer, subtexts)` (or convert it from CLIP with labels)"
             )
-        return SfarLabelSet(**{name: getattr(self, name) for name in LABEL_SET_BUFFERS[:-1]})
+        fields = [name for name in ALL_LABEL_SET_BUFFERS if name != "has_text_features"]
+        return SfarLabelSet(**{name: getattr(self, name) for name in fields})
+
+
+def _sync_before_state_dict(module: nn.Module, prefix: str, keep_vars: bool) -> None:
+    module._sync_stored_constants()
 
 
 def _stored(name: str) -> property:
@@ -631,9 +715,11 @@ class SfarModel(SfarPreTrainedModel):
     The label set is a value: the forward takes it as the class prompts' and sub-texts' token ids (`input_ids`,
     `subtext_input_ids`, as X-CLIP takes its text) or as an encoded [`SfarLabelSet`] (`text_features`). Without one it
     uses the stored label set: the cache that [`~SfarModel.set_label_set`] fills by encoding a label set once with
-    the frozen text tower, saved with the weights, so a saved model classifies videos without a tokenizer and
-    training never re-encodes text. A model built from a configuration has no stored label set until one is set or
-    loaded.
+    the frozen text tower. What a saved model keeps of it is what inference reads (the class embeddings and the
+    constants of Eq. 4-6 and 9, see [`~SfarModel.store_label_set`]), so it classifies videos without a tokenizer
+    or a text-tower run; the text tower's words stay in memory after `set_label_set`, so that training on the
+    stored label set never re-encodes text. A model built from a configuration has no stored label set until one
+    is set or loaded.
     """
 
     def __init__(self, config: SfarConfig):
@@ -656,6 +742,9 @@ class SfarModel(SfarPreTrainedModel):
         self.label_set_cache = SfarLabelSetCache()
         self._register_label_set_buffers(config.num_labels)
         self._word_cache: tuple | None = None  # see `label_set_words`
+        self._stored_constants_key: tuple | None = None  # see `_sync_stored_constants`
+        # the saved inference constants follow the words kept in memory (a trained cross-attention saves its own)
+        self.register_state_dict_pre_hook(_sync_before_state_dict)
         self.text_model.requires_grad_(False)
         self.text_projection.requires_grad_(False)
         self.post_init()
@@ -672,34 +761,56 @@ class SfarModel(SfarPreTrainedModel):
         context = self.config.text_config.max_position_embeddings
         return context if self.config.word_tokens == "all" else context - 1
 
-    def _register_label_set_buffers(self, num_classes: int) -> None:
+    def _register_label_set_buffers(self, num_classes: int, words: bool = False) -> None:
         """
-        (Re)allocate the stored label set for `num_classes` classes, empty (`has_text_features` False).
+        (Re)allocate the stored label set for `num_classes` classes, empty (`has_text_features` False), in the layout
+        `config.stored_prompt_words` names.
 
-        Only what the fusion reads is kept: the prompt words for the coarse branch, the sub-text words (and the
-        sub-texts' class embeddings, for TPP) for either text-guided branch. The word tensors are padded to
-        `word_positions`.
+        Only what the fusion reads is kept. With `stored_prompt_words` set (W), the saved buffers are the inference
+        constants (`LABEL_SET_BUFFERS`): the class embeddings, the augmented prompt words (C, W, D) for the coarse
+        branch, the mean sub-text words (C, N, D) for the fine one; the text tower's words (`LABEL_SET_WORD_BUFFERS`)
+        are buffers that are not saved, allocated (padded to `word_positions`) when `words` is True, else `None`.
+        With it `None`, the legacy layout (`LEGACY_LABEL_SET_BUFFERS`): the words, saved.
         """
+        cache = self.label_set_cache
         width, num_subtexts, positions = self.config.projection_dim, self.config.num_subtexts, self.word_positions
-        device, dtype = self.logit_scale.device, self.logit_scale.dtype
-        coarse, subtexts = self.config.uses_coarse, self.config.uses_subtexts
-        buffers = {
-            "text_embeds": torch.zeros(num_classes, width),  # (C, D) normalised t_c
+        current = cache._buffers.get("text_embeds")  # where big-model loading placed the stored label set
+        device = current.device if current is not None else self.logit_scale.device
+        dtype = self.logit_scale.dtype
+        coarse, fine, subtexts = self.config.uses_coarse, self.config.uses_fine, self.config.uses_subtexts
+        prompt_words = self.config.stored_prompt_words
+        legacy = prompt_words is None
+        word_buffers = {
             "prompt_word_embeds": torch.zeros(num_classes, positions, width) if coarse else None,  # (C, P, D)
             "prompt_word_mask": torch.zeros(num_classes, positions, dtype=torch.bool) if coarse else None,  # (C, P)
-            "subtext_embeds": torch.zeros(num_classes, num_subtexts, width) if subtexts else None,  # (C, N, D)
             "subtext_word_embeds": (  # (C, N, P, D)
                 torch.zeros(num_classes, num_subtexts, positions, width) if subtexts else None
             ),
             "subtext_word_mask": (  # (C, N, P)
                 torch.zeros(num_classes, num_subtexts, positions, dtype=torch.bool) if subtexts else None
             ),
-            "has_text_features": torch.zeros((), dtype=torch.bool),
         }
-        for name, value in buffers.items():
+        buffers: dict[str, tuple[torch.Tensor | None, bool]] = {
+            "text_embeds": (torch.zeros(num_classes, width), True)  # (C, D) normalised t_c
+        }
+        if legacy:
+            buffers.update({name: (value, True) for name, value in word_buffers.items()})
+            buffers["subtext_embeds"] = (torch.zeros(num_classes, num_subtexts, width) if subtexts else None, True)
+        else:
+            if coarse:
+                buffers["augmented_prompt_words"] = (torch.zeros(num_classes, prompt_words, width), True)  # (C, W, D)
+                buffers["augmented_prompt_mask"] = (torch.zeros(num_classes, prompt_words, dtype=torch.bool), True)
+            if fine:
+                buffers["mean_subtext_words"] = (torch.zeros(num_classes, num_subtexts, width), True)  # (C, N, D)
+            buffers.update({name: (value if words else None, False) for name, value in word_buffers.items()})
+        buffers["has_text_features"] = (torch.zeros((), dtype=torch.bool), True)
+        for name in ALL_LABEL_SET_BUFFERS:
+            value, persistent = buffers.get(name, (None, False))
             if value is not None:
                 value = value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
-            self.label_set_cache.register_buffer(name, value, persistent=True)
+            cache._buffers.pop(name, None)
+            cache._non_persistent_buffers_set.discard(name)
+            cache.register_buffer(name, value, persistent=persistent)
         self._word_cache = None
 
     def tokenize_label_set(
@@ -860,8 +971,8 @@ class SfarModel(SfarPreTrainedModel):
     ) -> None:
         """
         Replace the stored label set: encode every class prompt and sub-text once with the frozen text tower and keep
-        the features (saved with the weights), the labels in `config.id2label` and the sub-texts in
-        `config.subtexts`.
+        the features (see `store_label_set` for what is saved), the labels in `config.id2label` and the sub-texts
+        in `config.subtexts`.
 
         Args:
             labels: class names, in class-index order; written to `config.id2label`.
@@ -882,9 +993,14 @@ class SfarModel(SfarPreTrainedModel):
         self, label_set: SfarLabelSet, labels: list[str] | None = None, subtexts: dict[str, list[str]] | None = None
     ) -> None:
         """
-        Keep an encoded label set as the stored one (the buffers saved with the weights), padded to `word_positions`.
+        Keep an encoded label set (with the text tower's words, as `encode_label_set` returns it) as the stored one.
         `labels` (default: `config.id2label` when it has C entries) become `config.id2label`; `subtexts` becomes
         `config.subtexts`.
+
+        What is saved with the weights is what inference reads: the class embeddings and the inference constants
+        (Eq. 4-6 and 9), computed here by the current cross-attention (and again at every save while the words are
+        kept, so that a trained cross-attention is saved with its own constants); `config.stored_prompt_words`
+        records their width. The words, padded to `word_positions`, stay in memory for training (not saved).
         """
         num_classes = label_set.num_classes
         if labels is None:
@@ -894,41 +1010,121 @@ class SfarModel(SfarPreTrainedModel):
         if len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels for a label set of {num_classes} classes")
         self._check_label_set_fields(label_set)
-        self._register_label_set_buffers(num_classes)
-        for name in LABEL_SET_BUFFERS[:-1]:
-            buffer, value = getattr(self, name), getattr(label_set, name)
-            if buffer is None or value is None:
+        if not self._has_words(label_set):
+            raise ValueError(
+                "store_label_set needs the text tower's words of the label set (as `encode_label_set` returns them): "
+                "the inference constants alone cannot be trained on"
+            )
+        positions = self.word_positions
+        words = {}
+        for name in LABEL_SET_WORD_BUFFERS:
+            value = getattr(label_set, name)
+            used = self.config.uses_coarse if name.startswith("prompt") else self.config.uses_subtexts
+            if value is None or not used:
                 continue
-            word_axis = {"prompt_word_embeds": -2, "subtext_word_embeds": -2, "prompt_word_mask": -1,
-                         "subtext_word_mask": -1}.get(name)  # fmt: skip
-            if word_axis is not None:  # pad the words to the stored word positions
-                length, positions = value.shape[word_axis], buffer.shape[word_axis]
-                if length > positions:
-                    raise ValueError(f"label_set.{name} has {length} word positions, the text tower only {positions}")
-                padding = [0, 0] * (-word_axis - 1) + [0, positions - length]
-                value = F.pad(value, padding)
-            buffer.copy_(value)
+            word_axis = -2 if value.is_floating_point() else -1
+            length = value.shape[word_axis]
+            if length > positions:
+                raise ValueError(f"label_set.{name} has {length} word positions, the text tower only {positions}")
+            # padded to the text context, as the stored words always were: the constants come from the same tensors
+            words[name] = F.pad(value, [0, 0] * (-word_axis - 1) + [0, positions - length])
+        self._store_words(label_set.text_embeds, words)
         self.config.id2label = dict(enumerate(labels))
         self.config.label2id = {label: i for i, label in enumerate(labels)}
         self.config.subtexts = subtexts
-        self.has_text_features.fill_(True)
+
+    def _store_words(self, text_embeds: torch.Tensor, words: dict[str, torch.Tensor]) -> None:
+        """Store the class embeddings (C, D) and the words padded to `word_positions` (names of
+        `LABEL_SET_WORD_BUFFERS`) in the inference layout, with the constants computed from them."""
+        mask = words.get("prompt_word_mask")
+        self.config.stored_prompt_words = _prompt_width(mask) if mask is not None else 0
+        self._register_label_set_buffers(len(text_embeds), words=True)
+        cache = self.label_set_cache
+        cache.text_embeds.copy_(text_embeds)
+        for name, value in words.items():
+            getattr(cache, name).copy_(value)
+        cache.has_text_features.fill_(True)
+        self._sync_stored_constants()
+
+    @torch.no_grad()
+    def _sync_stored_constants(self) -> None:
+        """
+        Recompute the saved inference constants from the words kept in memory, when either or the cross-attention
+        changed since they were last computed (an optimizer step, `load_state_dict`, a dtype move). Called when the
+        label set is stored and before every `state_dict` (so before every save); nothing to do without the words
+        (a loaded model) or in the legacy layout.
+        """
+        cache = self.label_set_cache
+        if self.config.stored_prompt_words is None or cache.text_embeds.is_meta:
+            return
+        label_set = SfarLabelSet(**{name: getattr(cache, name) for name in LABEL_SET_WORD_BUFFERS})
+        if not self.config.uses_subtexts or not self._has_words(label_set) or not bool(cache.has_text_features):
+            return
+        key = self._words_key(label_set)
+        if getattr(self, "_stored_constants_key", None) == key:
+            return
+        prompt_words, mean_words = self._word_constants(label_set)
+        if prompt_words is not None:
+            width = _prompt_width(label_set.prompt_word_mask)
+            self.config.stored_prompt_words = width  # changes only when the words' mask was edited in place
+            values = {"augmented_prompt_words": prompt_words, "augmented_prompt_mask": label_set.prompt_word_mask}
+            for name, value in values.items():
+                value, buffer = value[:, :width], getattr(cache, name)
+                if buffer.shape == value.shape:
+                    buffer.copy_(value)
+                else:
+                    cache.register_buffer(name, value.clone())
+        if mean_words is not None:
+            cache.mean_subtext_words.copy_(mean_words)
+        self._stored_constants_key = self._words_key(label_set)
+
+    @torch.no_grad()
+    def _convert_legacy_label_set(self) -> bool:
+        """
+        A label set loaded in the legacy layout (`config.stored_prompt_words` None: the words saved, padded to the
+        text context) moves to the inference layout: the constants are computed from the loaded words, which stay in
+        memory, unsaved. Returns whether it converted; a layout that is current, empty, or not loaded (offloaded,
+        on the meta device: then it is read as it is, computing the constants from the words) is left alone.
+        """
+        cache = self.label_set_cache
+        if self.config.stored_prompt_words is not None or cache.text_embeds.is_meta:
+            return False
+        if not bool(cache.has_text_features):
+            return False
+        words = {name: getattr(cache, name) for name in LABEL_SET_WORD_BUFFERS if getattr(cache, name) is not None}
+        self._store_words(cache.text_embeds, words)
+        return True
 
     def _check_label_set_fields(self, label_set: SfarLabelSet) -> None:
-        """A label set must carry what the configured fusion reads."""
-        needed = ["text_embeds"]
-        if self.config.uses_coarse:
-            needed += ["prompt_word_embeds", "prompt_word_mask"]
-        if self.config.uses_subtexts:
-            needed += ["subtext_word_embeds", "subtext_word_mask"]
-        absent = [name for name in needed if getattr(label_set, name, None) is None]
-        if absent:
-            raise ValueError(f"the label set lacks {absent}, which fusion {self.config.fusion!r} reads")
+        """A label set must carry what the configured fusion reads: the words, or the inference constants."""
 
-    # Read access to the stored label set's buffers, as `model.text_embeds` etc.
+        def lacking(*names: str) -> list[str]:
+            return [name for name in names if getattr(label_set, name, None) is None]
+
+        absent = lacking("text_embeds")
+        if self.config.uses_coarse:
+            words = lacking("prompt_word_embeds", "prompt_word_mask", "subtext_word_embeds", "subtext_word_mask")
+            constants = lacking("augmented_prompt_words", "augmented_prompt_mask")
+            absent += words if words and constants else []
+        if self.config.uses_fine:
+            words, constants = lacking("subtext_word_embeds", "subtext_word_mask"), lacking("mean_subtext_words")
+            absent += words if words and constants else []
+        if absent:
+            raise ValueError(f"the label set lacks {sorted(set(absent))}, which fusion {self.config.fusion!r} reads")
+
+    def _has_words(self, label_set: SfarLabelSet) -> bool:
+        """Whether `label_set` carries the text tower's words that the fusion reads (not the constants only)."""
+        if self.config.uses_coarse and (label_set.prompt_word_embeds is None or label_set.prompt_word_mask is None):
+            return False
+        return not self.config.uses_subtexts or (
+            label_set.subtext_word_embeds is not None and label_set.subtext_word_mask is not None
+        )
+
+    # Read access to the stored label set's buffers, as `model.text_embeds` etc. (None where the layout has none)
+    # (the inference constants as `model.label_set_cache.augmented_prompt_words` etc.)
     text_embeds = _stored("text_embeds")
     prompt_word_embeds = _stored("prompt_word_embeds")
     prompt_word_mask = _stored("prompt_word_mask")
-    subtext_embeds = _stored("subtext_embeds")
     subtext_word_embeds = _stored("subtext_word_embeds")
     subtext_word_mask = _stored("subtext_word_mask")
     has_text_features = _stored("has_text_features")
@@ -1032,8 +1228,14 @@ class SfarModel(SfarPreTrainedModel):
         )
 
     def augmented_prompt_words(self, label_set: SfarLabelSet | None = None) -> torch.Tensor:
-        """T^_c = Attention(T_c W_q, [S_c] W_k, [S_c] W_v) + T_c (Eq. 4-6): (C, W, D), for all classes at once."""
+        """T^_c = Attention(T_c W_q, [S_c] W_k, [S_c] W_v) + T_c (Eq. 4-6): (C, W, D), for all classes at once, from
+        the text tower's words of the label set (default: the stored one's, kept after `set_label_set`)."""
         label_set = self.stored_label_set() if label_set is None else label_set
+        if label_set.prompt_word_embeds is None or label_set.subtext_word_embeds is None:
+            raise ValueError(
+                "Eq. 4-6 need the text tower's words of the label set, which a loaded model does not store (it "
+                "stores the result): call `set_label_set` to encode them, or pass the label set to the forward"
+            )
         prompt = label_set.prompt_word_embeds  # (C, W, D)
         subtext_words = label_set.subtext_word_embeds.flatten(1, 2)  # (C, N*S, D): the concatenation of Eq. 5
         subtext_mask = label_set.subtext_word_mask.flatten(1, 2)  # (C, N*S)
@@ -1044,23 +1246,52 @@ class SfarModel(SfarPreTrainedModel):
         The word-side constants of the frame weights: the normalised augmented prompt words T^_c (Eq. 4-6), (C, W, D),
         and the normalised mean word of every sub-text (Eq. 9), (C, N, D); None for a branch the variant lacks.
 
-        They depend on the label set and the trained cross-attention only, not on the video. For the stored label set
-        outside training (no gradient) they are computed once and reused until a parameter or buffer they depend on
-        changes (an optimizer step, `load_state_dict`, `set_label_set`, a dtype or device move); with gradients, or
-        for a label set given to the forward, they are always computed. (A change written through `.data`, which
-        bypasses version counting, is not seen: call `clear_word_cache`.)
+        They depend on the label set and the trained cross-attention only, not on the video. A label set without the
+        text tower's words (the stored one of a loaded model) carries them, computed when it was stored; W is then
+        its longest prompt. From the words, for the stored label set outside training (no gradient), they are
+        computed once and reused until a parameter or buffer they depend on changes (an optimizer step,
+        `load_state_dict`, `set_label_set`, a dtype or device move); with gradients, or for a label set given to the
+        forward, they are always computed. (A change written through `.data`, which bypasses version counting, is
+        not seen: call `clear_word_cache`.)
         """
+        prompt_words, _, mean_words = self._label_set_words(label_set)
+        return prompt_words, mean_words
+
+    def _label_set_words(
+        self, label_set: SfarLabelSet | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """`label_set_words` with the mask of the prompt words: (C, W, D) words, (C, W) mask, (C, N, D) words."""
         stored = label_set is None
         label_set = self.stored_label_set() if stored else label_set
+        if not self._has_words(label_set):  # the inference constants only
+            if self.config.uses_coarse and self.training and torch.is_grad_enabled():
+                raise ValueError(
+                    "the label set holds the inference constants of Eq. 4-6 only (the stored label set of a loaded "
+                    "model), through which the coarse cross-attention cannot train: store the label set with "
+                    "`set_label_set(labels, tokenizer, subtexts)`, or pass it to the forward (`input_ids` and "
+                    "`subtext_input_ids`, or `text_features` from `encode_label_set`)"
+                )
+            return label_set.augmented_prompt_words, label_set.augmented_prompt_mask, label_set.mean_subtext_words
         cacheable = stored and not torch.is_grad_enabled()
         key = None
         if cacheable:
-            tensors = [getattr(self, name) for name in LABEL_SET_BUFFERS[:-1] if getattr(self, name) is not None]
-            if self.subtext_attention is not None:
-                tensors += list(self.subtext_attention.parameters())
-            key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+            key = self._words_key(label_set)
             if self._word_cache is not None and self._word_cache[0] == key:
                 return self._word_cache[1]
+        prompt_words, mean_words = self._word_constants(label_set)
+        prompt_mask = label_set.prompt_word_mask if prompt_words is not None else None
+        if prompt_words is not None and cacheable and not torch.compiler.is_compiling():
+            # up to the longest prompt only, as stored: the frame weights read fewer words, to the same bits (the
+            # rest is masked); contiguous, as the stored constants are
+            width = _prompt_width(prompt_mask)
+            prompt_words, prompt_mask = prompt_words[:, :width].contiguous(), prompt_mask[:, :width].contiguous()
+        words = (prompt_words, prompt_mask, mean_words)
+        if cacheable:
+            self._word_cache = (key, words)
+        return words
+
+    def _word_constants(self, label_set: SfarLabelSet) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The constants of `label_set_words`, computed (never cached) from the text tower's words of `label_set`."""
         prompt_words = F.normalize(self.augmented_prompt_words(label_set), dim=-1) if self.config.uses_coarse else None
         mean_words = None
         if self.config.uses_fine:
@@ -1068,20 +1299,26 @@ class SfarModel(SfarPreTrainedModel):
             # the mean of the normalised word embeddings.
             words = F.normalize(label_set.subtext_word_embeds, dim=-1)  # (C, N, S, D)
             mean_words = _masked_mean(words, label_set.subtext_word_mask, dim=2)  # (C, N, D)
-        if cacheable:
-            self._word_cache = (key, (prompt_words, mean_words))
         return prompt_words, mean_words
+
+    def _words_key(self, label_set: SfarLabelSet) -> tuple:
+        """What the constants computed from the words of `label_set` depend on: its words and the cross-attention,
+        each by identity, storage, version counter, dtype and device."""
+        tensors = [getattr(label_set, name) for name in LABEL_SET_WORD_BUFFERS if getattr(label_set, name) is not None]
+        if self.subtext_attention is not None:
+            tensors += list(self.subtext_attention.parameters())
+        return tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
 
     def clear_word_cache(self) -> None:
         """Forget the cached label-set words (see `label_set_words`)."""
         self._word_cache = None
+        self._stored_constants_key = None
 
     def coarse_frame_weights(self, frames: torch.Tensor, label_set: SfarLabelSet | None = None) -> torch.Tensor:
         """a^coarse (Eq. 7): per word of T^_c a softmax over frames of sim / tau, averaged over words. (B, C, T)."""
-        words = self.label_set_words(label_set)[0]  # (C, W, D), normalised
+        words, prompt_mask, _ = self._label_set_words(label_set)  # (C, W, D) normalised, (C, W)
         sim = torch.einsum("cwd,btd->bcwt", words, F.normalize(frames, dim=-1))  # (B, C, W, T)
         per_word = (sim / self.config.frame_temperature).softmax(dim=-1)  # softmax over frames
-        prompt_mask = (self.stored_label_set() if label_set is None else label_set).prompt_word_mask
         mask = prompt_mask.to(per_word.dtype)  # (C, W)
         return torch.einsum("bcwt,cw->bct", per_word, mask) / mask.sum(-1).clamp(min=1)[None, :, None]
 
