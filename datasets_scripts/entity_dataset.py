@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from modeling_sfar.subtext_dataset import load_config_from
+
 __all__ = [
     "ENTITY_CONFIGS",
     "save_entity_dataset",
@@ -115,26 +117,9 @@ def save_entity_dataset(
 
 
 def load_entity_config(source: str | os.PathLike, config: str = "entities", revision: str | None = None):
-    """
-    One configuration of an entity corpus as a `Dataset`, from a local folder or a Hub id.
-
-    A local folder is read straight from its parquet files, as sub-text sets are (`load_dataset` caches local folders
-    under their base name and configuration, so two folders of the same name could return each other's rows).
-    """
-    from datasets import Dataset, load_dataset
-
-    if config not in ENTITY_CONFIGS:
-        raise ValueError(f"unknown configuration {config!r}; an entity corpus has {list(ENTITY_CONFIGS)}")
-    path = Path(source)
-    if path.is_dir():
-        files = sorted((path / config).glob("*.parquet"))
-        if not files:
-            raise ValueError(f"{path}: no {config}/*.parquet files; is this an entity corpus?")
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        return Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
-    return load_dataset(os.fspath(source), config, split="train", revision=revision)
+    """One configuration of an entity corpus as a `Dataset`, from a local folder or a Hub id (read as sub-text sets
+    are: `modeling_sfar.subtext_dataset.load_config_from`)."""
+    return load_config_from(source, config, ENTITY_CONFIGS, "an entity corpus", revision)
 
 
 def entity_texts(source: Any, kinds: list[str] | None = None, revision: str | None = None) -> list[str]:

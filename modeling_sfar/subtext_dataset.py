@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "save_subtext_dataset",
     "load_subtexts",
     "load_subtext_config",
+    "load_config_from",
     "push_subtext_dataset",
     "subtexts_for_labels",
     "stage_dataset_repo",
@@ -82,27 +84,35 @@ def config_metadata() -> list[dict[str, Any]]:
     ]
 
 
-def load_subtext_config(source: str | os.PathLike, config: str = "subtexts", revision: str | None = None):
+def load_config_from(
+    source: str | os.PathLike, config: str, configs: Iterable[str], kind: str, revision: str | None = None
+):
     """
-    One configuration of a sub-text dataset as a `Dataset`, from a local folder or a Hub id.
+    One configuration `config` (one of `configs`) of a dataset of ours (`kind`: "a sub-text dataset", "an entity
+    corpus", for the messages) as a `Dataset`, from a local folder or a Hub id.
 
     A local folder is read straight from its parquet files: `load_dataset` caches local folders under their base
     name and configuration (datasets 5.2), so two folders both called `subtexts` could return each other's rows.
     """
     from datasets import Dataset, load_dataset
 
-    if config not in SUBTEXT_CONFIGS:
-        raise ValueError(f"unknown configuration {config!r}; a sub-text dataset has {list(SUBTEXT_CONFIGS)}")
+    if config not in configs:
+        raise ValueError(f"unknown configuration {config!r}; {kind} has {list(configs)}")
     path = Path(source)
     if path.is_dir():
         files = sorted((path / config).glob("*.parquet"))
         if not files:
-            raise ValueError(f"{path}: no {config}/*.parquet files; is this a sub-text dataset?")
+            raise ValueError(f"{path}: no {config}/*.parquet files; is this {kind}?")
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         return Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
     return load_dataset(os.fspath(source), config, split="train", revision=revision)
+
+
+def load_subtext_config(source: str | os.PathLike, config: str = "subtexts", revision: str | None = None):
+    """One configuration of a sub-text dataset as a `Dataset`, from a local folder or a Hub id."""
+    return load_config_from(source, config, SUBTEXT_CONFIGS, "a sub-text dataset", revision)
 
 
 def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dict[str, list[str]]:

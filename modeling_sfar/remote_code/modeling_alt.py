@@ -14,7 +14,6 @@ This file is shipped to the Hub as remote code: it imports only torch, transform
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 
 from .configuration_alt import AltConfig
+from .processing_sfar import class_name_to_text
 from .token_merging import token_merging_vision_forward
 
 logger = logging.get_logger(__name__)
@@ -326,14 +326,6 @@ class AltVideoDecoder(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _readable_class_name(name: str) -> str:
-    """`ApplyEyeMakeup` -> `Apply Eye Makeup`, `brush_hair` -> `brush hair` (SFAR's `class_name_to_text`; kept here
-    so that ALT's shipped files do not include SFAR's model file)."""
-    text = name.replace("_", " ")
-    text = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
 class AltLabelSetCache(nn.Module):
     """
     The stored label set of an [`AltModel`]: buffers saved with the weights (`text_embeds` (C, d), `entity_embeds`
@@ -467,7 +459,7 @@ class AltModel(AltPreTrainedModel):
             return tokens["input_ids"], tokens["attention_mask"]
 
         templates = self.config.prompt_templates
-        ids, mask = tokenize([t.format(_readable_class_name(label)) for label in labels for t in templates])
+        ids, mask = tokenize([t.format(class_name_to_text(label)) for label in labels for t in templates])
         shape = (len(labels), len(templates), -1)
         inputs = {"input_ids": ids.view(shape), "attention_mask": mask.view(shape)}
         if entities is not None:

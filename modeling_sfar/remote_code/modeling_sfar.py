@@ -12,7 +12,6 @@ This file is shipped to the Hub as remote code: it imports only torch, transform
 """
 
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 
 from .configuration_sfar import SfarConfig
+from .processing_sfar import class_name_to_text
 from .token_merging import token_merging_vision_forward
 
 logger = logging.get_logger(__name__)
@@ -410,13 +410,6 @@ class SfarResidualMLP(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 # Text side helpers (pure functions)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def class_name_to_text(name: str) -> str:
-    """Normalise a dataset class name for text: `ApplyEyeMakeup` -> `Apply Eye Makeup`, `brush_hair` -> `brush hair`."""
-    text = name.replace("_", " ")
-    text = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:

@@ -8,10 +8,22 @@ This file is shipped to the Hub as remote code.
 
 from __future__ import annotations
 
+import re
+
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-__all__ = ["SfarProcessor"]
+__all__ = ["SfarProcessor", "class_name_to_text"]
+
+
+def class_name_to_text(name: str) -> str:
+    """Normalise a dataset class name for text: `ApplyEyeMakeup` -> `Apply Eye Makeup`, `brush_hair` -> `brush hair`.
+
+    Here, in the processor's file, because every model's repo ships this file (SFAR's and ALT's label sets both
+    read class names through it)."""
+    text = name.replace("_", " ")
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
 
 
 class SfarProcessor(ProcessorMixin):
