@@ -1,22 +1,20 @@
-"""The ALT entity corpus as a Hugging Face dataset: three configurations written as parquet with a README whose
-metadata declares them, so `load_dataset(path_or_repo_id, "entities")` reads them locally and from the Hub alike.
+"""The entity corpus's dataset format, re-exported from the library (`modeling_sfar.entity_dataset`), where it moved
+so that the training run can read a corpus without importing a dataset builder (docs/layout.md)."""
 
-- `entities` (the default): one row per entity, the corpus ALT encodes;
-- `descriptions`: every candidate description of every unit, with its sense-selection scores;
-- `units`: every accepted answer to a unit question (a label and a kind), with the units parsed from it.
-
-`entity_texts` turns the corpus into the texts an ALT model encodes, one per entity.
-"""
-
-from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
-from typing import Any
+from modeling_sfar.entity_dataset import (  # noqa: F401
+    ENTITY_CONFIGS,
+    config_metadata,
+    entity_text,
+    entity_texts,
+    load_entity_config,
+    push_entity_dataset,
+    save_entity_dataset,
+    stage_entity_dataset,
+)
 
 __all__ = [
     "ENTITY_CONFIGS",
+    "config_metadata",
     "save_entity_dataset",
     "load_entity_config",
     "entity_texts",
@@ -24,180 +22,3 @@ __all__ = [
     "stage_entity_dataset",
     "push_entity_dataset",
 ]
-
-ENTITY_CONFIGS = ("entities", "descriptions", "units")
-
-
-def entity_text(unit: str, description: str) -> str:
-    """The text ALT encodes for one entity, `{unit, description}` of the paper as one string: "unit: description"."""
-    return f"{unit}: {description}"
-
-
-def _features():
-    from datasets import Features, Sequence, Value
-
-    scores = {"lesk": Value("int64"), "similarity": Value("float64")}
-    return {
-        "entities": Features(
-            {
-                "unit": Value("string"),
-                "description": Value("string"),
-                "text": Value("string"),
-                "kinds": Sequence(Value("string")),
-                "labels": Sequence(Value("string")),
-                "default": Value("bool"),
-                "generator": Value("string"),
-                "prompt": Value("string"),
-                **scores,
-            }
-        ),
-        "descriptions": Features(
-            {
-                "unit": Value("string"),
-                "description": Value("string"),
-                "generator": Value("string"),
-                "prompt": Value("string"),
-                **scores,
-                "selected": Value("bool"),
-                "answer": Value("string"),
-            }
-        ),
-        "units": Features(
-            {
-                "label": Value("string"),
-                "class_name": Value("string"),
-                "kind": Value("string"),
-                "units": Sequence(Value("string")),
-                "generator": Value("string"),
-                "answer": Value("string"),
-            }
-        ),
-    }
-
-
-def config_metadata() -> list[dict[str, Any]]:
-    """The `configs` entry of the card metadata that maps each configuration to its parquet files."""
-    return [
-        {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}], "default": i == 0}
-        for i, name in enumerate(ENTITY_CONFIGS)
-    ]
-
-
-def save_entity_dataset(
-    folder: str | os.PathLike,
-    entities: list[dict[str, Any]],
-    descriptions: list[dict[str, Any]],
-    units: list[dict[str, Any]],
-    card: Any = None,
-) -> Path:
-    """
-    Write `folder/{entities,descriptions,units}/*.parquet` and `folder/README.md`, replacing an earlier version's.
-
-    Args:
-        entities, descriptions, units: the rows of each configuration, with the columns of `_features()`.
-        card: a `huggingface_hub.DatasetCard` to write as README.md; by default a minimal card that declares the
-            configurations.
-    """
-    from datasets import Dataset
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    folder = Path(folder)
-    features = _features()
-    for name, rows in (("entities", entities), ("descriptions", descriptions), ("units", units)):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        columns = {key: [row[key] for row in rows] for key in features[name]}
-        Dataset.from_dict(columns, features=features[name]).to_parquet(folder / name / "train-00000-of-00001.parquet")
-    if card is None:
-        data = DatasetCardData(configs=config_metadata(), tags=["alt", "entity-corpus"])
-        card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# Entity corpus\n\n{len(entities)} entities.\n")
-    card.save(folder / "README.md")
-    return folder
-
-
-def load_entity_config(source: str | os.PathLike, config: str = "entities", revision: str | None = None):
-    """
-    One configuration of an entity corpus as a `Dataset`, from a local folder or a Hub id.
-
-    A local folder is read straight from its parquet files, as sub-text sets are (`load_dataset` caches local folders
-    under their base name and configuration, so two folders of the same name could return each other's rows).
-    """
-    from datasets import Dataset, load_dataset
-
-    if config not in ENTITY_CONFIGS:
-        raise ValueError(f"unknown configuration {config!r}; an entity corpus has {list(ENTITY_CONFIGS)}")
-    path = Path(source)
-    if path.is_dir():
-        files = sorted((path / config).glob("*.parquet"))
-        if not files:
-            raise ValueError(f"{path}: no {config}/*.parquet files; is this an entity corpus?")
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        return Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
-    return load_dataset(os.fspath(source), config, split="train", revision=revision)
-
-
-def entity_texts(source: Any, kinds: list[str] | None = None, revision: str | None = None) -> list[str]:
-    """
-    The texts an ALT model encodes, one per entity, in the corpus's order (sorted by unit): "unit: description".
-
-    Args:
-        source: an entity corpus (local folder or Hub id) or its `entities` configuration as a `Dataset`.
-        kinds: keep only entities of these kinds ("object", "body part", "scene", "role", "motion", "label"), as
-            ALT's Table C3 ablates the corpus by kind; None keeps all.
-
-    Raises:
-        ValueError: a corpus without entities (of these kinds), or a unit listed twice.
-    """
-    rows = source if hasattr(source, "column_names") else load_entity_config(source, "entities", revision)
-    missing = {"unit", "text", "kinds"} - set(rows.column_names)
-    if missing:
-        raise ValueError(f"{source}: not the entities of an entity corpus (no column {sorted(missing)[0]!r})")
-    texts, seen = [], set()
-    for unit, text, row_kinds in zip(rows["unit"], rows["text"], rows["kinds"], strict=True):
-        if unit in seen:
-            raise ValueError(f"{source}: unit {unit!r} appears twice in the corpus")
-        seen.add(unit)
-        if kinds is None or set(kinds) & set(row_kinds):
-            texts.append(text)
-    if not texts:
-        raise ValueError(f"{source}: no entities" + (f" of the kinds {kinds}" if kinds else ""))
-    return texts
-
-
-def stage_entity_dataset(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
-    """
-    Write an entity corpus (parquet configurations, card, answer log) to `staging`, a separate folder emptied only of
-    what an earlier staging wrote (`modeling_sfar.hub.prepare_staging`; with `dry_run` nothing is deleted). Returns
-    the staged files, sorted.
-    """
-    from modeling_sfar.hub import prepare_staging, record_staging
-
-    folder = Path(folder)
-    if not (folder / "README.md").is_file() or not list(folder.glob("entities/*.parquet")):
-        raise FileNotFoundError(f"{folder}: not an entity corpus (README.md and entities/*.parquet expected)")
-    staging = prepare_staging(folder, staging, dry_run=dry_run)
-    keep = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-    keep = [f for f in keep if not f.startswith(".cache/") and not f.endswith(".lock")]  # datasets' own files
-    record_staging(staging, keep)
-    for relative in keep:
-        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / relative, staging / relative)
-    return record_staging(staging)
-
-
-def push_entity_dataset(
-    folder: str | os.PathLike,
-    repo_id: str,
-    private: bool = False,
-    api: Any = None,
-    staging: str | os.PathLike | None = None,
-) -> list[str]:
-    """Stage an entity corpus (`stage_entity_dataset`, default staging folder `<folder>-hub`) and push it as a dataset
-    repo in one commit; returns the repo's files."""
-    from modeling_sfar.hub import upload_staged
-
-    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_entity_dataset(folder, staging)
-    upload_staged(staging, repo_id, "dataset", api, private, "Upload ALT entity corpus")
-    return files
