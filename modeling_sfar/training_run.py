@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from .cards import model_card, push_model
+from .cards import is_hub_id, model_card, push_model
 from .convert_clip_to_alt import convert_clip_to_alt
 from .convert_clip_to_sfar import CLIP_VIT_B16, convert_clip_to_sfar
 from .entity_dataset import entity_texts
@@ -83,7 +83,8 @@ ALT_RECIPE = {
 class ModelArguments:
     base: str = field(default=CLIP_VIT_B16, metadata={"help": "CLIP checkpoint to start from (Hub id or folder)."})
     model: str | None = field(
-        default=None, metadata={"help": "An SFAR checkpoint to start from instead of CLIP (its label set is replaced)."}
+        default=None,
+        metadata={"help": "A checkpoint of --model_type to start from instead of CLIP (its label set is replaced)."},
     )
     variant: str = field(
         default="sfar", metadata={"help": "clip, temporal, fine, coarse, sfar (coarse+fine) or actionclip."}
@@ -199,6 +200,12 @@ def check_model_arguments(model_args: ModelArguments, data_args: DataArguments) 
     given = [flag for flag, set_ in sfar_only.items() if set_]
     if given:
         raise ValueError(f"{', '.join(given)}: SFAR's, not ALT's (ALT reads an entity corpus, --entities)")
+    if model_args.model is not None:
+        shaping = [
+            f"--{name}" for name in ("token_merging_r", "num_decoder_layers") if getattr(model_args, name) is not None
+        ]
+        if shaping:
+            raise ValueError(f"{', '.join(shaping)} shape a new model; --model {model_args.model} brings its own")
     if model_args.entities is not None and model_args.no_entity_corpus:
         raise ValueError("--entities and --no_entity_corpus exclude each other: ALT with or without a corpus")
     if model_args.entity_kinds and model_args.entities is None:
@@ -437,8 +444,9 @@ def run_training(
     callbacks: list | None = None,
 ) -> dict:
     """
-    Check the data and the label set, build the model, train, evaluate (and zero-shot evaluate), save the model,
-    `all_results.json` and the model card to `training_args.output_dir`, and push when `push_to_hub` names a repo.
+    Check the data and the label set, build the model (SFAR, or ALT with `model_type="alt"`), train, evaluate (and
+    zero-shot evaluate), save the model, `all_results.json` and the model card to `training_args.output_dir`, and
+    push when `push_to_hub` names a repo.
 
     Returns:
         The metrics: the Trainer's training metrics, `eval_top1`/`eval_top5` (or `eval_mAP`) and their subsets
@@ -578,7 +586,10 @@ def run_training(
         logger.info("results: %s", json.dumps(metrics))
         repo_id = training_args.push_repo or f"local/{os.path.basename(os.path.normpath(training_args.output_dir))}"
         base = model_args.model  # None: the CLIP it was converted from, recorded in its config
-        card = model_card(training_args.output_dir, repo_id, base, data_args.dataset, metrics,
+        # ALT's entity corpus, when it is a Hub dataset, is listed among the card's datasets (as SFAR's sub-texts are
+        # by push_to_hub.py); a local folder is not a name the Hub can link.
+        corpus = model_args.entities if alt and model_args.entities and is_hub_id(model_args.entities) else None
+        card = model_card(training_args.output_dir, repo_id, base, data_args.dataset, metrics, subtexts=corpus,
                           views=f"{data_args.num_clips} clip(s) x {data_args.num_crops} crop(s)")  # fmt: skip
         card.save(os.path.join(training_args.output_dir, "README.md"))  # our card, also for a later push
         if training_args.push_repo:

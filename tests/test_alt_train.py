@@ -140,6 +140,17 @@ def test_train_alt_with_a_corpus_saves_a_folder_the_auto_classes_load(
     with pytest.raises(ValueError, match="--subtexts is SFAR's"):
         run_eval(["--model", str(out), "--dataset", storyboard["dataset"], "--subtexts", storyboard["subtexts"]])
 
+    # a trained ALT continues on the same classes with `--model`, keeping its entities; its shape flags are refused
+    again = tmp_path / "again"
+    argv = ["--model_type", "alt", "--model", str(out), "--dataset", storyboard["dataset"], "--output_dir",
+            str(again), "--max_steps", "1", "--eval_split", "", "--report_to", "none",
+            "--save_strategy", "no"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"--token_merging_r shape a new model; --model .* brings its own"):
+        run_training(*parse_training_args([*argv, "--token_merging_r", "2"]))
+    run_training(*parse_training_args(argv))
+    continued = json.loads((again / "config.json").read_text())
+    assert continued["entities"] == config["entities"] and continued["token_merging_r"] == 3
+
     # the folder loads with remote code in a process without this package, and grounds regions in the corpus
     script = BLOCK_MODELING_SFAR + (
         "import sys, torch\n"
