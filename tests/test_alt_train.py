@@ -180,3 +180,15 @@ def test_train_alt_without_a_corpus_and_zero_shot_keeps_the_corpus_choice(storyb
     card = (out / "README.md").read_text()
     assert "without an entity corpus" in card
     assert "alt.learnable_queries" in load_file(out / "model.safetensors")
+
+
+def test_a_multi_label_dataset_is_refused_for_alt(corpus, tiny_clip_dir, video_path, tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    features = Features({"video": Value("string"), "labels": Sequence(ClassLabel(names=["a", "b"]))})
+    split = Dataset.from_dict({"video": [video_path], "labels": [[0, 1]]}, features=features)
+    DatasetDict(train=split, test=split).save_to_disk(tmp_path / "charades")
+    argv = ["--model_type", "alt", "--entities", str(corpus), "--dataset", str(tmp_path / "charades"), "--base",
+            tiny_clip_dir, "--output_dir", str(tmp_path / "run")]  # fmt: skip
+    with pytest.raises(ValueError, match="is multi-label; ALT is trained on single-label datasets"):
+        run_training(*parse_training_args(argv))
