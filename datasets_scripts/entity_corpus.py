@@ -39,7 +39,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets_scripts.entity_dataset import entity_text, save_entity_dataset
 from datasets_scripts.entity_prompts import (
     DEFAULT_BODY_PARTS,
     DESCRIPTION_PROMPT_NAMES,
@@ -66,6 +65,7 @@ from datasets_scripts.generate_subtexts import (
 )
 from hub_cards import ENTITY_DATASET_CARD, template_path
 from modeling_sfar.convert_clip_to_sfar import CLIP_VIT_B16
+from modeling_sfar.entity_dataset import entity_text, save_entity_dataset
 from modeling_sfar.remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 
 __all__ = [
@@ -333,7 +333,7 @@ def entity_card(
     """The dataset card of an entity corpus, from `hub_cards/entity_dataset_card.md`."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from datasets_scripts.entity_dataset import config_metadata
+    from modeling_sfar.entity_dataset import config_metadata
 
     data = DatasetCardData(
         pretty_name=pretty_name,
@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> Path:
         repo_id=args.push_to_hub,
     )
     if args.push_to_hub:
-        from datasets_scripts.entity_dataset import push_entity_dataset
+        from modeling_sfar.entity_dataset import push_entity_dataset
 
         files = push_entity_dataset(output, args.push_to_hub, private=args.private)
         logger.info("pushed %d files to the dataset repo %s", len(files), args.push_to_hub)

@@ -1,5 +1,5 @@
-"""Card templates (Jinja, rendered by huggingface_hub) of the model repos, sub-text datasets, entity corpora and video
-indexes.
+"""Card templates (Jinja, rendered by huggingface_hub) of the model repos (SFAR's and ALT's), sub-text datasets, entity
+corpora and video indexes.
 
 Shipped as package data, so cards render from an installed wheel as from a clone.
 """
@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["MODEL_CARD", "SUBTEXT_DATASET_CARD", "ENTITY_DATASET_CARD", "VIDEO_DATASET_CARD", "template_path"]
+__all__ = [
+    "MODEL_CARD",
+    "ALT_MODEL_CARD",
+    "SUBTEXT_DATASET_CARD",
+    "ENTITY_DATASET_CARD",
+    "VIDEO_DATASET_CARD",
+    "template_path",
+]
 
 MODEL_CARD = "model_card.md"
+ALT_MODEL_CARD = "alt_model_card.md"
 SUBTEXT_DATASET_CARD = "subtext_dataset_card.md"
 ENTITY_DATASET_CARD = "entity_dataset_card.md"
 VIDEO_DATASET_CARD = "video_dataset_card.md"

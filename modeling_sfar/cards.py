@@ -20,7 +20,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub_cards import MODEL_CARD, template_path
+from hub_cards import ALT_MODEL_CARD, MODEL_CARD, template_path
 
 from .hub import prepare_staging, record_staging, upload_staged
 from .metrics import EVAL_PREFIX, MAP, TOP1, TOP5, ZERO_SHOT_PREFIX
@@ -28,6 +28,9 @@ from .subtext_dataset import stage_dataset_repo
 
 logger = logging.getLogger(__name__)
 TEMPLATE = template_path(MODEL_CARD)
+ALT_TEMPLATE = template_path(ALT_MODEL_CARD)
+# `model_type` of an ALT folder's config.json (AltConfig's, read here without loading the model)
+ALT_MODEL_TYPE = "alt_video"
 IGNORE = [
     "checkpoint-*",
     "checkpoint-*/**",
@@ -108,9 +111,10 @@ def model_card(
     examples: list[dict[str, Any]] | None = None,
     subtexts: str | None = None,
 ) -> ModelCard:
-    """The model card of a trained folder, from `hub_cards/model_card.md`, with a model-index of `metrics` and the
-    widget `examples` (see `widget_examples`). `base_model` None: the checkpoint the folder's model was converted
-    from (`converted_from` in its config); only a Hub id becomes the card's `base_model` metadata."""
+    """The model card of a trained folder, from `hub_cards/model_card.md` (`alt_model_card.md` for an ALT folder),
+    with a model-index of `metrics` and the widget `examples` (see `widget_examples`). `base_model` None: the
+    checkpoint the folder's model was converted from (`converted_from` in its config); only a Hub id becomes the
+    card's `base_model` metadata."""
     from huggingface_hub import constants
 
     config = json.loads((Path(folder) / "config.json").read_text())
@@ -148,17 +152,38 @@ def model_card(
         }
         for example in examples
     ]
+    alt = config.get("model_type") == ALT_MODEL_TYPE
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="video-classification",
         license=license,
-        tags=["sfar", "video-classification", "clip", "custom_code"],
+        tags=["alt" if alt else "sfar", "video-classification", "clip", "custom_code"],
         base_model=base_on_hub,
         datasets=[d for d in (dataset_name, subtexts) if d and "/" in d] or None,
         model_name=repo_id.split("/")[-1],
         eval_results=results or None,
         widget=widget or None,
     )
+    if alt:
+        return ModelCard.from_template(
+            data,
+            template_path=str(ALT_TEMPLATE),
+            model_name=repo_id.split("/")[-1],
+            repo_id=repo_id,
+            revision=revision,
+            base_model=base_model,
+            base_on_hub=base_on_hub,
+            dataset_name=dataset_name,
+            num_labels=len(config.get("id2label", {})),
+            num_frames=config.get("num_frames", 8),
+            token_merging_r=config.get("token_merging_r", 8),
+            use_entity_corpus=config.get("use_entity_corpus", True),
+            num_entities=len(config.get("entities") or []),
+            num_decoder_layers=config.get("num_decoder_layers", 4),
+            results=rows,
+            views=views,
+            examples=examples,
+        )
     return ModelCard.from_template(
         data,
         template_path=str(TEMPLATE),

@@ -1,7 +1,7 @@
-"""Evaluating a trained SFAR model on a video dataset (what `scripts/eval.py` runs): its own label set, or another one
-(zero-shot) with sub-texts. `EvaluateArguments` are parsed by `HfArgumentParser`; `run_evaluation` writes
-`eval_results.json` and, for single-label sets of at most 50 classes, a confusion matrix picture, and returns the
-metrics.
+"""Evaluating a trained SFAR or ALT model on a video dataset (what `scripts/eval.py` runs): its own label set, or
+another one (zero-shot; SFAR with sub-texts, ALT with its own entity corpus). `EvaluateArguments` are parsed by
+`HfArgumentParser`; `run_evaluation` writes `eval_results.json` and, for single-label sets of at most 50 classes, a
+confusion matrix picture, and returns the metrics.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import AutoConfig, Trainer, TrainingArguments
 
 from .metrics import EVAL_PREFIX, metric_key
+from .remote_code.configuration_alt import AltConfig
+from .remote_code.modeling_alt import AltForVideoClassification
 from .remote_code.modeling_sfar import SfarForVideoClassification
 from .remote_code.processing_sfar import SfarProcessor
 from .subtext_dataset import subtexts_for_labels
@@ -39,11 +41,14 @@ __all__ = ["EvaluateArguments", "run_evaluation", "plot_confusion"]
 
 @dataclass
 class EvaluateArguments:
-    model: str = field(metadata={"help": "A trained SFAR folder or Hub id."})
+    model: str = field(metadata={"help": "A trained SFAR or ALT folder or Hub id."})
     dataset: str = field(metadata={"help": "A video dataset folder (build_dataset.py) or Hub id."})
     split: str = field(default="test")
     subtexts: str | None = field(
-        default=None, metadata={"help": "Sub-texts of the dataset's classes: replaces the model's label set."}
+        default=None,
+        metadata={
+            "help": "SFAR: sub-texts of the dataset's classes, replacing the model's label set (ALT needs none)."
+        },
     )
     output_dir: str | None = field(default=None, metadata={"help": "Default: <model>/eval-<dataset name>."})
     num_clips: int = field(default=1)
@@ -106,11 +111,12 @@ def run_evaluation(args: EvaluateArguments) -> dict[str, float]:
     if args.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}")
     attn_implementation = args.attn_implementation
-    if attn_implementation is None and args.dtype == "bfloat16":
-        attn_implementation = "sfar_sdpa"  # chosen by name: SFAR's blocked attention for bfloat16 on a CPU
     # the model first: a folder without safetensors weights fails before the videos are checked
     check_model_source(args.model, "--model")
-    model = SfarForVideoClassification.from_pretrained(
+    alt = isinstance(AutoConfig.from_pretrained(args.model, revision=args.revision), AltConfig)
+    if attn_implementation is None and args.dtype == "bfloat16" and not alt:
+        attn_implementation = "sfar_sdpa"  # chosen by name: SFAR's blocked attention for bfloat16 on a CPU
+    model = (AltForVideoClassification if alt else SfarForVideoClassification).from_pretrained(
         args.model, revision=args.revision, use_safetensors=True, attn_implementation=attn_implementation
     )
     processor = SfarProcessor.from_pretrained(args.model, revision=args.revision)
@@ -127,7 +133,13 @@ def run_evaluation(args: EvaluateArguments) -> dict[str, float]:
     if len(dataset) == 0:
         raise ValueError(f"split {args.split!r} of {args.dataset} has no usable video")
     own = list(model.config.id2label.values())
-    if args.subtexts is not None or labels != own:
+    if alt and args.subtexts is not None:
+        raise ValueError("--subtexts is SFAR's; an ALT model keeps its entity corpus and needs only the class names")
+    if alt and labels != own:  # zero-shot: the classes change, the entity corpus stays
+        logger.info("zero-shot: replacing the model's %d labels by the dataset's %d", len(own), len(labels))
+        entities = model.config.entities if model.config.use_entity_corpus else None
+        model.set_label_set(labels, processor.tokenizer, entities)
+    elif not alt and (args.subtexts is not None or labels != own):
         if args.subtexts is None and model.config.uses_subtexts:
             raise ValueError(
                 f"the dataset's classes differ from the model's label set: pass --subtexts for {args.dataset}"

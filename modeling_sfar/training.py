@@ -489,7 +489,7 @@ def sfar_parameter_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        local = name.removeprefix("module.").removeprefix("sfar.")
+        local = name.removeprefix("module.").removeprefix("sfar.").removeprefix("alt.")
         vision = local.startswith(VISION_PREFIXES)
         decay = param.ndim >= 2 and not any(key in local for key in NO_DECAY) and "norm" not in local
         groups.setdefault((vision, decay), []).append(param)

@@ -5,12 +5,15 @@ evaluates it, writes `all_results.json` and the model card, and returns the metr
 
 Supervised by default; `few_shot` trains on K videos per class (seeded); `zero_shot_dataset` (with
 `zero_shot_subtexts`) evaluates the trained model on another dataset's label set after training. `resume` continues
-a killed run from its last checkpoint. Training augmentation (`flip_probability`, `crop_area_min`) is passed to the
+a killed run from its last checkpoint. `model_type="alt"` trains ALT (docs/alt.md) instead of SFAR: converted from CLIP
+with an entity corpus (`entities`, or none with `no_entity_corpus`), with ALT's recipe (`ALT_RECIPE`) as the defaults
+of the command line. Training augmentation (`flip_probability`, `crop_area_min`) is passed to the
 training transform, never written onto the video processor that is saved with the model.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -20,10 +23,14 @@ from dataclasses import dataclass, field
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from .cards import model_card, push_model
+from .cards import is_hub_id, model_card, push_model
+from .convert_clip_to_alt import convert_clip_to_alt
 from .convert_clip_to_sfar import CLIP_VIT_B16, convert_clip_to_sfar
+from .entity_dataset import entity_texts
 from .metrics import ZERO_SHOT_PREFIX
+from .remote_code.configuration_alt import AltConfig
 from .remote_code.configuration_sfar import SFAR_VARIANTS, SfarConfig
+from .remote_code.modeling_alt import AltForVideoClassification
 from .remote_code.modeling_sfar import SfarForVideoClassification
 from .remote_code.processing_sfar import SfarProcessor
 from .subtext_dataset import subtexts_for_labels
@@ -32,6 +39,7 @@ from .training import (
     EpochCallback,
     SfarTrainer,
     VideoTransform,
+    _looks_local,
     check_dataset,
     check_model_source,
     check_videos,
@@ -47,6 +55,8 @@ from .training import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MODEL_TYPES",
+    "ALT_RECIPE",
     "ModelArguments",
     "DataArguments",
     "SfarTrainingArguments",
@@ -55,12 +65,26 @@ __all__ = [
     "warn_if_fewer_processes",
 ]
 
+MODEL_TYPES = ("sfar", "alt")
+# ALT's training recipe (its section 3.4): the defaults of the command line when `--model_type alt`; a flag given
+# explicitly wins. Library callers building `SfarTrainingArguments` themselves pass them: `SfarTrainingArguments(
+# **ALT_RECIPE, output_dir=...)`.
+ALT_RECIPE = {
+    "learning_rate": 8e-5,
+    "vision_learning_rate": 8e-6,
+    "weight_decay": 0.001,
+    "num_train_epochs": 30,
+    "warmup_steps": 5 / 30,
+    "lr_scheduler_type": "cosine",
+}
+
 
 @dataclass
 class ModelArguments:
     base: str = field(default=CLIP_VIT_B16, metadata={"help": "CLIP checkpoint to start from (Hub id or folder)."})
     model: str | None = field(
-        default=None, metadata={"help": "An SFAR checkpoint to start from instead of CLIP (its label set is replaced)."}
+        default=None,
+        metadata={"help": "A checkpoint of --model_type to start from instead of CLIP (its label set is replaced)."},
     )
     variant: str = field(
         default="sfar", metadata={"help": "clip, temporal, fine, coarse, sfar (coarse+fine) or actionclip."}
@@ -68,6 +92,23 @@ class ModelArguments:
     num_frames: int = field(default=8, metadata={"help": "Frames per video."})
     num_temporal_layers: int | None = field(default=None, metadata={"help": "Temporal layers (variant default: 6)."})
     revision: str | None = field(default=None, metadata={"help": "Revision of --base."})
+    model_type: str = field(
+        default="sfar", metadata={"help": "sfar, or alt (Align before Adapt; its recipe becomes the default)."}
+    )
+    entities: str | None = field(
+        default=None,
+        metadata={"help": "ALT: the entity corpus, a folder from datasets_scripts/entity_corpus.py or a Hub id."},
+    )
+    entity_kinds: list[str] = field(
+        default_factory=list, metadata={"help": "ALT: keep only entities of these kinds (object, body part, ...)."}
+    )
+    no_entity_corpus: bool = field(
+        default=False, metadata={"help": "ALT without a corpus: learnable queries (the paper's Table C3 baseline)."}
+    )
+    token_merging_r: int | None = field(
+        default=None, metadata={"help": "Tokens merged per vision block (default: ALT 8, SFAR 0)."}
+    )
+    num_decoder_layers: int | None = field(default=None, metadata={"help": "ALT: video decoder blocks (default 4)."})
 
 
 @dataclass
@@ -128,6 +169,116 @@ class SfarTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+def check_model_arguments(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """
+    Refuse flags that do not belong to the model type, and an ALT run without its corpus choice, naming them.
+
+    Raises:
+        ValueError: an unknown `--model_type`; an SFAR flag with `alt` or an ALT flag with `sfar`; ALT with neither
+            `--entities` nor `--no_entity_corpus` (unless `--model` brings its own), or with both.
+    """
+    kind = model_args.model_type
+    if kind not in MODEL_TYPES:
+        raise ValueError(f"--model_type must be one of {list(MODEL_TYPES)}, got {kind!r}")
+    if kind == "sfar":
+        alt_only = {
+            "--entities": model_args.entities is not None,
+            "--entity_kinds": bool(model_args.entity_kinds),
+            "--no_entity_corpus": model_args.no_entity_corpus,
+            "--num_decoder_layers": model_args.num_decoder_layers is not None,
+        }
+        given = [flag for flag, set_ in alt_only.items() if set_]
+        if given:
+            raise ValueError(f"{', '.join(given)}: ALT's, not SFAR's; add --model_type alt")
+        return
+    sfar_only = {
+        "--subtexts": data_args.subtexts is not None,
+        "--zero_shot_subtexts": data_args.zero_shot_subtexts is not None,
+        "--variant": model_args.variant != "sfar",
+        "--num_temporal_layers": model_args.num_temporal_layers is not None,
+    }
+    given = [flag for flag, set_ in sfar_only.items() if set_]
+    if given:
+        raise ValueError(f"{', '.join(given)}: SFAR's, not ALT's (ALT reads an entity corpus, --entities)")
+    if model_args.model is not None:
+        shaping = [
+            f"--{name}" for name in ("token_merging_r", "num_decoder_layers") if getattr(model_args, name) is not None
+        ]
+        if shaping:
+            raise ValueError(f"{', '.join(shaping)} shape a new model; --model {model_args.model} brings its own")
+    if model_args.entities is not None and model_args.no_entity_corpus:
+        raise ValueError("--entities and --no_entity_corpus exclude each other: ALT with or without a corpus")
+    if model_args.entity_kinds and model_args.entities is None:
+        raise ValueError("--entity_kinds selects entities of --entities: give the corpus too")
+    if model_args.entities is None and not model_args.no_entity_corpus and model_args.model is None:
+        raise ValueError(
+            "ALT aligns frames with an entity corpus: give --entities (a folder from "
+            "datasets_scripts/entity_corpus.py or a Hub dataset id), or --no_entity_corpus for ALT without one"
+        )
+
+
+def load_entities(model_args: ModelArguments) -> list[str] | None:
+    """The entity texts of `--entities` (of `--entity_kinds` only, when given), or None without the flag.
+
+    Raises:
+        FileNotFoundError: `--entities` is a local path that does not exist.
+        ValueError: the source is not an entity corpus or has no entities (of those kinds), named.
+    """
+    source = model_args.entities
+    if source is None:
+        return None
+    if not os.path.isdir(source) and (os.path.exists(source) or _looks_local(source)):
+        kind = "a file, not an entity corpus folder" if os.path.exists(source) else "no such folder"
+        raise (ValueError if os.path.exists(source) else FileNotFoundError)(f"--entities {source}: {kind}")
+    try:
+        return entity_texts(source, model_args.entity_kinds or None)
+    except ValueError as error:
+        raise ValueError(f"--entities {source}: {error}") from error
+
+
+def build_alt_model(model_args: ModelArguments, labels: list[str], entities: list[str] | None):
+    """ALT from CLIP (`--base`) or from an ALT checkpoint (`--model`, its entities kept unless `--entities` is given),
+    with the dataset's label set."""
+    if model_args.model is not None:
+        model = AltForVideoClassification.from_pretrained(model_args.model, use_safetensors=True)
+        processor = SfarProcessor.from_pretrained(model_args.model)
+        if model_args.no_entity_corpus and model.config.use_entity_corpus:
+            raise ValueError(
+                f"--model {model_args.model} aligns with an entity corpus; --no_entity_corpus cannot drop it"
+            )
+        if entities is None and model.config.use_entity_corpus:
+            entities = model.config.entities
+        model.set_label_set(labels, processor.tokenizer, entities)
+        return model, processor
+    extra = {}
+    for name in ("token_merging_r", "num_decoder_layers"):
+        if getattr(model_args, name) is not None:
+            extra[name] = getattr(model_args, name)
+    return convert_clip_to_alt(
+        model_args.base,
+        labels,
+        entities,
+        revision=model_args.revision,
+        num_frames=model_args.num_frames,
+        use_entity_corpus=not model_args.no_entity_corpus,
+        **extra,
+    )
+
+
+def check_checkpoint_type(source: str, model_type: str) -> None:
+    """A local `--model` folder of the other model type is refused, named (a Hub id is checked when it loads)."""
+    path = os.path.join(source, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        found = json.load(f).get("model_type")
+    expected = AltConfig.model_type if model_type == "alt" else SfarConfig.model_type
+    if found != expected:
+        raise ValueError(
+            f"--model {source} is a {found!r} checkpoint; --model_type {model_type} trains {expected!r} models"
+        )
+
+
 def build_model(model_args: ModelArguments, labels: list[str], subtexts, multi_label: bool):
     """SFAR from CLIP (`--base`) or from an SFAR checkpoint (`--model`), with the dataset's label set."""
     problem = "multi_label_classification" if multi_label else "single_label_classification"
@@ -143,6 +294,8 @@ def build_model(model_args: ModelArguments, labels: list[str], subtexts, multi_l
     if model_args.num_temporal_layers is not None:  # the depth of a temporal module; "clip" has none
         if SFAR_VARIANTS[model_args.variant].get("num_temporal_layers", 1) > 0:
             extra["num_temporal_layers"] = model_args.num_temporal_layers
+    if model_args.token_merging_r is not None:
+        extra["token_merging_r"] = model_args.token_merging_r
     return convert_clip_to_sfar(
         model_args.base,
         labels,
@@ -178,9 +331,15 @@ def zero_shot(trainer, processor, data_args, multi_label: bool, views, log, num_
     if zs_multi_label != multi_label:
         raise ValueError("zero-shot evaluation needs a dataset of the same kind (single- or multi-label)")
     model = trainer.model
-    subtexts = subtexts_for_labels(
-        labels, data_args.zero_shot_subtexts, model.config.uses_subtexts, f"classes of {data_args.zero_shot_dataset}"
-    )
+    if isinstance(model.config, AltConfig):  # ALT keeps its entity corpus; only the classes change
+        subtexts = model.config.entities if model.config.use_entity_corpus else None
+    else:
+        subtexts = subtexts_for_labels(
+            labels,
+            data_args.zero_shot_subtexts,
+            model.config.uses_subtexts,
+            f"classes of {data_args.zero_shot_dataset}",
+        )
     split = data_args.zero_shot_split
     check_dataset(dataset, split, len(labels), multi_label)
     checker = VideoTransform(processor.video_processor, False, len(labels), multi_label, **views)
@@ -264,7 +423,17 @@ def parse_training_args(
     parser = HfArgumentParser((ModelArguments, DataArguments, SfarTrainingArguments))
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 1 and args[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(args[0]))
+        with open(os.path.abspath(args[0])) as f:
+            values = json.load(f)
+        if values.get("model_type") == "alt":  # ALT's recipe where the file sets nothing
+            values = {**ALT_RECIPE, **values}
+        return parser.parse_dict(values)
+    # `--model_type` read first, so that ALT's recipe replaces SFAR's defaults and the flags given still win.
+    # No abbreviations: `--model` must not be read as `--model_type`.
+    scan = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    scan.add_argument("--model_type", default="sfar")
+    if scan.parse_known_args(args)[0].model_type == "alt":
+        parser.set_defaults(**ALT_RECIPE)
     return parser.parse_args_into_dataclasses(args=args)
 
 
@@ -275,8 +444,9 @@ def run_training(
     callbacks: list | None = None,
 ) -> dict:
     """
-    Check the data and the label set, build the model, train, evaluate (and zero-shot evaluate), save the model,
-    `all_results.json` and the model card to `training_args.output_dir`, and push when `push_to_hub` names a repo.
+    Check the data and the label set, build the model (SFAR, or ALT with `model_type="alt"`), train, evaluate (and
+    zero-shot evaluate), save the model, `all_results.json` and the model card to `training_args.output_dir`, and
+    push when `push_to_hub` names a repo.
 
     Returns:
         The metrics: the Trainer's training metrics, `eval_top1`/`eval_top5` (or `eval_mAP`) and their subsets
@@ -295,8 +465,11 @@ def run_training(
     warn_if_fewer_processes(training_args.world_size)
 
     # Data and label set, checked before any model is built.
+    check_model_arguments(model_args, data_args)
+    alt = model_args.model_type == "alt"
     if model_args.model is not None:
         check_model_source(model_args.model, "--model")
+        check_checkpoint_type(model_args.model, model_args.model_type)
     else:
         check_model_source(model_args.base, "--base")
     dataset = load_video_dataset(data_args.dataset)
@@ -304,8 +477,14 @@ def run_training(
     if train is None:
         raise ValueError(f"{data_args.dataset} has no split {data_args.train_split!r}; it has {sorted(dataset)}")
     labels, multi_label = dataset_labels(train)
-    needs_subtexts = SfarConfig.from_variant(model_args.variant).uses_subtexts and model_args.model is None
-    subtexts = subtexts_for_labels(labels, data_args.subtexts, needs_subtexts, f"classes of {data_args.dataset}")
+    if alt:
+        subtexts = None
+        if multi_label:
+            raise ValueError(f"{data_args.dataset} is multi-label; ALT is trained on single-label datasets (Eq. 10)")
+        entities = load_entities(model_args)
+    else:
+        needs_subtexts = SfarConfig.from_variant(model_args.variant).uses_subtexts and model_args.model is None
+        subtexts = subtexts_for_labels(labels, data_args.subtexts, needs_subtexts, f"classes of {data_args.dataset}")
     check_dataset(train, data_args.train_split, len(labels), multi_label)
     if data_args.few_shot and multi_label:
         raise ValueError("few-shot training is defined for single-label datasets")
@@ -316,7 +495,10 @@ def run_training(
         evaluation = dataset[data_args.eval_split]
         check_dataset(evaluation, data_args.eval_split, len(labels), multi_label)
 
-    model, processor = build_model(model_args, labels, subtexts, multi_label)
+    if alt:
+        model, processor = build_alt_model(model_args, labels, entities)
+    else:
+        model, processor = build_model(model_args, labels, subtexts, multi_label)
     # The processor is saved with the model for inference: the augmentation settings go to the training transform.
     video_processor = processor.video_processor
 
@@ -345,7 +527,7 @@ def run_training(
     train.set_transform(transform)
     logger.info(
         "training %s on %d videos of %d classes, on %d process(es)",
-        model_args.variant,
+        ("ALT" + ("" if model.config.use_entity_corpus else " without a corpus")) if alt else model_args.variant,
         len(train),
         len(labels),
         training_args.world_size,
@@ -404,7 +586,10 @@ def run_training(
         logger.info("results: %s", json.dumps(metrics))
         repo_id = training_args.push_repo or f"local/{os.path.basename(os.path.normpath(training_args.output_dir))}"
         base = model_args.model  # None: the CLIP it was converted from, recorded in its config
-        card = model_card(training_args.output_dir, repo_id, base, data_args.dataset, metrics,
+        # ALT's entity corpus, when it is a Hub dataset, is listed among the card's datasets (as SFAR's sub-texts are
+        # by push_to_hub.py); a local folder is not a name the Hub can link.
+        corpus = model_args.entities if alt and model_args.entities and is_hub_id(model_args.entities) else None
+        card = model_card(training_args.output_dir, repo_id, base, data_args.dataset, metrics, subtexts=corpus,
                           views=f"{data_args.num_clips} clip(s) x {data_args.num_crops} crop(s)")  # fmt: skip
         card.save(os.path.join(training_args.output_dir, "README.md"))  # our card, also for a later push
         if training_args.push_repo:

@@ -1,7 +1,9 @@
-"""Evaluate an SFAR model on a video dataset: its own label set, or another one (zero-shot) with `--subtexts`.
+"""Evaluate an SFAR or ALT model on a video dataset: its own label set, or another one (zero-shot; SFAR with
+`--subtexts`, ALT with the entity corpus it holds).
 
     python scripts/eval.py --model runs/ucf101 --dataset data/ucf101 --split test --num_clips 4 --num_crops 3
     python scripts/eval.py --model runs/k400 --dataset data/hmdb51 --subtexts org/sfar-subtexts-hmdb51  # zero-shot
+    python scripts/eval.py --model runs/alt-ucf101 --dataset data/hmdb51                    # ALT, zero-shot
 
 Writes `<output_dir>/eval_results.json` and, for single-label sets of at most 50 classes, a confusion matrix picture.
 The arguments and the evaluation are `modeling_sfar.evaluation`'s.

@@ -1,13 +1,15 @@
-"""Train SFAR with the Trainer, on one process or many (`accelerate launch scripts/train.py ...`).
+"""Train SFAR (or ALT: `--model_type alt`) with the Trainer, on one process or many (`accelerate launch ...`).
 
     python datasets_scripts/build_dataset.py ucf101 --root /data/UCF101 --split 1 --output data/ucf101
     accelerate launch scripts/train.py --dataset data/ucf101 --subtexts org/sfar-subtexts-ucf101 \\
         --base openai/clip-vit-base-patch16 --output_dir runs/ucf101 --push_to_hub org/sfar-vitb16-ucf101
+    python scripts/train.py --model_type alt --entities org/alt-entities --dataset data/ucf101 \\
+        --output_dir runs/alt-ucf101          # ALT's recipe: lr 8e-6 / 8e-5, weight decay 0.001, 30 epochs, 5 warm-up
 
-Supervised by default; `--few_shot K` trains on K videos per class (seeded); `--zero_shot_dataset` (with
-`--zero_shot_subtexts`) evaluates the trained model on another dataset's label set after training. `--resume`
-continues a killed run from its last checkpoint. The arguments and the run are `modeling_sfar.training_run`'s; a
-single `.json` argument is read as the arguments.
+`--no_entity_corpus` trains ALT without a corpus (learnable queries). Supervised by default; `--few_shot K` trains on
+K videos per class (seeded); `--zero_shot_dataset` (with `--zero_shot_subtexts` for SFAR) evaluates the trained model
+on another dataset's label set after training. `--resume` continues a killed run from its last checkpoint. The
+arguments and the run are `modeling_sfar.training_run`'s; a single `.json` argument is read as the arguments.
 """
 
 from __future__ import annotations

@@ -37,6 +37,10 @@ assert 'model="org/sfar"' in str(card)
 from datasets_scripts.entity_prompts import parse_units
 from hub_cards import ENTITY_DATASET_CARD
 assert "{{ num_entities }}" in Path(template_path(ENTITY_DATASET_CARD)).read_text()
+# ALT's model card template, and the corpus reader the training run imports from the library
+from hub_cards import ALT_MODEL_CARD
+from modeling_sfar.entity_dataset import entity_texts
+assert "Align before Adapt" in Path(template_path(ALT_MODEL_CARD)).read_text()
 assert parse_units("1. The barbell\\n2. Chalk and the floor") == ["barbell", "chalk", "floor"]
 print("ok")
 """

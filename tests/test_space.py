@@ -63,6 +63,43 @@ def test_classifier_matches_the_model_and_draws_the_frame_weights(app_module, co
     assert list(back) == list(scores)
 
 
+def test_classifier_draws_what_an_alt_model_grounded(app_module, tiny_clip_dir, video_path, tmp_path):
+    """An ALT folder in the Space: the top-5 are the model's, the picture is the entity-region one (drawn by the same
+    library function, so the two pictures are the same pixels), and typed class names replace the classes while the
+    entity corpus stays; sub-texts are refused, naming why."""
+    import gradio as gr
+
+    from modeling_sfar import convert_clip_to_alt
+    from modeling_sfar.plots import denormalize, entity_region_picture
+    from tests.conftest import LABELS
+    from tests.test_alt_model import ENTITIES
+
+    torch.manual_seed(0)
+    model, processor = convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, token_merging_r=3)
+    model.save_pretrained(tmp_path / "alt")
+    processor.save_pretrained(tmp_path / "alt")
+    classifier = app_module.Classifier(str(tmp_path / "alt"))
+    assert classifier.is_alt
+    scores, picture = classifier(video_path)
+    inputs = processor(videos=video_path)
+    with torch.no_grad():
+        out = model.eval()(**inputs)
+    top = out.logits.softmax(-1)[0].topk(4)
+    assert list(scores) == [model.config.id2label[int(i)] for i in top.indices]
+    torch.testing.assert_close(torch.tensor(list(scores.values())), top.values)
+    frames = denormalize(inputs["pixel_values"][0], processor.video_processor)
+    expected = entity_region_picture(frames, out.patch_to_token[0], out.entity_indices[0], ENTITIES,
+                                     model.config.id2label[int(top.indices[0])])  # fmt: skip
+    assert picture.size == expected.size and picture.tobytes() == expected.tobytes()
+    zero_shot, _ = classifier(video_path, "alpha\nbeta")
+    assert set(zero_shot) == {"alpha", "beta"} and classifier.model.config.entities == ENTITIES
+    with pytest.raises(gr.Error, match="class names only"):
+        classifier(video_path, "alpha: a; b\nbeta: c; d")
+    back, _ = classifier(video_path, "")
+    assert list(back) == list(scores)
+    assert isinstance(app_module.build_app(classifier), gr.Blocks)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`apt-get install chromium`)")
 def test_upload_a_video_in_chromium_and_read_the_prediction(converted, video_path, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by `make test`")

@@ -5,7 +5,8 @@ metadata declares them, so `load_dataset(path_or_repo_id, "entities")` reads the
 - `descriptions`: every candidate description of every unit, with its sense-selection scores;
 - `units`: every accepted answer to a unit question (a label and a kind), with the units parsed from it.
 
-`entity_texts` turns the corpus into the texts an ALT model encodes, one per entity.
+`entity_texts` turns the corpus into the texts an ALT model encodes, one per entity. Part of the library because the
+training run reads a corpus (`--entities`); the generator (`datasets_scripts/entity_corpus.py`) writes one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from modeling_sfar.subtext_dataset import load_config_from
+from .subtext_dataset import load_config_from
 
 __all__ = [
     "ENTITY_CONFIGS",
@@ -118,7 +119,7 @@ def save_entity_dataset(
 
 def load_entity_config(source: str | os.PathLike, config: str = "entities", revision: str | None = None):
     """One configuration of an entity corpus as a `Dataset`, from a local folder or a Hub id (read as sub-text sets
-    are: `modeling_sfar.subtext_dataset.load_config_from`)."""
+    are: `subtext_dataset.load_config_from`)."""
     return load_config_from(source, config, ENTITY_CONFIGS, "an entity corpus", revision)
 
 
@@ -156,7 +157,7 @@ def stage_entity_dataset(folder: str | os.PathLike, staging: str | os.PathLike, 
     what an earlier staging wrote (`modeling_sfar.hub.prepare_staging`; with `dry_run` nothing is deleted). Returns
     the staged files, sorted.
     """
-    from modeling_sfar.hub import prepare_staging, record_staging
+    from .hub import prepare_staging, record_staging
 
     folder = Path(folder)
     if not (folder / "README.md").is_file() or not list(folder.glob("entities/*.parquet")):
@@ -180,7 +181,7 @@ def push_entity_dataset(
 ) -> list[str]:
     """Stage an entity corpus (`stage_entity_dataset`, default staging folder `<folder>-hub`) and push it as a dataset
     repo in one commit; returns the repo's files."""
-    from modeling_sfar.hub import upload_staged
+    from .hub import upload_staged
 
     staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
     files = stage_entity_dataset(folder, staging)
