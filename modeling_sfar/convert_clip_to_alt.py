@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .convert_clip_to_sfar import clip_to_sfar_state_dict
 from .remote_code.configuration_alt import AltConfig
 from .remote_code.modeling_alt import AltForVideoClassification
 from .remote_code.processing_sfar import SfarProcessor
@@ -18,7 +19,6 @@ from .remote_code.video_processing_sfar import SfarVideoProcessor
 
 __all__ = ["ALT_NEW_KEY_PREFIXES", "clip_to_alt_state_dict", "alt_config_from_clip", "convert_clip_to_alt"]
 
-CLIP_KEY_PREFIXES = ("text_model.", "vision_model.", "text_projection.", "visual_projection.", "logit_scale")
 # AltModel keys that CLIP does not have: the new modules and the label-set buffers.
 ALT_NEW_KEY_PREFIXES = ("alignment.", "learnable_queries", "decoder.", "label_set_cache.")
 
@@ -26,20 +26,9 @@ ALT_NEW_KEY_PREFIXES = ("alignment.", "learnable_queries", "decoder.", "label_se
 def clip_to_alt_state_dict(
     clip_state_dict: Mapping[str, torch.Tensor], prefix: str = "alt."
 ) -> dict[str, torch.Tensor]:
-    """
-    Map a `CLIPModel` state dict onto ALT's keys (`prefix` + the CLIP key). Position-id buffers are dropped.
-
-    Raises:
-        ValueError: a key that is not part of a CLIP model.
-    """
-    converted = {}
-    for key, value in clip_state_dict.items():
-        if key.endswith("position_ids"):
-            continue
-        if not key.startswith(CLIP_KEY_PREFIXES):
-            raise ValueError(f"unexpected key in the CLIP state dict: {key!r}")
-        converted[prefix + key] = value
-    return converted
+    """Map a `CLIPModel` state dict onto ALT's keys (`prefix` + the CLIP key), as `clip_to_sfar_state_dict` does for
+    SFAR (the same CLIP towers under another prefix)."""
+    return clip_to_sfar_state_dict(clip_state_dict, prefix)
 
 
 def alt_config_from_clip(clip_config: Any, **kwargs) -> AltConfig:
