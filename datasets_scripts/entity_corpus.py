@@ -4,7 +4,7 @@
         --model meta-llama/Llama-2-7b-chat-hf --clip openai/clip-vit-base-patch16 \\
         --output corpus/actions --push_to_hub org/alt-entities
 
-ALT (Align before Adapt, seeds/002, section 3.1 and appendix A) aligns every region token of a frame with an entity of
+ALT (Align before Adapt, ICLR 2024, section 3.1 and appendix A) aligns every region token of a frame with an entity of
 a text corpus: a unit (an object, a body part, a scene, a role, a primitive motion) with its description. This
 script builds that corpus, step by step as the appendix does:
 

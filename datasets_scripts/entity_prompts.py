@@ -1,6 +1,6 @@
 """The ALT paper's corpus prompts (appendix A) and the parsers that turn an LLM answer into units and descriptions.
 
-ALT (Align before Adapt, seeds/002) aligns region tokens with a text corpus of action-related entities, each a unit
+ALT (Align before Adapt, ICLR 2024) aligns region tokens with a text corpus of action-related entities, each a unit
 (an object, a body part, a scene, a role, a primitive motion) with a description. The corpus generator
 (`entity_corpus.py`) asks these questions with the sub-text generator's back-ends; every back-end asks the same
 questions and reads the answers the same way, through this module.

@@ -20,7 +20,7 @@ __all__ = [
 # Bumped whenever the prompts or the way the class name is put into them change: recorded with every answer.
 PROMPT_VERSION = "sfar-table6-7/v1"
 
-# Table 7 of the SFAR paper (seeds/001), verbatim; the PDF's line breaks joined with spaces.
+# Table 7 of the SFAR paper, verbatim; the PDF's line breaks joined with spaces.
 SYSTEM_PROMPT = (
     "You are an expert assistant in action recognition. Respond to the user\u2019s input by providing accurate, "
     "concise, and informative descriptions of the actions in a structured manner."

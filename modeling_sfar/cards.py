@@ -58,7 +58,7 @@ __all__ = [
 
 # One licence for the project's code and what it publishes: setup.cfg's.
 LICENSE = "apache-2.0"
-# The SFAR paper's own ViT-B/16 figures (seeds/001), shown beside ours and never mixed with them.
+# The SFAR paper's own ViT-B/16 figures (NeurIPS 2025), shown beside ours and never mixed with them.
 PAPER_RESULTS = [
     ("Kinetics-400", "top-1 / top-5 (8x224, 1 view)", "84.5 / 96.7", "Table 1"),
     ("Charades", "mAP (16 frames)", "51.1", "Table 2a"),
@@ -164,29 +164,7 @@ def model_card(
         eval_results=results or None,
         widget=widget or None,
     )
-    if alt:
-        return ModelCard.from_template(
-            data,
-            template_path=str(ALT_TEMPLATE),
-            model_name=repo_id.split("/")[-1],
-            repo_id=repo_id,
-            revision=revision,
-            base_model=base_model,
-            base_on_hub=base_on_hub,
-            dataset_name=dataset_name,
-            num_labels=len(config.get("id2label", {})),
-            num_frames=config.get("num_frames", 8),
-            token_merging_r=config.get("token_merging_r", 8),
-            use_entity_corpus=config.get("use_entity_corpus", True),
-            num_entities=len(config.get("entities") or []),
-            num_decoder_layers=config.get("num_decoder_layers", 4),
-            results=rows,
-            views=views,
-            examples=examples,
-        )
-    return ModelCard.from_template(
-        data,
-        template_path=str(TEMPLATE),
+    common = dict(
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
         revision=revision,
@@ -194,13 +172,28 @@ def model_card(
         base_on_hub=base_on_hub,
         dataset_name=dataset_name,
         num_labels=len(config.get("id2label", {})),
-        variant=config.get("fusion", "coarse+fine"),
         num_frames=config.get("num_frames", 8),
-        num_subtexts=config.get("num_subtexts", 4),
         results=rows,
         views=views,
         examples=examples,
+    )
+    if alt:
+        return ModelCard.from_template(
+            data,
+            template_path=str(ALT_TEMPLATE),
+            token_merging_r=config.get("token_merging_r", 8),
+            use_entity_corpus=config.get("use_entity_corpus", True),
+            num_entities=len(config.get("entities") or []),
+            num_decoder_layers=config.get("num_decoder_layers", 4),
+            **common,
+        )
+    return ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        variant=config.get("fusion", "coarse+fine"),
+        num_subtexts=config.get("num_subtexts", 4),
         paper_results=PAPER_RESULTS,
+        **common,
     )
 
 
