@@ -5,9 +5,11 @@
 
 Every figure is a ratio against a baseline timed in the same run, interleaved, the median of `--repeats` per-round
 ratios:
-- inference: SFAR's forward over the bare CLIP vision tower (+ projection) on the same 8 frames, 400 labels; and
+- inference: SFAR's forward over the bare CLIP vision tower (+ projection) on the same 8 frames, 400 labels;
   transformers' `XCLIPModel` at the same size (its video side, with the 400 text embeddings computed beforehand,
-  as SFAR's are);
+  as SFAR's are); the tower against itself (the noise floor of a paired ratio on the machine of the run); and
+  SFAR's forward over its own vision-tower call in the same forward (`within_call`: what SFAR adds, free of the
+  drift between calls);
 - precision: bfloat16 and bfloat16 + `torch.compile` (what `eval.py --dtype bfloat16 --compile` does: the
   bfloat16 model with `attn_implementation="sfar_sdpa"`, `--bf16_attn_implementation` to change it) over float32
   throughput, with the largest relative logit difference (`--no_compile` leaves compilation out), and the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -194,6 +197,38 @@ def memory_case(case: str, batch_size: int) -> None:
 # -- the sections ------------------------------------------------------------------------------------------------
 
 
+def within_call(model, x: torch.Tensor, repeats: int, warmup: int = 1) -> list[float]:
+    """
+    SFAR's forward time over the time of its own vision-tower call inside that forward, for each of `repeats`
+    calls: what SFAR adds to its backbone (frame flattening, projection, temporal module, head, label-set reads,
+    output assembly), measured within one call, so that a slow spell of the machine between calls does not enter.
+    The tower call is timed by forward hooks on `model.sfar.vision_model` (a few microseconds).
+    """
+    marks: list[float] = []
+    vision = model.sfar.vision_model
+    hooks = [
+        vision.register_forward_pre_hook(lambda module, args: marks.append(time.perf_counter())),
+        vision.register_forward_hook(lambda module, args, output: marks.append(time.perf_counter())),
+    ]
+    ratios = []
+    try:
+        for call in range(warmup + repeats):
+            marks.clear()
+            start = time.perf_counter()
+            model(pixel_values=x)
+            total = time.perf_counter() - start
+            if call >= warmup:
+                ratios.append(total / (marks[1] - marks[0]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ratios
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.3f} / {statistics.median(values):.3f} / {max(values):.3f}"
+
+
 def inference(args, rows: list) -> None:
     sfar = sfar_model().eval()
     xclip = xclip_model()
@@ -201,24 +236,34 @@ def inference(args, rows: list) -> None:
     for batch_size in args.batch_sizes:
         x = frames(batch_size)
         with torch.no_grad():
+            # The tower twice: the ratio of the two copies is the noise floor of a paired ratio on this machine
+            # (1.000 on a quiet one); a ratio of SFAR within that band cannot be told from the tower's.
             times = interleaved(
                 {
                     "CLIP vision tower": lambda x=x: sfar.sfar.get_frame_features(x),
+                    "CLIP vision tower, again": lambda x=x: sfar.sfar.get_frame_features(x),
                     "SFAR": lambda x=x: sfar(pixel_values=x),
                     "X-CLIP": lambda x=x: xclip_video_side(xclip, x, text),
                 },
                 repeats=args.repeats,
             )
+            inside = within_call(sfar, x, args.repeats)
         for name, measured in times.items():
-            case = {"CLIP vision tower": "vision", "SFAR": "sfar", "X-CLIP": "xclip"}[name]
+            case = {"CLIP vision tower": "vision", "SFAR": "sfar", "X-CLIP": "xclip"}.get(name)
             rows.append({
                 "section": "inference, 8x224, 400 labels", "batch": batch_size, "model": name,
                 "median s": measured["median_s"], "videos/s": batch_size / measured["median_s"],
                 "time / vision tower": paired_ratio(times, name, "CLIP vision tower"),
                 "per round: min / median / max": ratio_spread(times, name, "CLIP vision tower"),
-                "peak MB": peak_memory_mb(case, batch_size) if args.memory else None,
+                "peak MB": peak_memory_mb(case, batch_size) if args.memory and case else None,
             })  # fmt: skip
-        print(json.dumps(rows[-3:], indent=1), flush=True)
+        rows.append({
+            "section": "inference, 8x224, 400 labels", "batch": batch_size,
+            "model": "SFAR, within one call (forward / its own vision tower call)",
+            "median s": None, "videos/s": None, "time / vision tower": statistics.median(inside),
+            "per round: min / median / max": _spread(inside), "peak MB": None,
+        })  # fmt: skip
+        print(json.dumps(rows[-5:], indent=1), flush=True)
 
 
 def precision(args, rows: list) -> None:
