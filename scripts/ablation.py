@@ -1,7 +1,13 @@
 """The ablation on the embedded storyboard benchmark (the paper's Table 2e, plus its ambiguous / non-uniform subsets
-of Tables 8-9): mean pooling, temporal, coarse only, fine only, coarse+fine and ActionCLIP, over several seeds.
+of Tables 8-9): mean pooling, temporal, coarse only, fine only, coarse+fine and ActionCLIP; ALT with its entity
+corpus and without (learnable queries, ALT's Table C3 baseline); SFAR with token merging (r = 8 and 16), over
+several seeds.
 
-    python scripts/ablation.py --output_dir outputs/ablation            # 6 variants x 3 seeds, the demo recipe
+    python scripts/ablation.py --output_dir outputs/ablation            # 10 rows x 3 seeds, the demo recipe
+    python scripts/ablation.py --variants alt alt_no_corpus             # only these rows
+
+Every row trains with the demo recipe (`modeling_sfar.demo_recipe.RECIPE`: the same epochs, batch, data and
+learning rates for SFAR and ALT; `ROWS` says what ALT and the merging rows change and why).
 
 Every run resumes where it stopped and a finished run is not repeated, so the command can be run again after an
 interruption. Writes `ablation.json` (every run) and `ablation.md` (mean and standard deviation over seeds).
@@ -27,6 +33,10 @@ VARIANTS = {
     "fine": "fine only",
     "sfar": "SFAR (coarse + fine)",
     "actionclip": "ActionCLIP",
+    "alt": "ALT (Align before Adapt)",
+    "alt_no_corpus": "ALT without corpus (learnable queries)",
+    "sfar_r8": "SFAR (coarse + fine), token merging r = 8",
+    "sfar_r16": "SFAR (coarse + fine), token merging r = 16",
 }
 # The table's columns: top-1 on the test split and on the paper's subsets, as the run's metrics name them.
 COLUMNS = {name: metric_key(EVAL_PREFIX, TOP1, subset) for name, subset in SUBSETS.items()}
