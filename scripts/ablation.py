@@ -45,7 +45,9 @@ COLUMNS = {name: metric_key(EVAL_PREFIX, TOP1, subset) for name, subset in SUBSE
 @dataclass
 class AblationArguments:
     output_dir: str = field(default="outputs/ablation")
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    variants: list[str] = field(
+        default_factory=lambda: list(VARIANTS), metadata={"help": f"Rows to train, of {', '.join(VARIANTS)}."}
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: float = field(default=60)
     data_seed: int = field(default=0, metadata={"help": "Seed of the generated dataset and CLIP (kept fixed)."})
