@@ -134,7 +134,7 @@ def prepare(output_dir: str, base: str | None, seed: int, train_per_class: int, 
     entities = os.path.join(output_dir, "entities")
     digest = hashlib.sha256(json.dumps(storyboard_entities(), sort_keys=True).encode()).hexdigest()[:16]
     claim_folder(entities, {"corpus": "storyboard_entities", "sha256": digest}, "entity corpus")
-    if not os.path.isdir(os.path.join(entities, "entities")):
+    if not os.path.isfile(os.path.join(entities, "README.md")):  # the card is written last: a whole corpus
         save_storyboard_entities(entities)
     return {
         "dataset": os.path.join(data, "dataset"),

@@ -116,7 +116,7 @@ def test_every_row_of_the_ablation_builds_its_training_arguments(tmp_path, load_
         recipe.variant_arguments(PATHS, str(tmp_path / "x"), "alt_r4", 0, 40)
 
 
-def test_one_alt_run_of_the_demo_recipe_on_the_storyboard_entities(tmp_path):
+def test_one_alt_run_of_the_demo_recipe_on_the_storyboard_entities(tmp_path, monkeypatch):
     out = tmp_path / "shared"
     paths = recipe.prepare(str(out), None, seed=0, train_per_class=1, test_per_class=1)  # 10 videos: one step
     assert entity_texts(paths["entities"]) == [row["text"] for row in storyboard_entities()]
@@ -133,6 +133,12 @@ def test_one_alt_run_of_the_demo_recipe_on_the_storyboard_entities(tmp_path):
     assert claimed["num_temporal_layers"] is None and claimed["learning_rate"] == 3e-3
     with pytest.raises(ValueError, match=r"another recipe \(.*variant 'alt' -> 'alt_no_corpus'"):
         recipe.train_variant(paths, str(folder), "alt_no_corpus", seed=0, epochs=1)
+
+    # an edited corpus is refused, not silently replaced by (or mixed with) the folder's
+    edited = [{**row, "description": "changed"} for row in storyboard_entities()]
+    monkeypatch.setattr(recipe, "storyboard_entities", lambda: edited)
+    with pytest.raises(ValueError, match=r"entities holds the entity corpus of another recipe \(sha256 "):
+        recipe.prepare(str(out), None, seed=0, train_per_class=1, test_per_class=1)
 
 
 def test_demo_trains_alt_and_draws_its_grounding(tmp_path, load_script):
