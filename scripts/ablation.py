@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from modeling_sfar.demo_recipe import SUBSETS, prepare, train_variant
+from modeling_sfar.demo_recipe import RECIPE_FILE, SUBSETS, prepare, train_variant
 from modeling_sfar.metrics import EVAL_PREFIX, TOP1, metric_key
 
 VARIANTS = {
@@ -72,6 +72,31 @@ def table(runs: dict[str, dict[str, dict]], variants: list[str], seeds: list[int
     return "\n".join(lines) + f"\n\nTop-1 (%) on the generated test split, mean ± std over seeds {seeds}.\n"
 
 
+def check_recorded_epochs(args: AblationArguments, runs: dict[str, dict[str, dict]]) -> None:
+    """
+    A finished run is taken from `ablation.json` without training again, so one trained for other epochs would sit in
+    the table beside this run's rows: refuse it, reading its epochs from its folder's claim (older records of
+    `ablation.json` do not hold them).
+
+    Raises:
+        ValueError: a requested row and seed recorded with other epochs, naming its folder and the flag to give.
+    """
+    for variant in args.variants:
+        for seed in args.seeds:
+            folder = os.path.join(args.output_dir, f"{variant}-seed{seed}")
+            claim = os.path.join(folder, RECIPE_FILE)
+            if str(seed) not in runs.get(variant, {}) or not os.path.isfile(claim):
+                continue
+            with open(claim) as f:
+                epochs = json.load(f).get("epochs")
+            if epochs is not None and epochs != args.epochs:
+                raise ValueError(
+                    f"{folder} was trained for {epochs} epochs and is recorded as finished; this run asks for "
+                    f"--epochs {args.epochs}, and one table holds one recipe: pass --epochs {epochs}, or another "
+                    "--output_dir"
+                )
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     (args,) = HfArgumentParser(AblationArguments).parse_args_into_dataclasses()
@@ -84,6 +109,7 @@ def main() -> None:
     if os.path.isfile(record):
         with open(record) as f:
             runs = json.load(f)
+    check_recorded_epochs(args, runs)
     paths = prepare(os.path.join(args.output_dir, "shared"), None, args.data_seed, 30, 10)
     for seed in args.seeds:
         for variant in args.variants:

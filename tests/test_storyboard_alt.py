@@ -167,3 +167,15 @@ def test_demo_trains_alt_and_draws_its_grounding(tmp_path, load_script):
         load_script("demo").check_arguments(load_script("demo").DemoArguments(model_type="alt", variant="clip"))
     with pytest.raises(ValueError, match="--model_type must be sfar or alt, got 'vit'"):
         load_script("demo").check_arguments(load_script("demo").DemoArguments(model_type="vit"))
+
+
+def test_the_ablation_refuses_to_mix_epochs_with_recorded_runs(tmp_path, load_script, monkeypatch):
+    ablation = load_script("ablation")
+    (tmp_path / "ablation.json").write_text(json.dumps({"sfar": {"0": {"eval_top1": 90.0}}}))
+    (tmp_path / "sfar-seed0").mkdir()
+    (tmp_path / "sfar-seed0" / recipe.RECIPE_FILE).write_text(json.dumps({"variant": "sfar", "epochs": 40}))
+    argv = ["ablation.py", "--output_dir", str(tmp_path), "--variants", "alt", "sfar", "--seeds", "0"]
+    monkeypatch.setattr("sys.argv", argv)  # refused before anything is built: the default is 60 epochs
+    with pytest.raises(ValueError, match=r"sfar-seed0 was trained for 40 epochs .* pass --epochs 40, or another"):
+        ablation.main()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ablation.json", "sfar-seed0"]
