@@ -1,18 +1,21 @@
 """The demo's recipe, shared by `scripts/demo.py` and `scripts/ablation.py`: the storyboard dataset, a tiny random
-CLIP, TPP-selected sub-texts (`prepare`), and one training run of a variant with the recipe's settings
-(`train_variant`), each folder claimed for its recipe (`claim_folder`) so that a run resumes only what the same recipe
-made.
+CLIP, TPP-selected sub-texts and the storyboard's entity corpus for ALT (`prepare`), and one training run of a row of
+the benchmark with the recipe's settings (`train_variant`: one of SFAR's variants, or one of `ROWS`: ALT with and
+without its corpus, SFAR with token merging), each folder claimed for its recipe (`claim_folder`) so that a run
+resumes only what the same recipe made.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 from dataclasses import fields
 
-from .storyboard import build_storyboard_dataset, storyboard_candidates
+from .remote_code.configuration_sfar import SFAR_VARIANTS
+from .storyboard import build_storyboard_dataset, save_storyboard_entities, storyboard_candidates, storyboard_entities
 from .subtext_dataset import save_subtext_dataset
 from .testing_utils import build_tiny_clip
 from .tpp_selection import select_candidates
@@ -24,10 +27,14 @@ __all__ = [
     "TINY_CLIP",
     "RECIPE",
     "RECIPE_FILE",
+    "ROWS",
     "GROUP_COLUMNS",
     "SUBSETS",
     "claim_folder",
     "prepare",
+    "row_settings",
+    "variant_arguments",
+    "variant_recipe",
     "train_variant",
 ]
 
@@ -45,6 +52,23 @@ RECIPE = {
     "crop_area_min": 0.6,
     "dataloader_num_workers": 1,
 }
+
+# The benchmark's rows that are not one of SFAR's variants (SFAR_VARIANTS): the training arguments each one changes in
+# the recipe (and records in its claim). Every row trains with the same epochs, batch, data, frames, augmentation and
+# optimiser settings, RECIPE's learning rates included: ALT_RECIPE's 8e-5 / 8e-6 are, like SFAR's own 5e-5 / 5e-6,
+# rates for fine-tuning a trained CLIP, and the storyboard's CLIP is random and trained from scratch, so the rates
+# RECIPE chose for that hold for ALT as well. ALT's video decoder gets RECIPE's temporal depth (2 blocks, where the
+# paper's ViT-B has 4, as SFAR's 6 temporal layers become 2); its own setting, `num_temporal_layers`, is ALT's None.
+# ALT keeps its default token merging (r = 8 per block: the tiny CLIP's 65 tokens become 49 after its 2 blocks) and
+# reads the storyboard's entity corpus (`prepare`'s `entities`), or none (the paper's Table C3 baseline). SFAR with
+# token merging is the "sfar" variant with r tokens merged in each block (r = 16 leaves 33 of 65).
+ROWS = {
+    "alt": {"model_type": "alt", "num_temporal_layers": None, "num_decoder_layers": 2},
+    "alt_no_corpus": {"model_type": "alt", "num_temporal_layers": None, "num_decoder_layers": 2,
+                      "no_entity_corpus": True},
+    "sfar_r8": {"token_merging_r": 8},
+    "sfar_r16": {"token_merging_r": 16},
+}  # fmt: skip
 
 
 # The storyboard dataset's columns that define the paper's subsets (Tables 8-9), and the subsets as the run's metrics
@@ -106,23 +130,57 @@ def prepare(output_dir: str, base: str | None, seed: int, train_per_class: int, 
     subtexts = os.path.join(output_dir, "subtexts")
     selected, rows = select_candidates(base, storyboard_candidates(seed))
     save_subtext_dataset(subtexts, selected, rows)
-    return {"dataset": os.path.join(data, "dataset"), "base": base, "subtexts": subtexts, "selected": selected}
+    # ALT's corpus is the same for every seed; its digest makes a folder of an edited corpus refused, not reused.
+    entities = os.path.join(output_dir, "entities")
+    digest = hashlib.sha256(json.dumps(storyboard_entities(), sort_keys=True).encode()).hexdigest()[:16]
+    claim_folder(entities, {"corpus": "storyboard_entities", "sha256": digest}, "entity corpus")
+    if not os.path.isfile(os.path.join(entities, "README.md")):  # the card is written last: a whole corpus
+        save_storyboard_entities(entities)
+    return {
+        "dataset": os.path.join(data, "dataset"),
+        "base": base,
+        "subtexts": subtexts,
+        "selected": selected,
+        "entities": entities,
+    }
 
 
-def train_variant(paths: dict, output_dir: str, variant: str, seed: int, epochs: float) -> dict:
+def row_settings(variant: str, paths: dict) -> dict:
     """
-    Train one variant with the demo recipe, resuming a run of the same recipe in `output_dir` (a run of another
-    recipe there is refused: see `claim_folder`); returns the run's metrics (see `run_training`: top-1/top-5, and on
-    the `GROUP_COLUMNS` subsets).
+    The training arguments that the row `variant` changes in RECIPE: the model variant of one of SFAR's variants;
+    for a `ROWS` name, its entry on SFAR's "sfar" variant (with `paths["entities"]` and no sub-texts for ALT with a
+    corpus, no sub-texts for ALT without one).
+
+    Raises:
+        ValueError: a name that is neither, naming the choices.
     """
-    recipe = {"variant": variant, "seed": seed, "epochs": epochs, "base": paths["base"], "dataset": paths["dataset"]}
-    claim_folder(output_dir, {**recipe, **RECIPE}, "training run")
+    if variant in SFAR_VARIANTS:
+        return {"variant": variant}
+    if variant not in ROWS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {[*SFAR_VARIANTS, *ROWS]}")
+    row = {"variant": "sfar", **ROWS[variant]}
+    if row.get("model_type") == "alt":
+        row["subtexts"] = None  # ALT reads entities, not sub-texts
+        if not row.get("no_entity_corpus"):
+            row["entities"] = paths["entities"]
+    return row
+
+
+def variant_arguments(
+    paths: dict, output_dir: str, variant: str, seed: int, epochs: float
+) -> tuple[ModelArguments, DataArguments, SfarTrainingArguments]:
+    """
+    The training arguments of one row of the benchmark (see `train_variant`) with the demo recipe, as `run_training`
+    takes them.
+
+    Raises:
+        ValueError: an unknown variant, or a recipe setting that no training argument takes.
+    """
     settings = {
         "dataset": paths["dataset"],
         "subtexts": paths["subtexts"],
         "base": paths["base"],
         "output_dir": output_dir,
-        "variant": variant,
         "seed": seed,
         "num_train_epochs": epochs,
         "group_columns": list(GROUP_COLUMNS),
@@ -133,6 +191,7 @@ def train_variant(paths: dict, output_dir: str, variant: str, seed: int, epochs:
         "resume": True,
         "disable_tqdm": True,
         **RECIPE,
+        **row_settings(variant, paths),
     }
     arguments = []
     for cls in (ModelArguments, DataArguments, SfarTrainingArguments):
@@ -140,4 +199,29 @@ def train_variant(paths: dict, output_dir: str, variant: str, seed: int, epochs:
         arguments.append(cls(**{key: settings.pop(key) for key in list(settings) if key in names}))
     if settings:  # a recipe key that no argument takes would otherwise be dropped silently
         raise ValueError(f"the demo recipe has settings no training argument takes: {sorted(settings)}")
+    model_args, data_args, training_args = arguments
+    return model_args, data_args, training_args
+
+
+def variant_recipe(paths: dict, variant: str, seed: int, epochs: float) -> dict:
+    """
+    What a run of the row `variant` records in its folder's claim (`claim_folder`): the row, seed, epochs, CLIP and
+    dataset, RECIPE, and what a `ROWS` row changes in it. SFAR's variants record exactly what they recorded before the
+    other rows existed, so that their folders (and the ablation's figures) stay resumable and comparable.
+    """
+    recipe = {"variant": variant, "seed": seed, "epochs": epochs, "base": paths["base"], "dataset": paths["dataset"]}
+    changes = (
+        {} if variant in SFAR_VARIANTS else {k: v for k, v in row_settings(variant, paths).items() if k != "variant"}
+    )
+    return {**recipe, **RECIPE, **changes}
+
+
+def train_variant(paths: dict, output_dir: str, variant: str, seed: int, epochs: float) -> dict:
+    """
+    Train one row of the benchmark (one of SFAR's variants, or a `ROWS` name) with the demo recipe, resuming a run of
+    the same recipe in `output_dir` (a run of another recipe there is refused: see `claim_folder`); returns the run's
+    metrics (see `run_training`: top-1/top-5, and on the `GROUP_COLUMNS` subsets).
+    """
+    arguments = variant_arguments(paths, output_dir, variant, seed, epochs)
+    claim_folder(output_dir, variant_recipe(paths, variant, seed, epochs), "training run")
     return run_training(*arguments)

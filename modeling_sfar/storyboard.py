@@ -7,6 +7,10 @@ of the clip; the other half give the steps random, uneven shares with idle stret
 "non-uniform" case). Everything is drawn from one seed, so a seed gives the same files.
 
 The command line is `datasets_scripts/storyboard.py`; the demo recipe (`modeling_sfar.demo_recipe`) builds it too.
+
+ALT's entity corpus of this visual world is written by hand (`storyboard_entities`, saved by
+`save_storyboard_entities` in the format of `datasets_scripts/entity_corpus.py`), as the sub-text candidates are
+(`storyboard_candidates`): no language model runs here.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ import numpy as np
 
 from modeling_sfar.video_io import write_frames
 
-__all__ = ["STORYBOARDS", "ATOMIC_ACTIONS", "build_storyboard_dataset", "storyboard_candidates", "render_storyboard"]
+__all__ = [
+    "STORYBOARDS",
+    "ATOMIC_ACTIONS",
+    "build_storyboard_dataset",
+    "storyboard_candidates",
+    "storyboard_entities",
+    "save_storyboard_entities",
+    "render_storyboard",
+]
 
 # What each atomic action does to the bar's state (x, y, length, thickness, angle), and how a sub-text says it.
 ATOMIC_ACTIONS = {
@@ -173,6 +185,158 @@ def storyboard_candidates(seed: int = 0) -> dict[str, list[dict]]:
         for candidate in out[name]:
             candidate["prompt"] = f"storyboard ({candidate['generator']})"
     return out
+
+
+# ALT's corpus of this world (its section 3.1): the action-related units by kind, each with a short description, and
+# the atomic actions (or None: every class) that make a unit relevant to a class. Regions of the frame are the scenes
+# here: a move ends near one side.
+STORYBOARD_UNITS = {
+    "object": {
+        "bar": ("a bright coloured rectangle, the one thing in the frame that moves, turns and changes size", None),
+        "background": ("dark noisy pixels behind the bar that stay the same in every frame", None),
+    },
+    "scene": {
+        "left of the frame": ("the left-hand part of the picture, where the bar ends after moving left", ("left",)),
+        "right of the frame": ("the right-hand part of the picture, where the bar ends after moving right", ("right",)),
+        "top of the frame": ("the upper part of the picture, where the bar ends after moving up", ("up",)),
+        "bottom of the frame": ("the lower part of the picture, where the bar ends after moving down", ("down",)),
+    },
+    "motion": {
+        "moving right": ("sliding sideways towards the right edge of the frame", ("right",)),
+        "moving left": ("sliding sideways towards the left edge of the frame", ("left",)),
+        "moving up": ("rising straight towards the top edge of the frame", ("up",)),
+        "moving down": ("sinking straight towards the bottom edge of the frame", ("down",)),
+        "turning": ("rotating by a quarter turn, from lying flat to standing upright or back", ("turn",)),
+        "growing": ("becoming longer and thicker at the same place", ("grow",)),
+        "shrinking": ("becoming shorter and thinner at the same place", ("shrink",)),
+        "staying still": ("keeping the same place, size and angle for a while", ("pause",)),
+    },
+}
+# The content words of the class names, which the corpus generator adds as units of kind "label" (the set is checked
+# against its stop-word removal by the tests).
+STORYBOARD_LABEL_WORDS = {
+    "climb": "to go upwards, rising step by step",
+    "drop": "to go down suddenly, falling from a higher place",
+    "fall": "to come down from a higher place to a lower one",
+    "go": "to move from one place to another",
+    "grow": "to become larger in size",
+    "left": "on or towards the left-hand side, the opposite of right",
+    "right": "on or towards the right-hand side, the opposite of left",
+    "rise": "to move upwards to a higher position",
+    "shrink": "to become smaller in size",
+    "slide": "to move smoothly along, keeping the same orientation",
+    "spin": "to rotate around its own centre",
+    "turn": "to change orientation by rotating",
+    "wait": "to stay in the same place without doing anything for a time",
+}
+# The default body parts of the corpus generator (`datasets_scripts.entity_prompts.DEFAULT_BODY_PARTS`, checked by
+# the tests), added to every corpus whether its actions show a body or not: here none does.
+STORYBOARD_BODY_PARTS = {
+    "head": "the top part of the body, holding the face and the brain",
+    "face": "the front of the head, with the eyes, nose and mouth",
+    "eyes": "the two organs of sight in the face",
+    "mouth": "the opening in the face used to eat and speak",
+    "neck": "the part of the body joining the head to the shoulders",
+    "shoulders": "the joints where the arms meet the upper body",
+    "arms": "the two upper limbs, from the shoulders to the hands",
+    "elbows": "the joints in the middle of the arms",
+    "hands": "the ends of the arms, used to hold and grasp things",
+    "fingers": "the five thin parts at the end of each hand",
+    "torso": "the trunk of the body, without the head, arms and legs",
+    "hips": "the parts of the body where the legs join the trunk",
+    "legs": "the two lower limbs, used to stand and walk",
+    "knees": "the joints in the middle of the legs",
+    "feet": "the ends of the legs, which a person stands on",
+}
+STORYBOARD_ENTITY_SOURCE = "written by hand"  # the `prompt` of every description: no model wrote them
+
+
+def storyboard_entities() -> list[dict]:
+    """
+    ALT's entity corpus of the storyboard world, as rows of the `entities` configuration that the corpus generator
+    writes (`modeling_sfar.entity_dataset`): `unit`, `description`, `text` ("unit: description"), `kinds`, `labels`
+    (the classes whose storyboard the unit takes part in), `default` (a default body part), `generator`, `prompt`,
+    `lesk`, `similarity` (0: no sense was selected among candidates), sorted by unit as the generator sorts them.
+
+    Objects, regions of the frame (kind "scene") and primitive motions come from the storyboards; the content words of
+    the class names are units of kind "label"; the default body parts are in the corpus although no class shows a
+    body, as they are in every generated corpus.
+    """
+    from .entity_dataset import entity_text
+
+    names = list(STORYBOARDS)
+    units: dict[str, dict] = {}
+
+    def add(unit: str, description: str, kind: str, labels: list[str], default: bool = False) -> None:
+        if unit in units:  # a unit named under two kinds would need one description: keep the tables apart
+            raise ValueError(f"storyboard unit {unit!r} is listed twice")
+        units[unit] = {"description": description, "kinds": [kind], "labels": labels, "default": default}
+
+    for kind, table in STORYBOARD_UNITS.items():
+        for unit, (description, actions) in table.items():
+            labels = [n for n in names if actions is None or set(actions) & set(STORYBOARDS[n])]
+            add(unit, description, kind, labels)
+    for word, description in STORYBOARD_LABEL_WORDS.items():
+        add(word, description, "label", [n for n in names if word in n.replace(",", " ").split()])
+    for part, description in STORYBOARD_BODY_PARTS.items():
+        add(part, description, "body part", [], default=True)
+    return [
+        {
+            "unit": unit,
+            "description": info["description"],
+            "text": entity_text(unit, info["description"]),
+            "kinds": info["kinds"],
+            "labels": info["labels"],
+            "default": info["default"],
+            "generator": "storyboard",
+            "prompt": STORYBOARD_ENTITY_SOURCE,
+            "lesk": 0,
+            "similarity": 0.0,
+        }
+        for unit, info in sorted(units.items())
+    ]
+
+
+def save_storyboard_entities(folder: str | os.PathLike):
+    """
+    Write the storyboard's entity corpus (`storyboard_entities`) to `folder` with the library's entity dataset writer
+    (`save_entity_dataset`): the `entities`, `descriptions` (the one hand-written description of each unit, selected)
+    and `units` (per class and kind, the units of that kind, as a generator's accepted answer would list them)
+    configurations and a card, so that `--entities folder` reads it as it reads a generated corpus. Returns the folder.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from .entity_dataset import config_metadata, save_entity_dataset
+
+    entities = storyboard_entities()
+    descriptions = [
+        {
+            "unit": row["unit"],
+            "description": row["description"],
+            "generator": row["generator"],
+            "prompt": row["prompt"],
+            "lesk": 0,
+            "similarity": 0.0,
+            "selected": True,
+            "answer": row["description"],
+        }
+        for row in entities
+    ]
+    units = []
+    for name in STORYBOARDS:
+        for kind in STORYBOARD_UNITS:
+            listed = [row["unit"] for row in entities if kind in row["kinds"] and name in row["labels"]]
+            if listed:  # a class with no unit of a kind (no move: no region) has no answer for it
+                units.append({"label": name, "class_name": name, "kind": kind, "units": listed,
+                              "generator": "storyboard", "answer": ", ".join(listed)})  # fmt: skip
+    data = DatasetCardData(configs=config_metadata(), tags=["alt", "entity-corpus", "synthetic"])
+    card = DatasetCard(
+        f"---\n{data.to_yaml()}\n---\n\n# Entity corpus of the storyboard videos\n\n"
+        f"{len(entities)} entities of the embedded storyboard benchmark (`modeling_sfar.storyboard`), written by hand "
+        "as its sub-text candidates are: objects, regions of the frame, primitive motions, the words of the class "
+        "names and the default body parts.\n"
+    )
+    return save_entity_dataset(folder, entities, descriptions, units, card=card)
 
 
 def build_storyboard_dataset(

@@ -2,6 +2,10 @@
 train a small SFAR from a random CLIP on the CPU, evaluate it, save a Hub-ready folder, classify a held-out video with
 `pipeline("video-classification")`, and draw the coarse and fine frame weights over that video's frames.
 
+`--model_type alt` trains ALT instead, aligned with the storyboard's entity corpus (written by hand, as the sub-text
+candidates are), into `<output_dir>/alt-model`, and draws what it grounded: the held-out video's frames with every
+merged region tinted by its aligned entity, titled with the top class (as the Space draws it).
+
 Offline (the default) the CLIP is a tiny random one built locally; `--base openai/clip-vit-base-patch16` starts from
 real CLIP weights wherever the Hub is reachable (much slower on a CPU). The recipe is `modeling_sfar.demo_recipe`'s.
 """
@@ -17,10 +21,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, pipeline
 
-from modeling_sfar import SfarForVideoClassification, SfarProcessor
+from modeling_sfar import AltForVideoClassification, SfarForVideoClassification, SfarProcessor
 from modeling_sfar.demo_recipe import SUBSETS, prepare, train_variant
 from modeling_sfar.metrics import EVAL_PREFIX, TOP1, TOP5, metric_key
-from modeling_sfar.plots import denormalize, frame_weight_picture
+from modeling_sfar.plots import denormalize, entity_region_picture, frame_weight_picture, patch_entities, region_legend
 
 
 @dataclass
@@ -29,7 +33,10 @@ class DemoArguments:
     base: str | None = field(
         default=None, metadata={"help": "CLIP checkpoint (Hub id or folder); default: a tiny random one."}
     )
-    variant: str = field(default="sfar", metadata={"help": "Model variant (see SFAR_VARIANTS)."})
+    variant: str = field(default="sfar", metadata={"help": "SFAR's model variant (see SFAR_VARIANTS)."})
+    model_type: str = field(
+        default="sfar", metadata={"help": "sfar, or alt: ALT with the storyboard's entity corpus (draws its regions)."}
+    )
     epochs: float = field(default=60, metadata={"help": "Training epochs."})
     train_per_class: int = field(default=30)
     test_per_class: int = field(default=10)
@@ -45,15 +52,58 @@ SUBSET_TITLES = {
 }
 
 
+def check_arguments(args: DemoArguments) -> None:
+    """Refuse a model type other than sfar / alt, and an SFAR variant with ALT, naming the flag."""
+    if args.model_type not in ("sfar", "alt"):
+        raise ValueError(f"--model_type must be sfar or alt, got {args.model_type!r}")
+    if args.model_type == "alt" and args.variant != "sfar":
+        raise ValueError(f"--variant {args.variant} is one of SFAR's variants; --model_type alt trains ALT")
+
+
+def draw(folder: str, video: str, alt: bool, picture: str) -> tuple[str, list[tuple[str, float]]]:
+    """
+    Classify `video` with the model in `folder` and save its picture for the top class: SFAR's coarse and fine frame
+    weights, or the regions ALT aligned with its entities. Returns the top class and, for ALT with a corpus, the
+    entities its regions were aligned with and their shares of the patches, largest first (else an empty list).
+    """
+    model_class = AltForVideoClassification if alt else SfarForVideoClassification
+    model = model_class.from_pretrained(folder, use_safetensors=True).eval()
+    processor = SfarProcessor.from_pretrained(folder)
+    inputs = processor(videos=video)
+    with torch.no_grad():
+        out = model(**inputs)
+    top = int(out.logits[0].argmax())
+    label = model.config.id2label[top]
+    frames = denormalize(inputs["pixel_values"][0], processor.video_processor)  # (T, 3, H, W) in [0, 1]
+    grounded = []
+    if alt:  # the alignment belongs to the video, not to a class: drawn under the top class's name
+        indices = None if out.entity_indices is None else out.entity_indices[0]  # (T, N)
+        image = entity_region_picture(frames, out.patch_to_token[0], indices, model.config.entities, label)
+        if indices is not None:
+            shares = region_legend(patch_entities(out.patch_to_token[0], indices))
+            grounded = [(model.config.entities[j], share) for j, share in shares]
+    else:
+
+        def weights(tensor):
+            return None if tensor is None else tensor[0, top].tolist()
+
+        image = frame_weight_picture(frames, weights(out.coarse_frame_weights), weights(out.fine_frame_weights), label)
+    image.save(picture)
+    return label, grounded
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses()
+    check_arguments(args)
+    alt = args.model_type == "alt"
     start = time.perf_counter()
     torch.manual_seed(args.seed)
     paths = prepare(args.output_dir, args.base, args.seed, args.train_per_class, args.test_per_class)
     prepared = time.perf_counter()
-    folder = os.path.join(args.output_dir, "model")
-    metrics = train_variant(paths, folder, args.variant, args.seed, args.epochs)
+    # ALT has a folder of its own, so that the SFAR demo's folder (claimed for its recipe) stays resumable beside it.
+    folder = os.path.join(args.output_dir, "alt-model" if alt else "model")
+    metrics = train_variant(paths, folder, "alt" if alt else args.variant, args.seed, args.epochs)
     trained = time.perf_counter()
 
     from datasets import load_from_disk
@@ -65,48 +115,35 @@ def main() -> None:
         "video-classification", model=folder, trust_remote_code=True, model_kwargs={"use_safetensors": True}
     )
     predictions = classifier(held_out["video"], top_k=5)
-
-    model = SfarForVideoClassification.from_pretrained(folder, use_safetensors=True).eval()
-    processor = SfarProcessor.from_pretrained(folder)
-    inputs = processor(videos=held_out["video"])
-    with torch.no_grad():
-        out = model(**inputs)
-    top = int(out.logits[0].argmax())
-    picture = os.path.join(args.output_dir, "frame_weights.png")
-
-    def weights(tensor):
-        return None if tensor is None else tensor[0, top].tolist()
-
-    label = model.config.id2label[top]
-    frames = denormalize(inputs["pixel_values"][0], processor.video_processor)
-    frame_weight_picture(frames, weights(out.coarse_frame_weights), weights(out.fine_frame_weights), label).save(
-        picture
-    )
+    picture = os.path.join(args.output_dir, "entity_regions.png" if alt else "frame_weights.png")
+    _, grounded = draw(folder, held_out["video"], alt, picture)
     total = time.perf_counter() - start
 
     own = sum(row["generator"] == "storyboard" for row in paths["selected"])
     mean_tpp = sum(row["tpp"] for row in paths["selected"]) / len(paths["selected"])
     results = {
-        **{
-            key: metrics[key]
-            for subset in SUBSETS.values()
-            for key in (metric_key(EVAL_PREFIX, TOP1, subset), metric_key(EVAL_PREFIX, TOP5, subset))
-            if key in metrics
-        },
-        "mean_tpp": mean_tpp,
-        "tpp_kept_own_steps": own,
-        "prepare_s": prepared - start,
-        "train_s": trained - prepared,
-        "total_s": total,
+        key: metrics[key]
+        for subset in SUBSETS.values()
+        for key in (metric_key(EVAL_PREFIX, TOP1, subset), metric_key(EVAL_PREFIX, TOP5, subset))
+        if key in metrics
     }
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+    if alt:
+        results["grounded_entities"] = [{"entity": text, "share": share} for text, share in grounded]
+    else:
+        results.update(mean_tpp=mean_tpp, tpp_kept_own_steps=own)
+    results.update(prepare_s=prepared - start, train_s=trained - prepared, total_s=total)
+    with open(os.path.join(args.output_dir, "alt_results.json" if alt else "results.json"), "w") as f:
         json.dump(results, f, indent=2)
 
-    print(f"\nSFAR demo ({'tiny random CLIP' if args.base is None else args.base}, variant {args.variant})")
-    print(
-        f"sub-texts: TPP kept the storyboard's own steps for {own} of {len(paths['selected'])} classes, "
-        f"mean TPP {mean_tpp:.1f}"
-    )
+    clip = "tiny random CLIP" if args.base is None else args.base
+    if alt:
+        print(f"\nALT demo ({clip}, the storyboard's entity corpus: {paths['entities']})")
+    else:
+        print(f"\nSFAR demo ({clip}, variant {args.variant})")
+        print(
+            f"sub-texts: TPP kept the storyboard's own steps for {own} of {len(paths['selected'])} classes, "
+            f"mean TPP {mean_tpp:.1f}"
+        )
     print(f"\n{'test split':<22}{'top-1':>8}{'top-5':>8}")
     for name, subset in SUBSETS.items():
         top1, top5 = metric_key(EVAL_PREFIX, TOP1, subset), metric_key(EVAL_PREFIX, TOP5, subset)
@@ -116,7 +153,11 @@ def main() -> None:
     print(f"{'label':<28}{'score':>8}")
     for p in predictions:
         print(f"{p['label']:<28}{p['score']:>8.3f}")
-    print(f"\nmodel folder: {folder}\nframe weights: {picture}")
+    if grounded:
+        print("\nregions of the held-out video aligned with (share of the patches):")
+        for text, share in grounded:
+            print(f"  {100 * share:5.1f}%  {text}")
+    print(f"\nmodel folder: {folder}\n{'entity regions' if alt else 'frame weights'}: {picture}")
     print(f"time: {prepared - start:.0f} s data + sub-texts, {trained - prepared:.0f} s training, {total:.0f} s in all")
 
 

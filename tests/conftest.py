@@ -35,6 +35,7 @@ def load_script():
         if name not in loaded:
             spec = importlib.util.spec_from_file_location(f"sfar_script_{name}", SCRIPTS / f"{name}.py")
             module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses look their module up while the script is executed
             spec.loader.exec_module(module)
             loaded[name] = module
         return loaded[name]
