@@ -223,16 +223,23 @@ def blocked_sdpa_attention(
     heads are taken a block at a time, sized so that a block's scores (`ATTENTION_BLOCK_BYTES`) stay in cache
     between the two bfloat16 matmuls. Same softmax attention, scores rounded to bfloat16 as in the rest of a
     bfloat16 model; at ViT-B/16 size (64 frames, 197 tokens) 2.3x faster than the fused kernel on a 2-core AVX-512
-    CPU. Anything else (another device or dtype, gradients, a mask, causal or cross-attention, dropout, attention
-    weights asked for) is passed to transformers' SDPA attention unchanged. query, key, value (B, H, L, hd) ->
-    (B, L, H, hd), None.
+    CPU. One kind of mask is taken too: an additive bias per key, `(B, 1, 1, L)` floating point, added to every
+    query's scores (token merging's proportional attention, `token_merging.py`, log of each token's size), so that a
+    bfloat16 tower with merging runs the same attention as without. Anything else (another device or dtype,
+    gradients, another mask, causal or cross-attention, dropout, attention weights asked for) is passed to
+    transformers' SDPA attention unchanged. query, key, value (B, H, L, hd) -> (B, L, H, hd), None.
     """
     batch_size, num_heads, length, head_dim = query.shape
+    key_bias = (
+        attention_mask is not None
+        and attention_mask.is_floating_point()
+        and attention_mask.shape == (batch_size, 1, 1, length)
+    )
     if (
         query.device.type != "cpu"
         or query.dtype != torch.bfloat16
         or torch.is_grad_enabled()
-        or attention_mask is not None
+        or (attention_mask is not None and not key_bias)
         or dropout > 0.0
         or getattr(module, "is_causal", False)
         or kwargs.get("is_causal", False)  # CLIP's text tower asks for causal attention through this argument
@@ -244,11 +251,16 @@ def blocked_sdpa_attention(
         )
     scaling = head_dim**-0.5 if scaling is None else scaling
     q, k, v = query.flatten(0, 1), key.flatten(0, 1), value.flatten(0, 1)  # (B*H, L, hd)
+    bias = None
+    if attention_mask is not None:  # the key bias, one row per (video, head): (B*H, 1, L)
+        bias = attention_mask.to(query.dtype).expand(-1, num_heads, -1, -1).reshape(-1, 1, length)
     out = torch.empty_like(q)
     block = max(1, ATTENTION_BLOCK_BYTES // (length * length * query.element_size()))
     for start in range(0, len(q), block):
         rows = slice(start, start + block)
         scores = torch.bmm(q[rows], k[rows].transpose(1, 2)).mul_(scaling)  # (block, L, L)
+        if bias is not None:
+            scores.add_(bias[rows])  # broadcast over the queries
         torch.bmm(scores.softmax(-1), v[rows], out=out[rows])
     return out.view(batch_size, num_heads, length, head_dim).transpose(1, 2), None
 
