@@ -268,3 +268,22 @@ def test_label_smoothing_without_the_collator_is_refused(tiny_alt, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), label_smoothing_factor=0.1, report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="soft targets to the model's own loss"):
         SfarTrainer(model=tiny_alt, args=args)
+
+
+def test_sfar_trains_on_soft_targets_and_actionclip_refuses_them():
+    from tests.conftest import tiny_classifier
+
+    model = tiny_classifier().train()
+    pixels = torch.randn(4, 5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 2, 1, 2])
+    draw = draw_mix(4, 16, 16, 0.8, 1.0, 0.5, np.random.default_rng(3))
+    mixed, targets = mix_batch(pixels, smooth_targets(labels, 3, 0.1), draw)
+    out = model(pixel_values=mixed, labels=targets)
+    out.loss.backward()
+    torch.testing.assert_close(out.loss, sfar_loss(out.logits, targets, model.config.loss_lambda))
+    assert model.sfar.vision_model.encoder.layers[0].self_attn.q_proj.weight.grad is not None
+    with pytest.raises(ValueError, match="distributions over the classes"):
+        model(pixel_values=pixels, labels=torch.full((4, 3), 0.5))
+    actionclip = tiny_classifier("actionclip").train()
+    with pytest.raises(ValueError, match="ActionCLIP's loss takes class indices"):
+        actionclip(pixel_values=pixels, labels=targets)
