@@ -1,5 +1,6 @@
 """What training and evaluation share: loading and checking video datasets, few-shot subsets, the on-the-fly video
-transform, SFAR's two learning rates, and the Trainer subclass that uses them. Not shipped to the Hub.
+transform, Mixup / CutMix and label smoothing (the training collator), SFAR's two learning rates (and ALT's decoder
+rate), and the Trainer subclass that uses them. Not shipped to the Hub.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ Supervised by default; `few_shot` trains on K videos per class (seeded); `zero_s
 a killed run from its last checkpoint. `model_type="alt"` trains ALT (docs/alt.md) instead of SFAR: converted from CLIP
 with an entity corpus (`entities`, or none with `no_entity_corpus`), with ALT's recipe (`ALT_RECIPE`) as the defaults
 of the command line. Training augmentation (`flip_probability`, `crop_area_min`) is passed to the
-training transform, never written onto the video processor that is saved with the model.
+training transform, never written onto the video processor that is saved with the model; Mixup / CutMix and label
+smoothing (`mixup_alpha`, `cutmix_alpha`, `mixup_switch_prob`, `label_smoothing_factor`: ALT's recipe, off for SFAR)
+are applied by the training collator (`MixingCollator`) as soft targets.
 """
 
 from __future__ import annotations
