@@ -52,6 +52,7 @@ bench: setup
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/video_input.py
 	$(PY) benchmarks/subtext_generation.py
+	$(PY) benchmarks/token_merging.py
 
 test: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks

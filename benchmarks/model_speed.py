@@ -51,9 +51,9 @@ TEXT_B = {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12
 PROMPT_WORDS, SUBTEXT_WORDS, NUM_SUBTEXTS = 16, 32, 4
 
 
-def random_label_set(num_labels: int, seed: int = 0):
-    """A random label set as `encode_label_set` returns it: the text tower's words, padded to the longest text, with
-    typical lengths (prompts of 8-16 words, sub-texts of 16-32)."""
+def random_label_set(num_labels: int, seed: int = 0, width: int = 512):
+    """A random label set as `encode_label_set` returns it, D = `width` (the projection's): the text tower's words,
+    padded to the longest text, with typical lengths (prompts of 8-16 words, sub-texts of 16-32)."""
     from modeling_sfar.remote_code.modeling_sfar import SfarLabelSet
 
     gen = torch.Generator().manual_seed(seed)
@@ -61,12 +61,12 @@ def random_label_set(num_labels: int, seed: int = 0):
     def words(*shape):
         lengths = torch.randint(shape[-1] // 2, shape[-1] + 1, shape[:-1], generator=gen)
         lengths.view(-1)[0] = shape[-1]  # the longest text sets the padded width
-        return torch.randn(*shape, 512, generator=gen), torch.arange(shape[-1]) < lengths.unsqueeze(-1)
+        return torch.randn(*shape, width, generator=gen), torch.arange(shape[-1]) < lengths.unsqueeze(-1)
 
     prompt, prompt_mask = words(num_labels, PROMPT_WORDS)
     subtexts, subtext_mask = words(num_labels, NUM_SUBTEXTS, SUBTEXT_WORDS)
     return SfarLabelSet(
-        text_embeds=torch.nn.functional.normalize(torch.randn(num_labels, 512, generator=gen), dim=-1),
+        text_embeds=torch.nn.functional.normalize(torch.randn(num_labels, width, generator=gen), dim=-1),
         prompt_word_embeds=prompt,
         prompt_word_mask=prompt_mask,
         subtext_word_embeds=subtexts,
@@ -74,12 +74,22 @@ def random_label_set(num_labels: int, seed: int = 0):
     )
 
 
-def sfar_model(variant: str = "sfar", num_labels: int = 400, num_frames: int = 8, keep_words: bool = True):
+def sfar_model(
+    variant: str = "sfar",
+    num_labels: int = 400,
+    num_frames: int = 8,
+    keep_words: bool = True,
+    sizes: dict | None = None,
+    **config_kwargs,
+):
     """
     A ViT-B/16-size SFAR classifier with random weights and a random label set of `num_labels` classes, stored as
     `set_label_set` stores one. `keep_words=False` frees the text tower's words afterwards, so that the model holds
-    what a loaded one holds (the inference constants); the forward is the same either way.
+    what a loaded one holds (the inference constants); the forward is the same either way. `sizes` replaces the
+    towers' sizes (`vision_config`, `text_config`, `projection_dim`: a tiny model for a test); `config_kwargs` go to
+    `SfarConfig` (e.g. `token_merging_r`).
     """
+    sizes = {"vision_config": VIT_B16, "text_config": TEXT_B, "projection_dim": 512, **(sizes or {})}
     from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification
 
     settings = dict(SFAR_VARIANTS[variant])
@@ -87,17 +97,16 @@ def sfar_model(variant: str = "sfar", num_labels: int = 400, num_frames: int = 8
     if variant == "temporal":
         settings["num_temporal_layers"] = 6
     config = SfarConfig(
-        text_config=TEXT_B,
-        vision_config=VIT_B16,
-        projection_dim=512,
+        **sizes,
         num_frames=num_frames,
         num_subtexts=NUM_SUBTEXTS,
         id2label={i: f"class {i}" for i in range(num_labels)},
         **settings,
+        **config_kwargs,
     )
     torch.manual_seed(0)
     model = SfarForVideoClassification(config)
-    model.sfar.store_label_set(random_label_set(num_labels))
+    model.sfar.store_label_set(random_label_set(num_labels, width=sizes["projection_dim"]))
     if not keep_words:
         cache = model.sfar.label_set_cache
         for name in ("prompt_word_embeds", "prompt_word_mask", "subtext_word_embeds", "subtext_word_mask"):

@@ -1,5 +1,6 @@
 """What training and evaluation share: loading and checking video datasets, few-shot subsets, the on-the-fly video
-transform, SFAR's two learning rates, and the Trainer subclass that uses them. Not shipped to the Hub.
+transform, Mixup / CutMix and label smoothing (the training collator), SFAR's two learning rates (and ALT's decoder
+rate), and the Trainer subclass that uses them. Not shipped to the Hub.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,11 @@ __all__ = [
     "EpochCallback",
     "with_row_index",
     "sfar_parameter_groups",
+    "smooth_targets",
+    "MixDraw",
+    "draw_mix",
+    "mix_batch",
+    "MixingCollator",
     "SfarTrainer",
     "compute_metrics",
     "evaluate_split",
@@ -476,39 +483,225 @@ def with_row_index(dataset):
 
 VISION_PREFIXES = ("vision_model.", "visual_projection.")
 NO_DECAY = ("logit_scale", "logit_bias", "position_embedding")
+ALT_DECODER_PREFIX = "alt.decoder."  # ALT's multi-modal video decoder (Eq. 7-9 and its video MLP)
 
 
 def sfar_parameter_groups(
-    model: torch.nn.Module, learning_rate: float, vision_learning_rate: float, weight_decay: float
+    model: torch.nn.Module,
+    learning_rate: float,
+    vision_learning_rate: float,
+    weight_decay: float,
+    decoder_learning_rate: float | None = None,
 ) -> list[dict]:
     """
     AdamW groups of docs/method.md section 7: the CLIP vision tower at `vision_learning_rate`, the new modules at
-    `learning_rate`; no weight decay on biases, norms, embeddings of positions, the logit scale and bias.
+    `learning_rate`; no weight decay on biases, norms, embeddings of positions, the logit scale and bias. With
+    `decoder_learning_rate`, ALT's multi-modal video decoder (`alt.decoder.*`) at that rate (ALT's few-shot recipe:
+    ten times the new modules'); SFAR has no such module and is unchanged.
     """
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         local = name.removeprefix("module.").removeprefix("sfar.").removeprefix("alt.")
-        vision = local.startswith(VISION_PREFIXES)
+        if local.startswith(VISION_PREFIXES):
+            part = "vision"
+        elif decoder_learning_rate is not None and name.removeprefix("module.").startswith(ALT_DECODER_PREFIX):
+            part = "decoder"
+        else:
+            part = "new"
         decay = param.ndim >= 2 and not any(key in local for key in NO_DECAY) and "norm" not in local
-        groups.setdefault((vision, decay), []).append(param)
+        groups.setdefault((part, decay), []).append(param)
+    rates = {"vision": vision_learning_rate, "new": learning_rate, "decoder": decoder_learning_rate}
     return [
-        {
-            "params": params,
-            "lr": vision_learning_rate if vision else learning_rate,
-            "weight_decay": weight_decay if decay else 0.0,
-        }
-        for (vision, decay), params in sorted(groups.items())
+        {"params": params, "lr": rates[part], "weight_decay": weight_decay if decay else 0.0}
+        for (part, decay), params in sorted(
+            groups.items(), key=lambda item: (item[0][0] == "vision", item[0][0] != "new", item[0][1])
+        )
     ]
 
 
-class SfarTrainer(Trainer):
-    """The Trainer with SFAR's two learning rates (vision tower vs new modules)."""
+# -- Mixup, CutMix and label smoothing (X-CLIP's training augmentation, which ALT follows) ----------------------
 
-    def __init__(self, *args, vision_learning_rate: float = 5e-6, **kwargs):
+
+def smooth_targets(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
+    """
+    Soft targets of hard labels with label smoothing: `1 - smoothing + smoothing / C` on the labelled class,
+    `smoothing / C` on every other (the convention of X-CLIP's and timm's blending, and of transformers'
+    `label_smoothing_factor`: the cross-entropy on these targets is (1 - s) NLL + s * the mean of -log p over the
+    classes). labels `(B,)` -> `(B, C)` float32; rows sum to 1.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label smoothing must lie in [0, 1), got {smoothing}")
+    off = smoothing / num_classes
+    targets = torch.full((labels.shape[0], num_classes), off, dtype=torch.float32)
+    return targets.scatter_(1, labels.long().view(-1, 1), 1.0 - smoothing + off)
+
+
+@dataclass
+class MixDraw:
+    """
+    One batch's random choices of [`draw_mix`]: `kind` "mixup" or "cutmix", the Beta draw `lam` (for CutMix the
+    share of each frame kept, corrected to the box as cut), the partner of every video `permutation` `(B,)`, and for
+    CutMix the box `(top, bottom, left, right)` (rows top:bottom, columns left:right), the same in every frame.
+    """
+
+    kind: str
+    lam: float
+    permutation: torch.Tensor
+    box: tuple[int, int, int, int] | None = None
+
+
+def draw_mix(
+    batch_size: int,
+    height: int,
+    width: int,
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    switch_prob: float,
+    rng: np.random.Generator,
+) -> MixDraw:
+    """
+    Draw one batch's mixing from `rng`, in this order: CutMix with probability `switch_prob` when both are on (else
+    whichever is on), lam ~ Beta(alpha, alpha) of the chosen one, a random permutation of the batch (each video's
+    partner), and for CutMix the box's centre, uniform over the pixels. The box (CutMix paper) has sides
+    int(H sqrt(1 - lam)) and int(W sqrt(1 - lam)) around its centre, cut at the frame's edges, and lam becomes
+    1 - box area / frame area.
+    """
+    if mixup_alpha <= 0 and cutmix_alpha <= 0:
+        raise ValueError("draw_mix needs mixup_alpha > 0 or cutmix_alpha > 0")
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        cut = bool(rng.random() < switch_prob)
+    else:
+        cut = cutmix_alpha > 0
+    alpha = cutmix_alpha if cut else mixup_alpha
+    lam = float(rng.beta(alpha, alpha))
+    permutation = torch.as_tensor(rng.permutation(batch_size), dtype=torch.long)
+    if not cut:
+        return MixDraw("mixup", lam, permutation)
+    ratio = float(np.sqrt(1.0 - lam))
+    cut_h, cut_w = int(height * ratio), int(width * ratio)
+    centre_y, centre_x = int(rng.integers(height)), int(rng.integers(width))
+    top, bottom = max(centre_y - cut_h // 2, 0), min(centre_y + cut_h // 2, height)
+    left, right = max(centre_x - cut_w // 2, 0), min(centre_x + cut_w // 2, width)
+    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    return MixDraw("cutmix", lam, permutation, (top, bottom, left, right))
+
+
+def mix_batch(pixel_values: torch.Tensor, targets: torch.Tensor, draw: MixDraw) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Apply a [`MixDraw`] to a batch: video b with video `permutation[b]`. Mixup: lam x_b + (1 - lam) x_partner, every
+    frame. CutMix: the partner's pixels inside the box, in every frame. Targets: lam t_b + (1 - lam) t_partner.
+    pixel_values `(B, T, 3, H, W)`, targets `(B, C)` -> the same shapes (new tensors; the inputs are not changed).
+    """
+    partner = draw.permutation
+    if draw.kind == "mixup":
+        mixed = draw.lam * pixel_values + (1.0 - draw.lam) * pixel_values[partner]
+    else:
+        top, bottom, left, right = draw.box
+        mixed = pixel_values.clone()
+        mixed[..., top:bottom, left:right] = pixel_values[partner][..., top:bottom, left:right]
+    return mixed, draw.lam * targets + (1.0 - draw.lam) * targets[partner]
+
+
+class MixingCollator:
+    """
+    The training data collator of Mixup / CutMix and label smoothing: stacks the rows of `VideoTransform`
+    (`pixel_values` `(T, 3, H, W)`, `labels` a class index), turns the labels into soft targets `(B, C)` with
+    `label_smoothing` ([`smooth_targets`]), and mixes the batch ([`draw_mix`], [`mix_batch`]) when `mixup_alpha` or
+    `cutmix_alpha` is above 0: X-CLIP's recipe (its `CutmixMixupBlending`) with its values 0.8, 1.0, 0.5 and 0.1.
+    The model's loss then runs on the soft targets.
+
+    Every batch's draws come from a numpy generator seeded by one draw of torch's global generator: reproducible
+    under `set_seed` (the Trainer's seed; DataLoader workers get their own torch seeds), different in every worker.
+    A resumed run continues with the generator's state at the resume, not with the uninterrupted run's batches.
+    Single-label data only: the soft targets of a multi-label dataset are not defined here.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        switch_prob: float = 0.5,
+        label_smoothing: float = 0.0,
+    ):
+        for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 (0: off), got {value}")
+        if not 0.0 <= switch_prob <= 1.0:
+            raise ValueError(f"mixup_switch_prob must lie in [0, 1], got {switch_prob}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing_factor must lie in [0, 1), got {label_smoothing}")
+        self.num_classes, self.mixup_alpha, self.cutmix_alpha = num_classes, mixup_alpha, cutmix_alpha
+        self.switch_prob, self.label_smoothing = switch_prob, label_smoothing
+
+    @property
+    def mixes(self) -> bool:
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        pixel_values = torch.stack([torch.as_tensor(f["pixel_values"]) for f in features])  # (B, T, 3, H, W)
+        labels = torch.stack([torch.as_tensor(f["labels"]) for f in features])
+        if labels.ndim != 1 or labels.is_floating_point():
+            raise ValueError(
+                "Mixup, CutMix and label smoothing take single-label rows (one class index each); got labels of "
+                f"shape {tuple(labels.shape[1:])} per row"
+            )
+        targets = smooth_targets(labels, self.num_classes, self.label_smoothing)  # (B, C)
+        if self.mixes:
+            seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+            draw = draw_mix(
+                len(features),
+                pixel_values.shape[-2],
+                pixel_values.shape[-1],
+                self.mixup_alpha,
+                self.cutmix_alpha,
+                self.switch_prob,
+                np.random.default_rng(seed),
+            )
+            pixel_values, targets = mix_batch(pixel_values, targets, draw)
+        return {"pixel_values": pixel_values, "labels": targets}
+
+
+class SfarTrainer(Trainer):
+    """
+    The Trainer with SFAR's two learning rates (vision tower vs new modules), ALT's third (its video decoder,
+    `decoder_learning_rate`, None: the new modules' rate), and an optional training-only collator (`train_collator`,
+    e.g. [`MixingCollator`]; evaluation and prediction keep the default collator). The Trainer's own label smoother
+    is never used: it would replace the model's loss (SFAR's Eq. 12-14) by a plain cross-entropy; label smoothing
+    goes through `train_collator`'s soft targets instead.
+    """
+
+    def __init__(
+        self,
+        *args,
+        vision_learning_rate: float = 5e-6,
+        decoder_learning_rate: float | None = None,
+        train_collator: Callable | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.vision_learning_rate = vision_learning_rate
+        self.decoder_learning_rate = decoder_learning_rate
+        self.train_collator = train_collator
+        smoothing = self.args.label_smoothing_factor
+        if smoothing and getattr(train_collator, "label_smoothing", None) != smoothing:
+            raise ValueError(
+                f"label_smoothing_factor {smoothing} is applied through soft targets to the model's own loss: pass "
+                "MixingCollator(num_classes, label_smoothing=...) with the same value as train_collator "
+                "(run_training does)"
+            )
+        self.label_smoother = None  # the collator's soft targets smooth the labels; the model computes the loss
+
+    def get_train_dataloader(self):
+        if self.train_collator is None:
+            return super().get_train_dataloader()
+        default, self.data_collator = self.data_collator, self.train_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = default
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -517,6 +710,7 @@ class SfarTrainer(Trainer):
                 self.args.learning_rate,
                 self.vision_learning_rate,
                 self.args.weight_decay,
+                decoder_learning_rate=self.decoder_learning_rate,
             )
             self.optimizer = torch.optim.AdamW(
                 groups, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon

@@ -8,7 +8,9 @@ Supervised by default; `few_shot` trains on K videos per class (seeded); `zero_s
 a killed run from its last checkpoint. `model_type="alt"` trains ALT (docs/alt.md) instead of SFAR: converted from CLIP
 with an entity corpus (`entities`, or none with `no_entity_corpus`), with ALT's recipe (`ALT_RECIPE`) as the defaults
 of the command line. Training augmentation (`flip_probability`, `crop_area_min`) is passed to the
-training transform, never written onto the video processor that is saved with the model.
+training transform, never written onto the video processor that is saved with the model; Mixup / CutMix and label
+smoothing (`mixup_alpha`, `cutmix_alpha`, `mixup_switch_prob`, `label_smoothing_factor`: ALT's recipe, off for SFAR)
+are applied by the training collator (`MixingCollator`) as soft targets.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .subtext_dataset import subtexts_for_labels
 from .training import (
     BadVideoLog,
     EpochCallback,
+    MixingCollator,
     SfarTrainer,
     VideoTransform,
     _looks_local,
@@ -57,10 +60,12 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "MODEL_TYPES",
     "ALT_RECIPE",
+    "ALT_FEW_SHOT_DECODER_SCALE",
     "ModelArguments",
     "DataArguments",
     "SfarTrainingArguments",
     "parse_training_args",
+    "training_augmentation",
     "run_training",
     "warn_if_fewer_processes",
 ]
@@ -69,6 +74,9 @@ MODEL_TYPES = ("sfar", "alt")
 # ALT's training recipe (its section 3.4): the defaults of the command line when `--model_type alt`; a flag given
 # explicitly wins. Library callers building `SfarTrainingArguments` themselves pass them: `SfarTrainingArguments(
 # **ALT_RECIPE, output_dir=...)`.
+# Its augmentation follows X-CLIP (section 3.4: "RandomFlip, MultiScaleCrop, Mixup and Label smoothing, following the
+# manner of X-CLIP"): X-CLIP's defaults (its utils/config.py AUG section, which its configs keep) are Mixup alpha 0.8,
+# CutMix alpha 1.0, CutMix in half the batches, label smoothing 0.1 (`MixingCollator`; docs/alt.md).
 ALT_RECIPE = {
     "learning_rate": 8e-5,
     "vision_learning_rate": 8e-6,
@@ -76,7 +84,14 @@ ALT_RECIPE = {
     "num_train_epochs": 30,
     "warmup_steps": 5 / 30,
     "lr_scheduler_type": "cosine",
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+    "mixup_switch_prob": 0.5,
+    "label_smoothing_factor": 0.1,
 }
+# Few-shot ALT: "the learning rate of the multi-modal video decoder is scaled up by ten times" (section 3.4), unless
+# `decoder_learning_rate` is given.
+ALT_FEW_SHOT_DECODER_SCALE = 10
 
 
 @dataclass
@@ -155,6 +170,21 @@ class SfarTrainingArguments(TrainingArguments):
     num_train_epochs: float = field(default=30)
     lr_scheduler_type: str = field(default="cosine")
     warmup_steps: float = field(default=5 / 30, metadata={"help": "Warm-up steps, or a fraction of all steps."})
+    decoder_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "ALT: learning rate of the video decoder (default: --learning_rate; 10x it with --few_shot)."
+        },
+    )
+    mixup_alpha: float = field(
+        default=0.0, metadata={"help": "Mixup's Beta(alpha, alpha) in training; 0: off (ALT's default 0.8)."}
+    )
+    cutmix_alpha: float = field(
+        default=0.0, metadata={"help": "CutMix's Beta(alpha, alpha) in training; 0: off (ALT's default 1.0)."}
+    )
+    mixup_switch_prob: float = field(
+        default=0.5, metadata={"help": "With both on, the share of batches mixed by CutMix instead of Mixup."}
+    )
     remove_unused_columns: bool = field(default=False)
     save_strategy: str = field(default="epoch")
     save_total_limit: int | None = field(default=2)
@@ -306,6 +336,50 @@ def build_model(model_args: ModelArguments, labels: list[str], subtexts, multi_l
         problem_type=problem,
         **extra,
     )
+
+
+def training_augmentation(
+    training_args: SfarTrainingArguments, data_args: DataArguments, alt: bool, num_classes: int, multi_label: bool
+) -> tuple[MixingCollator | None, float | None]:
+    """
+    The training collator of Mixup / CutMix / label smoothing (None when all are off) and the video decoder's
+    learning rate (None: the new modules'; few-shot ALT: `ALT_FEW_SHOT_DECODER_SCALE` x `learning_rate` unless
+    `decoder_learning_rate` is given).
+
+    Raises:
+        ValueError: mixing or smoothing on a multi-label dataset, `decoder_learning_rate` for SFAR, or a bad value,
+            each naming its flag.
+    """
+    mixing = {"--mixup_alpha": training_args.mixup_alpha, "--cutmix_alpha": training_args.cutmix_alpha,
+              "--label_smoothing_factor": training_args.label_smoothing_factor}  # fmt: skip
+    if multi_label and any(mixing.values()):
+        given = ", ".join(flag for flag, value in mixing.items() if value)
+        raise ValueError(
+            f"{given}: soft targets for single-label datasets; {data_args.dataset} is multi-label (set them to 0)"
+        )
+    if training_args.decoder_learning_rate is not None and not alt:
+        raise ValueError("--decoder_learning_rate: ALT's (its video decoder), not SFAR's; add --model_type alt")
+    collator = None
+    if any(mixing.values()):
+        try:
+            collator = MixingCollator(
+                num_classes,
+                mixup_alpha=training_args.mixup_alpha,
+                cutmix_alpha=training_args.cutmix_alpha,
+                switch_prob=training_args.mixup_switch_prob,
+                label_smoothing=training_args.label_smoothing_factor,
+            )
+        except ValueError as error:
+            raise ValueError(f"--{error}") from error
+    decoder_learning_rate = training_args.decoder_learning_rate
+    if alt and data_args.few_shot and decoder_learning_rate is None:
+        decoder_learning_rate = ALT_FEW_SHOT_DECODER_SCALE * training_args.learning_rate
+        logger.info(
+            "few-shot ALT: the video decoder trains at %g (%d x --learning_rate)",
+            decoder_learning_rate,
+            ALT_FEW_SHOT_DECODER_SCALE,
+        )
+    return collator, decoder_learning_rate
 
 
 def prepare_split(dataset, split: str, data_args, transform: VideoTransform, num_workers: int):
@@ -488,6 +562,10 @@ def run_training(
     check_dataset(train, data_args.train_split, len(labels), multi_label)
     if data_args.few_shot and multi_label:
         raise ValueError("few-shot training is defined for single-label datasets")
+    # checked here, before any model is built
+    train_collator, decoder_learning_rate = training_augmentation(
+        training_args, data_args, alt, len(labels), multi_label
+    )
     evaluation = None
     if data_args.eval_split:
         if data_args.eval_split not in dataset:
@@ -541,6 +619,8 @@ def run_training(
         processing_class=processor,
         callbacks=[EpochCallback(transform), *(callbacks or [])],
         vision_learning_rate=training_args.vision_learning_rate,
+        decoder_learning_rate=decoder_learning_rate,
+        train_collator=train_collator,
     )
     checkpoint = None
     if training_args.resume:

@@ -4,6 +4,7 @@ attention."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -199,12 +200,52 @@ def test_bad_r_is_refused():
 def test_the_throughput_benchmark_runs_at_a_tiny_size(tmp_path):
     from benchmarks.token_merging import main
 
-    rows = main(["--tiny", "--rs", "0", "2", "--dtypes", "float32", "--num_frames", "2", "--batch_size", "1",
-                 "--repeats", "1", "--output_dir", str(tmp_path)])  # fmt: skip
-    assert [(row["r"], row["tokens_left"]) for row in rows] == [(0, 17), (2, 13)]
-    assert rows[0]["r0_max_abs_diff"] < 1e-5  # r = 0 computes the bare tower's class token
-    assert all(row["throughput_vs_bare"] > 0 for row in rows)
-    assert (tmp_path / "token_merging.md").is_file() and (tmp_path / "token_merging.json").is_file()
+    rows = main(["--tiny", "--rs", "0", "2", "--dtypes", "float32", "bfloat16", "--num_frames", "2", "--batch_size",
+                 "1", "--num_labels", "5", "--repeats", "1", "--output_dir", str(tmp_path)])  # fmt: skip
+    tower = [row for row in rows if row["section"].startswith("vision tower")]
+    sfar = [row for row in rows if row["section"].startswith("SFAR")]
+    assert [(row["dtype"], row["r"], row["tokens_left"]) for row in tower] == [
+        ("float32", 0, 17), ("float32", 2, 13), ("bfloat16", 0, 17), ("bfloat16", 2, 13)
+    ]  # fmt: skip
+    assert [(row["dtype"], row["r"]) for row in sfar] == [("float32", 2), ("bfloat16", 2)]
+    assert tower[0]["r0_max_abs_diff"] < 1e-5  # r = 0 computes the bare tower's class token
+    assert all(row["throughput_vs_bare"] > 0 and row["min"] <= row["max"] for row in rows)
+    # bfloat16: the bare and the merging cases both run SFAR's blocked attention, never falling back to SDPA
+    # (tower: 2 blocks; SFAR: the tower's 2 and its temporal module's layers)
+    for row in (tower[2], tower[3], sfar[1]):
+        assert row["attention (merging)"] == row["attention (bare)"], row
+        assert row["attention (merging)"].startswith("sfar_sdpa: ") and row["attention (merging)"].endswith(
+            " blocked / 0 sdpa"
+        )
+    assert tower[0]["attention (merging)"] == "sdpa"
+    report = json.loads((tmp_path / "token_merging.json").read_text())
+    assert report["rows"] == rows and (tmp_path / "token_merging.md").is_file()
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2**21], ids=["one-head", "default"])
+def test_blocked_bfloat16_attention_takes_the_key_bias_of_proportional_attention(block_bytes, monkeypatch):
+    """A (B, 1, 1, L) additive bias per key (log sizes) stays on SFAR's blocked bfloat16 path, against a
+    head-by-head float64 reference of softmax(q k^T * scale + bias) v; a bias per query and key still goes to SDPA."""
+    import modeling_sfar.remote_code.modeling_sfar as modeling
+
+    monkeypatch.setattr(modeling, "ATTENTION_BLOCK_BYTES", block_bytes)
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(2, 3, 7, 8).bfloat16() for _ in range(3))
+    bias = torch.rand(2, 1, 1, 7).mul(4).add(1).log().bfloat16()  # log of sizes in [1, 5]
+    expected = torch.empty(2, 3, 7, 8, dtype=torch.float64)
+    for b in range(2):
+        for h in range(3):
+            q, k, v = (t[b, h].double() for t in (query, key, value))
+            expected[b, h] = ((q @ k.T) * 0.3 + bias[b, 0, 0].double()).softmax(-1) @ v
+    fallbacks = []
+    monkeypatch.setattr(modeling, "sdpa_attention_forward", lambda *a, **k: fallbacks.append(a) or (None, None))
+    module = torch.nn.Module()
+    with torch.no_grad():
+        out, _ = modeling.blocked_sdpa_attention(module, query, key, value, bias, scaling=0.3)
+        assert not fallbacks
+        torch.testing.assert_close(out.double(), expected.transpose(1, 2), rtol=0.02, atol=0.02)
+        modeling.blocked_sdpa_attention(module, query, key, value, bias.expand(-1, -1, 7, -1), scaling=0.3)
+    assert len(fallbacks) == 1
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():

@@ -60,6 +60,7 @@ __all__ = [
     "AltModel",
     "AltForVideoClassification",
     "entity_alignment",
+    "alt_loss",
 ]
 
 
@@ -755,8 +756,8 @@ class AltForVideoClassification(AltPreTrainedModel):
         Args:
             pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)` or `(B, V, T, 3, H, W)`):
                 Normalised frames; see [`AltModel.forward`].
-            labels (`torch.LongTensor` of shape `(B,)`, *optional*):
-                Ground-truth classes.
+            labels (`torch.LongTensor` of shape `(B,)` or `torch.FloatTensor` of shape `(B, C)`, *optional*):
+                Ground-truth classes, or soft targets (Mixup, CutMix, label smoothing; see [`alt_loss`]).
             input_ids, attention_mask, entity_input_ids, entity_attention_mask, text_features:
                 The label set, given; see [`AltModel.forward`]. Without it the stored one is used.
         """
@@ -774,14 +775,36 @@ class AltForVideoClassification(AltPreTrainedModel):
         if labels is not None:
             if pixel_values.ndim == 6 and self.training:
                 raise ValueError("multi-view input is for evaluation; train on (B, T, 3, H, W) clips")
-            labels = labels.to(output.logits.device)
-            num_classes = output.logits.shape[-1]
-            if labels.ndim != 1:
-                raise ValueError(f"ALT needs labels of shape (B,), got {tuple(labels.shape)}")
-            if labels.min() < 0 or labels.max() >= num_classes:
-                raise ValueError(f"labels must lie in [0, {num_classes}), got values {labels.unique().tolist()}")
-            loss = F.cross_entropy(output.logits, labels)  # Eq. 10
+            loss = alt_loss(output.logits, labels.to(output.logits.device))
         return AltVideoClassifierOutput(loss=loss, **output)
+
+
+def alt_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """
+    The cross-entropy of Eq. 10 on `(B, C)` logits, against class indices `(B,)` or soft targets `(B, C)` (Mixup,
+    CutMix, label smoothing: a distribution over the classes per video), as the mean over videos of
+    -sum_c t_{b,c} log softmax(y_b)_c; with one-hot targets the two are the same.
+
+    Raises:
+        ValueError: labels of another shape, class indices outside [0, C), or soft targets that are negative or do
+            not sum to 1 per video.
+    """
+    num_classes = logits.shape[-1]
+    if labels.is_floating_point():
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
+            )
+        if (labels < 0).any() or not torch.allclose(labels.sum(-1), labels.new_ones(()), atol=1e-3):
+            raise ValueError("soft targets must be distributions over the classes (>= 0, each row summing to 1)")
+        return -(labels.to(logits.dtype) * logits.log_softmax(-1)).sum(-1).mean()
+    if labels.ndim != 1:
+        raise ValueError(
+            f"ALT needs labels of shape (B,) (class indices) or (B, C) (soft targets), got {tuple(labels.shape)}"
+        )
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values {labels.unique().tolist()}")
+    return F.cross_entropy(logits, labels)  # Eq. 10
 
 
 AltModel.register_for_auto_class("AutoModel")

@@ -223,16 +223,23 @@ def blocked_sdpa_attention(
     heads are taken a block at a time, sized so that a block's scores (`ATTENTION_BLOCK_BYTES`) stay in cache
     between the two bfloat16 matmuls. Same softmax attention, scores rounded to bfloat16 as in the rest of a
     bfloat16 model; at ViT-B/16 size (64 frames, 197 tokens) 2.3x faster than the fused kernel on a 2-core AVX-512
-    CPU. Anything else (another device or dtype, gradients, a mask, causal or cross-attention, dropout, attention
-    weights asked for) is passed to transformers' SDPA attention unchanged. query, key, value (B, H, L, hd) ->
-    (B, L, H, hd), None.
+    CPU. One kind of mask is taken too: an additive bias per key, `(B, 1, 1, L)` floating point, added to every
+    query's scores (token merging's proportional attention, `token_merging.py`, log of each token's size), so that a
+    bfloat16 tower with merging runs the same attention as without. Anything else (another device or dtype,
+    gradients, another mask, causal or cross-attention, dropout, attention weights asked for) is passed to
+    transformers' SDPA attention unchanged. query, key, value (B, H, L, hd) -> (B, L, H, hd), None.
     """
     batch_size, num_heads, length, head_dim = query.shape
+    key_bias = (
+        attention_mask is not None
+        and attention_mask.is_floating_point()
+        and attention_mask.shape == (batch_size, 1, 1, length)
+    )
     if (
         query.device.type != "cpu"
         or query.dtype != torch.bfloat16
         or torch.is_grad_enabled()
-        or attention_mask is not None
+        or (attention_mask is not None and not key_bias)
         or dropout > 0.0
         or getattr(module, "is_causal", False)
         or kwargs.get("is_causal", False)  # CLIP's text tower asks for causal attention through this argument
@@ -244,11 +251,16 @@ def blocked_sdpa_attention(
         )
     scaling = head_dim**-0.5 if scaling is None else scaling
     q, k, v = query.flatten(0, 1), key.flatten(0, 1), value.flatten(0, 1)  # (B*H, L, hd)
+    bias = None
+    if attention_mask is not None:  # the key bias, one row per (video, head): (B*H, 1, L)
+        bias = attention_mask.to(query.dtype).expand(-1, num_heads, -1, -1).reshape(-1, 1, length)
     out = torch.empty_like(q)
     block = max(1, ATTENTION_BLOCK_BYTES // (length * length * query.element_size()))
     for start in range(0, len(q), block):
         rows = slice(start, start + block)
         scores = torch.bmm(q[rows], k[rows].transpose(1, 2)).mul_(scaling)  # (block, L, L)
+        if bias is not None:
+            scores.add_(bias[rows])  # broadcast over the queries
         torch.bmm(scores.softmax(-1), v[rows], out=out[rows])
     return out.view(batch_size, num_heads, length, head_dim).transpose(1, 2), None
 
@@ -464,10 +476,21 @@ def sfar_loss(logits: torch.Tensor, labels: torch.Tensor, loss_lambda: float = 1
     """
     L = L_T2V + lambda L_V2T (Eq. 12-14, with the minus signs the printed equations drop).
 
+    Soft targets t `(B, C)` (Mixup, CutMix, label smoothing; rows are distributions over the classes) give
+    L_T2V = -1/B sum_{b,c} t_{b,c} log softmax_{b''}(y_{b'',c})_b and L_V2T = -1/B sum_{b,c} t_{b,c} log
+    softmax_{c'}(y_{b,c'})_c. With one-hot targets these are Eq. 12 and 13 exactly: class c's column gathers the
+    |k_c| videos of that class, each weighted 1, which is Eq. 12's mean over k_b summed over the |k_c| videos b of
+    class c (tested).
+
     Args:
         logits: `(B, C)` video-class logits y_{b,c}.
-        labels: `(B,)` ground-truth class of each video.
+        labels: `(B,)` ground-truth class of each video, or `(B, C)` soft targets.
     """
+    if labels.is_floating_point():
+        targets = labels.to(logits.dtype)  # (B, C)
+        t2v = -(targets * logits.log_softmax(dim=0)).sum() / len(logits)
+        v2t = -(targets * logits.log_softmax(dim=-1)).sum() / len(logits)
+        return t2v + loss_lambda * v2t
     same = labels[:, None] == labels[None, :]  # (B, B): k_b, the videos sharing b's class
     per_label = logits[:, labels]  # (B, B): [b'', b] = y_{b'', c_gt(b)}
     log_p = per_label.log_softmax(dim=0)  # softmax over videos b'' for the class of column b
@@ -1467,7 +1490,8 @@ class SfarForVideoClassification(SfarPreTrainedModel):
             pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)` or `(B, V, T, 3, H, W)`):
                 Normalised frames; see [`SfarModel.forward`].
             labels (`torch.LongTensor` of shape `(B,)`, or `torch.FloatTensor` of shape `(B, C)` for multi-label):
-                Ground-truth classes.
+                Ground-truth classes; for single-label training also `(B, C)` soft targets (Mixup, CutMix, label
+                smoothing; see [`sfar_loss`]).
             input_ids, attention_mask, subtext_input_ids, subtext_attention_mask, ensemble_input_ids,
             ensemble_attention_mask, text_features:
                 The label set, given; see [`SfarModel.forward`]. Without it the stored one is used.
@@ -1496,9 +1520,22 @@ class SfarForVideoClassification(SfarPreTrainedModel):
         labels = labels.to(logits.device)
         num_classes = logits.shape[-1]
         multi_label = self.config.problem_type == "multi_label_classification"
-        if not multi_label:
+        soft = not multi_label and labels.is_floating_point()
+        if soft:  # Mixup, CutMix, label smoothing: a distribution over the classes per video
+            if labels.shape != logits.shape:
+                raise ValueError(
+                    f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
+                )
+            if (labels < 0).any() or not torch.allclose(labels.sum(-1), labels.new_ones(()), atol=1e-3):
+                raise ValueError("soft targets must be distributions over the classes (>= 0, each row summing to 1)")
+            if self.config.loss_type == "actionclip":
+                raise ValueError("ActionCLIP's loss takes class indices (B,), not soft targets (Mixup, smoothing)")
+        elif not multi_label:
             if labels.ndim != 1:
-                raise ValueError(f"single-label training needs labels of shape (B,), got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"single-label training needs labels of shape (B,), or (B, C) soft targets, got "
+                    f"{tuple(labels.shape)}"
+                )
             if labels.min() < 0 or labels.max() >= num_classes:
                 raise ValueError(f"labels must lie in [0, {num_classes}), got values {labels.unique().tolist()}")
         if self.training and torch.distributed.is_available() and torch.distributed.is_initialized():
