@@ -11,6 +11,7 @@ Shape letters used in comments and docstrings:
 This file is shipped to the Hub as remote code: it imports only torch, transformers and its sibling configuration.
 """
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -263,6 +264,31 @@ def blocked_sdpa_attention(
             scores.add_(bias[rows])  # broadcast over the queries
         torch.bmm(scores.softmax(-1), v[rows], out=out[rows])
     return out.view(batch_size, num_heads, length, head_dim).transpose(1, 2), None
+
+
+# The parts after the vision tower (temporal module, text-guided poolings, logits) are some hundred small operators.
+# On a CPU each one split over the intra-op threads ends by waiting for the slowest thread, and where one thread has
+# been descheduled (anything else running on the machine) that wait is a scheduler slice, far longer than the
+# operator: on a 2-core CPU with another process running they took 10-15 % of the vision tower's time at batch 1 on
+# two threads, 1-2 % on one. So in CPU inference they run on one thread while the largest product among them (the
+# FFN's second layer on the B x C class-specific poolings, B * C * 4D * D multiply-adds) is below this size (about
+# 20 ms on one core); above it (larger batches, more classes) that product gains from every thread, and they keep
+# the threads set. Measured in docs/performance.md.
+SMALL_HEAD_MACS = 2**30
+
+
+@contextlib.contextmanager
+def intra_op_threads(count: int | None):
+    """Run the block with `count` intra-op threads (`torch.set_num_threads`), restored afterwards; None: as set."""
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # A name, not a default: the model uses transformers' choice unless "sfar_sdpa" is asked for. Its masks are SDPA's.
@@ -1403,10 +1429,11 @@ class SfarModel(SfarPreTrainedModel):
         frame_embeds, vision = self._frame_features(
             pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
         )
-        frames, temporal_hidden_states, temporal_attentions = self._temporal(
-            frame_embeds, bool(output_hidden_states), bool(output_attentions)
-        )
-        output = self._head(frames, label_set)
+        with intra_op_threads(self._post_tower_threads(frame_embeds, label_set)):
+            frames, temporal_hidden_states, temporal_attentions = self._temporal(
+                frame_embeds, bool(output_hidden_states), bool(output_attentions)
+            )
+            output = self._head(frames, label_set)
         output.hidden_states = vision.hidden_states
         output.attentions = vision.attentions
         output.temporal_hidden_states = temporal_hidden_states
@@ -1415,7 +1442,26 @@ class SfarModel(SfarPreTrainedModel):
 
     def head(self, frame_embeds: torch.Tensor, label_set: SfarLabelSet | None = None) -> SfarModelOutput:
         """Everything after the vision tower (temporal module, text-guided poolings, logits) on (B, T, D) frames."""
-        return self._head(self._temporal(frame_embeds, False, False)[0], label_set)
+        with intra_op_threads(self._post_tower_threads(frame_embeds, label_set)):
+            return self._head(self._temporal(frame_embeds, False, False)[0], label_set)
+
+    def _post_tower_threads(self, frame_embeds: torch.Tensor, label_set: SfarLabelSet | None) -> int | None:
+        """
+        The intra-op threads of the parts after the vision tower on (B, T, D) frames: 1 in CPU inference (no
+        gradient, not compiling, more than one thread set) while the head's largest product is below
+        `SMALL_HEAD_MACS`; None (the threads as set) otherwise.
+        """
+        if (
+            frame_embeds.device.type != "cpu"
+            or torch.is_grad_enabled()
+            or torch.compiler.is_compiling()
+            or torch.get_num_threads() == 1
+        ):
+            return None
+        label_set = self.stored_label_set() if label_set is None else label_set
+        width = self.config.projection_dim
+        largest = len(frame_embeds) * label_set.num_classes * 4 * width * width if self.config.uses_subtexts else 0
+        return 1 if largest < SMALL_HEAD_MACS else None
 
     def _head(self, frames: torch.Tensor, label_set: SfarLabelSet | None) -> SfarModelOutput:
         """The text-guided poolings and logits (Eq. 4-11) on the frame embeddings v_l (B, T, D); `label_set` None:
