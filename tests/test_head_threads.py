@@ -41,20 +41,20 @@ def test_small_inference_runs_the_head_on_one_thread_and_restores_the_threads(tw
     torch.testing.assert_close(logits, reference)
 
 
-def test_large_heads_training_and_one_thread_keep_the_threads(two_threads, monkeypatch):
+def test_large_heads_training_and_one_thread_keep_the_threads(two_threads):
     model = tiny_classifier("sfar").eval()
     seen = threads_seen(model)
     pixel_values = torch.randn(2, 5, 3, 16, 16)
     model(pixel_values)  # gradients enabled: as in training
     assert set(seen) == {2}
     seen.clear()
-    monkeypatch.setattr(modeling_sfar, "SMALL_HEAD_MACS", 0)  # every head is "large"
+    model.sfar.small_head_macs = 0  # every head is "large": the threads as set
     with torch.no_grad():
         model(pixel_values)
     assert set(seen) == {2}
     seen.clear()
+    model.sfar.small_head_macs = modeling_sfar.SMALL_HEAD_MACS
     torch.set_num_threads(1)
-    monkeypatch.undo()
     with torch.no_grad():
         model(pixel_values)
     assert set(seen) == {1} and torch.get_num_threads() == 1

@@ -273,7 +273,9 @@ def blocked_sdpa_attention(
 # two threads, 1-2 % on one. So in CPU inference they run on one thread while the largest product among them (the
 # FFN's second layer on the B x C class-specific poolings, B * C * 4D * D multiply-adds) is below this size (about
 # 20 ms on one core); above it (larger batches, more classes) that product gains from every thread, and they keep
-# the threads set. Measured in docs/performance.md.
+# the threads set. `torch.set_num_threads` is partly process-wide state (the count a thread that starts using torch
+# in that window takes up; oneDNN's primitive cache, which it clears), so a model whose process runs torch in other
+# threads can keep the threads as set: `model.sfar.small_head_macs = 0`. Measured in docs/performance.md.
 SMALL_HEAD_MACS = 2**30
 
 
@@ -763,6 +765,10 @@ class SfarModel(SfarPreTrainedModel):
     stored label set never re-encodes text. A model built from a configuration has no stored label set until one
     is set or loaded.
     """
+
+    # Below this many multiply-adds in the head's largest product, CPU inference runs the parts after the vision
+    # tower on one intra-op thread (see `SMALL_HEAD_MACS`); 0 on an instance keeps the threads as set.
+    small_head_macs: int = SMALL_HEAD_MACS
 
     def __init__(self, config: SfarConfig):
         super().__init__(config)
@@ -1449,7 +1455,8 @@ class SfarModel(SfarPreTrainedModel):
         """
         The intra-op threads of the parts after the vision tower on (B, T, D) frames: 1 in CPU inference (no
         gradient, not compiling, more than one thread set) while the head's largest product is below
-        `SMALL_HEAD_MACS`; None (the threads as set) otherwise.
+        `small_head_macs` (default `SMALL_HEAD_MACS`; 0 never changes the threads); None (the threads as set)
+        otherwise.
         """
         if (
             frame_embeds.device.type != "cpu"
@@ -1461,7 +1468,7 @@ class SfarModel(SfarPreTrainedModel):
         label_set = self.stored_label_set() if label_set is None else label_set
         width = self.config.projection_dim
         largest = len(frame_embeds) * label_set.num_classes * 4 * width * width if self.config.uses_subtexts else 0
-        return 1 if largest < SMALL_HEAD_MACS else None
+        return 1 if largest < self.small_head_macs else None
 
     def _head(self, frames: torch.Tensor, label_set: SfarLabelSet | None) -> SfarModelOutput:
         """The text-guided poolings and logits (Eq. 4-11) on the frame embeddings v_l (B, T, D); `label_set` None:
