@@ -266,17 +266,18 @@ def blocked_sdpa_attention(
     return out.view(batch_size, num_heads, length, head_dim).transpose(1, 2), None
 
 
-# The parts after the vision tower (temporal module, text-guided poolings, logits) are some hundred small operators.
-# On a CPU each one split over the intra-op threads ends by waiting for the slowest thread, and where one thread has
-# been descheduled (anything else running on the machine) that wait is a scheduler slice, far longer than the
-# operator: on a 2-core CPU with another process running they took 10-15 % of the vision tower's time at batch 1 on
-# two threads, 1-2 % on one. So in CPU inference they run on one thread while the largest product among them (the
-# FFN's second layer on the B x C class-specific poolings, B * C * 4D * D multiply-adds) is below this size (about
-# 20 ms on one core); above it (larger batches, more classes) that product gains from every thread, and they keep
-# the threads set. `torch.set_num_threads` is partly process-wide state (the count a thread that starts using torch
-# in that window takes up; oneDNN's primitive cache, which it clears), so a model whose process runs torch in other
-# threads can keep the threads as set: `model.sfar.small_head_macs = 0`. Measured in docs/performance.md.
-SMALL_HEAD_MACS = 2**30
+# The temporal module of a short batch (B * T tokens, a few per video) is some seventy small operators that read the
+# weights of its layers (75 MB at width 512, 6 layers) more than they compute: on a 2-core CPU one intra-op thread
+# runs it as fast as two at batch 1 (12.0 against 11.5 ms, idle machine). Split over two threads, each operator ends
+# by waiting for the slower thread, and where that thread has been descheduled (anything else running on the
+# machine) the wait is a scheduler slice, far longer than the operator. So in CPU inference it runs on one thread
+# while its largest product (the MLP's first layer, B * T * D * 4D multiply-adds) is below this size, as at batch 1
+# and 2; from batch 4 on two threads are faster (17.4 against 23.5 ms at batch 4) and the threads stay as set. The
+# head's larger products gain from every thread at any batch (17.1 against 25.5 ms at batch 1) and keep them.
+# `torch.set_num_threads` is partly process-wide (the count that a thread starting to use torch in that window takes
+# up; oneDNN's primitive cache, which it clears), so a process that runs torch in other threads can keep the threads
+# as set: `model.sfar.small_temporal_macs = 0`. Measured in docs/performance.md.
+SMALL_TEMPORAL_MACS = 2**25
 
 
 @contextlib.contextmanager
@@ -766,9 +767,9 @@ class SfarModel(SfarPreTrainedModel):
     is set or loaded.
     """
 
-    # Below this many multiply-adds in the head's largest product, CPU inference runs the parts after the vision
-    # tower on one intra-op thread (see `SMALL_HEAD_MACS`); 0 on an instance keeps the threads as set.
-    small_head_macs: int = SMALL_HEAD_MACS
+    # Below this many multiply-adds in the temporal module's largest product, CPU inference runs it on one intra-op
+    # thread (see `SMALL_TEMPORAL_MACS`); 0 on an instance keeps the threads as set.
+    small_temporal_macs: int = SMALL_TEMPORAL_MACS
 
     def __init__(self, config: SfarConfig):
         super().__init__(config)
@@ -1265,7 +1266,8 @@ class SfarModel(SfarPreTrainedModel):
             if output_attentions:
                 handles.append(layer.self_attn.register_forward_hook(record_attention))
         try:
-            frames = self.temporal(frame_embeds)
+            with intra_op_threads(self._temporal_threads(frame_embeds)):
+                frames = self.temporal(frame_embeds)
         finally:
             for handle in handles:
                 handle.remove()
@@ -1435,11 +1437,10 @@ class SfarModel(SfarPreTrainedModel):
         frame_embeds, vision = self._frame_features(
             pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
         )
-        with intra_op_threads(self._post_tower_threads(frame_embeds, label_set)):
-            frames, temporal_hidden_states, temporal_attentions = self._temporal(
-                frame_embeds, bool(output_hidden_states), bool(output_attentions)
-            )
-            output = self._head(frames, label_set)
+        frames, temporal_hidden_states, temporal_attentions = self._temporal(
+            frame_embeds, bool(output_hidden_states), bool(output_attentions)
+        )
+        output = self._head(frames, label_set)
         output.hidden_states = vision.hidden_states
         output.attentions = vision.attentions
         output.temporal_hidden_states = temporal_hidden_states
@@ -1448,15 +1449,13 @@ class SfarModel(SfarPreTrainedModel):
 
     def head(self, frame_embeds: torch.Tensor, label_set: SfarLabelSet | None = None) -> SfarModelOutput:
         """Everything after the vision tower (temporal module, text-guided poolings, logits) on (B, T, D) frames."""
-        with intra_op_threads(self._post_tower_threads(frame_embeds, label_set)):
-            return self._head(self._temporal(frame_embeds, False, False)[0], label_set)
+        return self._head(self._temporal(frame_embeds, False, False)[0], label_set)
 
-    def _post_tower_threads(self, frame_embeds: torch.Tensor, label_set: SfarLabelSet | None) -> int | None:
+    def _temporal_threads(self, frame_embeds: torch.Tensor) -> int | None:
         """
-        The intra-op threads of the parts after the vision tower on (B, T, D) frames: 1 in CPU inference (no
-        gradient, not compiling, more than one thread set) while the head's largest product is below
-        `small_head_macs` (default `SMALL_HEAD_MACS`; 0 never changes the threads); None (the threads as set)
-        otherwise.
+        The intra-op threads of the temporal module on (B, T, D) frames: 1 in CPU inference (no gradient, not
+        compiling, more than one thread set) while its largest product is below `small_temporal_macs` (default
+        `SMALL_TEMPORAL_MACS`; 0 never changes the threads); None (the threads as set) otherwise.
         """
         if (
             frame_embeds.device.type != "cpu"
@@ -1465,10 +1464,8 @@ class SfarModel(SfarPreTrainedModel):
             or torch.get_num_threads() == 1
         ):
             return None
-        label_set = self.stored_label_set() if label_set is None else label_set
-        width = self.config.projection_dim
-        largest = len(frame_embeds) * label_set.num_classes * 4 * width * width if self.config.uses_subtexts else 0
-        return 1 if largest < self.small_head_macs else None
+        batch_size, num_frames, width = frame_embeds.shape
+        return 1 if batch_size * num_frames * width * 4 * width < self.small_temporal_macs else None
 
     def _head(self, frames: torch.Tensor, label_set: SfarLabelSet | None) -> SfarModelOutput:
         """The text-guided poolings and logits (Eq. 4-11) on the frame embeddings v_l (B, T, D); `label_set` None:
