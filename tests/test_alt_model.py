@@ -214,3 +214,33 @@ def test_multi_view_input_averages_the_class_probabilities(alt_converted):
         single = model(views.flatten(0, 1)).logits.softmax(-1).view(2, 3, -1).mean(1)
     torch.testing.assert_close(out.logits.exp(), single)
     assert out.entity_indices.shape[0] == 6  # per view
+
+
+def test_the_decoder_starts_as_clip_starts_its_transformer_layers(tiny_clip_dir, tmp_path):
+    """The decoder's and the alignment's layers take CLIP's width-scaled standard deviations (not the library's fixed
+    0.02, with which a small-width decoder's output is too small to depend on the video: docs/alt.md), converted
+    models included; loading a checkpoint keeps its values."""
+    from modeling_sfar.remote_code.modeling_alt import AltAttention, AltMLP
+
+    torch.manual_seed(0)
+    model, _ = convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, num_decoder_layers=2)
+    width, depth = model.config.projection_dim, model.config.num_decoder_layers
+    inner = width**-0.5 * (2 * depth) ** -0.5
+    expected = {}
+    for name, module in model.named_modules():
+        if isinstance(module, AltAttention):
+            expected.update({f"{name}.q_proj.weight": 0.02, f"{name}.k_proj.weight": 0.02})  # the library's
+            expected.update({f"{name}.v_proj.weight": inner, f"{name}.out_proj.weight": width**-0.5})
+        elif isinstance(module, AltMLP):
+            expected[f"{name}.fc1.weight"] = (2 * width) ** -0.5
+            expected[f"{name}.fc2.weight"] = inner
+    assert any(".decoder.video_mlp." in key for key in expected) and any(".alignment.mlp." in key for key in expected)
+    weights = dict(model.named_parameters())
+    for key, std in expected.items():
+        assert weights[key].std().item() == pytest.approx(std, rel=0.25), key
+
+    trained = {key: torch.full_like(weights[key], 0.5) for key in expected}
+    model.load_state_dict(trained, strict=False)
+    model.save_pretrained(tmp_path)
+    restored = AltForVideoClassification.from_pretrained(tmp_path)
+    assert all(torch.equal(dict(restored.named_parameters())[key], trained[key]) for key in expected)

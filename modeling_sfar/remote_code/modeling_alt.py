@@ -210,6 +210,29 @@ class AltMLP(nn.Module):
         return self.fc2(self.activation(self.fc1(x)))
 
 
+def _init_as_clip_layers(module: nn.Module, width: int, num_layers: int) -> None:
+    """
+    Initialise the layers that carry the signal through an `AltAttention` or `AltMLP` of width d as CLIP initialises
+    those of its transformers (transformers' `CLIPPreTrainedModel._init_weights`), with the decoder's depth M:
+    attention values normal(0, d^-0.5 (2M)^-0.5) and output normal(0, d^-0.5); MLP first layer normal(0, (2d)^-0.5),
+    second normal(0, d^-0.5 (2M)^-0.5). Queries and keys keep the library's normal(0, `initializer_range`), so that
+    every attention starts close to an average (and float16 stays as close to float32 as before). Biases stay zero.
+
+    The paper does not say how the decoder starts. Its output z = MLP(AvgPool(Q_M)) is not a residual on CLIP's
+    embedding, so it is only as large as these layers make it: with the library's normal(0, 0.02) everywhere, at a
+    small width (64) z starts at about 1e-3 in norm, the first optimizer steps on the zero biases outweigh what the
+    video contributes, and training stalls at chance with one output for every video (docs/alt.md). These standard
+    deviations keep the value paths near unit gain at any width (at 512, the ViT-B/16 width, 0.016-0.044).
+    """
+    in_std = width**-0.5 * (2 * num_layers) ** -0.5
+    if isinstance(module, AltAttention):
+        init.normal_(module.v_proj.weight, std=in_std)
+        init.normal_(module.out_proj.weight, std=width**-0.5)
+    elif isinstance(module, AltMLP):
+        init.normal_(module.fc1.weight, std=(2 * width) ** -0.5)
+        init.normal_(module.fc2.weight, std=in_std)
+
+
 class AltEntityAlignment(nn.Module):
     """
     The semantic alignment module (Eq. 4-6): frame tokens -> one aligned query per frame.
@@ -381,12 +404,18 @@ class AltPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """
         The library's initialisation (normal(0, `initializer_range`) linear, convolution and embedding weights, zero
-        biases, unit norms), then ALT's own: CLIP's projection and logit-scale values, the learnable queries, and an
-        empty label-set cache when its tensors were not loaded. Keyed on the module owning each tensor, as
-        transformers calls this module by module.
+        biases, unit norms), then ALT's own: the decoder's and the alignment's layers as CLIP initialises its
+        transformer layers (width-scaled: `_init_as_clip_layers`), CLIP's projection and logit-scale values, the
+        learnable queries, and an empty label-set cache when its tensors were not loaded. Keyed on the module owning
+        each tensor, as transformers calls this module by module.
         """
         super()._init_weights(module)
         if isinstance(module, AltModel):
+            # here, not on each layer: transformers skips custom-code modules that own no tensor themselves, and
+            # calls a module after its children, so these values replace the library's
+            for layer in module.modules():
+                if isinstance(layer, (AltAttention, AltMLP)):
+                    _init_as_clip_layers(layer, module.config.projection_dim, module.config.num_decoder_layers)
             init.normal_(module.text_projection.weight, std=module.config.text_config.hidden_size**-0.5)
             init.normal_(module.visual_projection.weight, std=module.config.vision_config.hidden_size**-0.5)
             init.constant_(module.logit_scale, module.config.logit_scale_init_value)
