@@ -226,6 +226,11 @@ def within_call(model, x: torch.Tensor, repeats: int, warmup: int = 1) -> list[f
             start = time.perf_counter()
             model(pixel_values=x)
             total = time.perf_counter() - start
+            if len(marks) != 2:
+                raise ValueError(
+                    f"within_call times one call of model.sfar.vision_model per forward, saw {len(marks) // 2} "
+                    "(token merging runs the tower's blocks itself: measure it with benchmarks/token_merging.py)"
+                )
             if call >= warmup:
                 ratios.append(total / (marks[1] - marks[0]))
     finally:

@@ -186,12 +186,13 @@ def run(args) -> list[dict]:
     sizes = {"vision_config": TINY, "text_config": TINY_TEXT, "projection_dim": 16} if args.tiny else None
     rows = []
     for dtype_name in args.dtypes:
-        if "tower" in args.only:
-            rows += tower_rows(args, vision, dtype_name)
-            print(json.dumps(rows[-len(args.rs) :], indent=1), flush=True)
-        if "sfar" in args.only:
-            rows += sfar_rows(args, sizes, dtype_name)
-            print(json.dumps(rows[-1], indent=1), flush=True)
+        for section in args.only:
+            if section == "tower":
+                new = tower_rows(args, vision, dtype_name)
+            else:
+                new = sfar_rows(args, sizes, dtype_name)
+            rows += new
+            print(json.dumps(new, indent=1), flush=True)
     return rows
 
 

@@ -53,6 +53,11 @@ class AblationArguments:
     data_seed: int = field(default=0, metadata={"help": "Seed of the generated dataset and CLIP (kept fixed)."})
 
 
+def recorded(runs: dict[str, dict[str, dict]]) -> list[str]:
+    """Every row with a finished run in the record, in the table's order: a run of some rows keeps the others."""
+    return [variant for variant in VARIANTS if runs.get(variant)]
+
+
 def table(runs: dict[str, dict[str, dict]], variants: list[str], seeds: list[int]) -> str:
     """Markdown: top-1 mean ± std over seeds per variant and subset."""
     lines = [
@@ -123,8 +128,8 @@ def main() -> None:
             with open(record, "w") as f:
                 json.dump(runs, f, indent=2)
             with open(os.path.join(args.output_dir, "ablation.md"), "w") as f:
-                f.write(table(runs, args.variants, args.seeds))
-    print(table(runs, args.variants, args.seeds))
+                f.write(table(runs, recorded(runs), args.seeds))
+    print(table(runs, recorded(runs), args.seeds))
 
 
 if __name__ == "__main__":

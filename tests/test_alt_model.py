@@ -244,3 +244,10 @@ def test_the_decoder_starts_as_clip_starts_its_transformer_layers(tiny_clip_dir,
     model.save_pretrained(tmp_path)
     restored = AltForVideoClassification.from_pretrained(tmp_path)
     assert all(torch.equal(dict(restored.named_parameters())[key], trained[key]) for key in expected)
+
+
+def test_a_decoder_of_no_blocks_builds_and_runs(tiny_clip_dir):
+    """`num_decoder_layers=0` is a valid configuration: z is the final MLP of the averaged aligned queries."""
+    model, _ = convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, num_decoder_layers=0)
+    with torch.no_grad():
+        assert model(torch.randn(1, 4, 3, 32, 32)).logits.shape == (1, len(LABELS))

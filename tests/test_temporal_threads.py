@@ -1,6 +1,7 @@
-"""The temporal module of a short batch runs on one intra-op thread in CPU inference (issue 17): what it computes is
-unchanged, the thread count is restored afterwards (also when it fails), the head keeps the threads as set, and
-training, longer batches and a single-thread setting keep the threads as set."""
+"""With `small_temporal_macs` set, the temporal module of a short batch runs on one intra-op thread in CPU inference
+(issue 17): what it computes is unchanged, the thread count is restored afterwards (also when it fails), the head
+keeps the threads as set, and the default, training, longer batches and a single-thread setting keep the threads as
+set."""
 
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ def test_short_batches_run_the_temporal_module_on_one_thread_and_restore_the_thr
     model = tiny_classifier("sfar").eval()
     pixel_values = torch.randn(2, 5, 3, 16, 16)
     with torch.no_grad():
-        model.sfar.small_temporal_macs = 0  # the threads as set: the reference
-        reference = model(pixel_values).logits
+        reference = model(pixel_values).logits  # the default: the threads as set
         model.sfar.small_temporal_macs = modeling_sfar.SMALL_TEMPORAL_MACS
         seen = threads_seen(model)
         logits = model(pixel_values).logits
@@ -47,6 +47,11 @@ def test_long_batches_training_and_one_thread_keep_the_threads(two_threads):
     model = tiny_classifier("sfar").eval()
     seen = threads_seen(model)
     pixel_values = torch.randn(2, 5, 3, 16, 16)
+    with torch.no_grad():
+        model(pixel_values)  # the default
+    assert set(seen["temporal"]) == {2}
+    seen["temporal"].clear()
+    model.sfar.small_temporal_macs = modeling_sfar.SMALL_TEMPORAL_MACS
     model(pixel_values)  # gradients enabled: as in training
     assert set(seen["temporal"]) == {2}
     seen["temporal"].clear()
@@ -65,6 +70,7 @@ def test_long_batches_training_and_one_thread_keep_the_threads(two_threads):
 
 def test_the_threads_are_restored_when_the_temporal_module_fails(two_threads):
     model = tiny_classifier("sfar").eval()
+    model.sfar.small_temporal_macs = modeling_sfar.SMALL_TEMPORAL_MACS
 
     def fail(module, args):
         assert torch.get_num_threads() == 1

@@ -224,7 +224,7 @@ def _init_as_clip_layers(module: nn.Module, width: int, num_layers: int) -> None
     video contributes, and training stalls at chance with one output for every video (docs/alt.md). These standard
     deviations keep the value paths near unit gain at any width (at 512, the ViT-B/16 width, 0.016-0.044).
     """
-    in_std = width**-0.5 * (2 * num_layers) ** -0.5
+    in_std = width**-0.5 * (2 * max(num_layers, 1)) ** -0.5  # a decoder of 0 blocks still has its final MLP
     if isinstance(module, AltAttention):
         init.normal_(module.v_proj.weight, std=in_std)
         init.normal_(module.out_proj.weight, std=width**-0.5)

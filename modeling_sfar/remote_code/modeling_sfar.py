@@ -268,15 +268,15 @@ def blocked_sdpa_attention(
 
 # The temporal module of a short batch (B * T tokens, a few per video) is some seventy small operators that read the
 # weights of its layers (75 MB at width 512, 6 layers) more than they compute: on a 2-core CPU one intra-op thread
-# runs it as fast as two at batch 1 (12.0 against 11.5 ms, idle machine). Split over two threads, each operator ends
-# by waiting for the slower thread, and where that thread has been descheduled (anything else running on the
-# machine) the wait is a scheduler slice, far longer than the operator. So in CPU inference it runs on one thread
-# while its largest product (the MLP's first layer, B * T * D * 4D multiply-adds) is below this size, as at batch 1
-# and 2; from batch 4 on two threads are faster (17.4 against 23.5 ms at batch 4) and the threads stay as set. The
-# head's larger products gain from every thread at any batch (17.1 against 25.5 ms at batch 1) and keep them.
-# `torch.set_num_threads` is partly process-wide (the count that a thread starting to use torch in that window takes
-# up; oneDNN's primitive cache, which it clears), so a process that runs torch in other threads can keep the threads
-# as set: `model.sfar.small_temporal_macs = 0`. Measured in docs/performance.md.
+# runs it about as fast as two at batch 1 (12.0 against 11.5 ms, idle machine). Split over two threads, each
+# operator ends by waiting for the slower thread, and where that thread has been descheduled (other work on the
+# machine) the wait is a scheduler slice, far longer than the operator: on a busy 2-core CPU SFAR's forward took
+# 1.055x its tower call at batch 1 with two threads there, 1.021x with one. Setting `model.sfar.small_temporal_macs`
+# to this value runs the temporal module on one thread in CPU inference while its largest product (the MLP's first
+# layer, B * T * D * 4D multiply-adds) is below it, as at batch 1 and 2; from batch 4 on two threads are faster
+# (17.4 against 23.5 ms at batch 4). It is off by default (0), because `torch.set_num_threads` is partly
+# process-wide: a thread that starts using torch during that window keeps one thread, and it clears oneDNN's
+# primitive cache. Measured in float32, in docs/performance.md.
 SMALL_TEMPORAL_MACS = 2**25
 
 
@@ -767,9 +767,9 @@ class SfarModel(SfarPreTrainedModel):
     is set or loaded.
     """
 
-    # Below this many multiply-adds in the temporal module's largest product, CPU inference runs it on one intra-op
-    # thread (see `SMALL_TEMPORAL_MACS`); 0 on an instance keeps the threads as set.
-    small_temporal_macs: int = SMALL_TEMPORAL_MACS
+    # Below this many multiply-adds in its largest product, CPU inference runs the temporal module on one intra-op
+    # thread; 0 (the default) keeps the threads as set. `SMALL_TEMPORAL_MACS` is the value for a busy machine.
+    small_temporal_macs: int = 0
 
     def __init__(self, config: SfarConfig):
         super().__init__(config)
@@ -1454,8 +1454,8 @@ class SfarModel(SfarPreTrainedModel):
     def _temporal_threads(self, frame_embeds: torch.Tensor) -> int | None:
         """
         The intra-op threads of the temporal module on (B, T, D) frames: 1 in CPU inference (no gradient, not
-        compiling, more than one thread set) while its largest product is below `small_temporal_macs` (default
-        `SMALL_TEMPORAL_MACS`; 0 never changes the threads); None (the threads as set) otherwise.
+        compiling, more than one thread set) while its largest product is below `small_temporal_macs` (default 0:
+        never; `SMALL_TEMPORAL_MACS` for a busy machine); None (the threads as set) otherwise.
         """
         if (
             frame_embeds.device.type != "cpu"
