@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from modeling_sfar.training_run import parse_training_args, run_training
 
 
@@ -26,4 +28,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        # Tear the process group of a multi-process run down before the interpreter exits: left to exit, gloo's
+        # threads can abort a process that has finished its work ("terminate called without an active exception").
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
