@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from benchmarks.harness import interleaved, write_report  # noqa: E402
 from modeling_sfar import SfarVideoProcessor, read_video_pyav, tsn_frame_indices  # noqa: E402
-from modeling_sfar.video_io import write_frames  # noqa: E402
+from modeling_sfar.data.video_io import write_frames  # noqa: E402
 
 
 def make_clip(path: str, width: int, height: int, keyframe_interval: int, seconds: int = 10, fps: int = 30) -> str:

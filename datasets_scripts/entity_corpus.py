@@ -64,8 +64,8 @@ from datasets_scripts.generate_subtexts import (
     request_seed,
 )
 from hub_cards import ENTITY_DATASET_CARD, template_path
-from modeling_sfar.convert_clip_to_sfar import CLIP_VIT_B16
-from modeling_sfar.entity_dataset import entity_text, save_entity_dataset
+from modeling_sfar.conversion.sfar import CLIP_VIT_B16
+from modeling_sfar.data.entities import entity_text, save_entity_dataset
 from modeling_sfar.remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 
 __all__ = [
@@ -273,7 +273,7 @@ def select_senses(
     """
     import torch
 
-    from modeling_sfar.tpp_selection import encode_texts
+    from modeling_sfar.generation.tpp import encode_texts
 
     contexts = {
         unit: [classes[label] for label in info["labels"] if label in classes] or [BODY_CONTEXT]
@@ -333,7 +333,7 @@ def entity_card(
     """The dataset card of an entity corpus, from `hub_cards/entity_dataset_card.md`."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from modeling_sfar.entity_dataset import config_metadata
+    from modeling_sfar.data.entities import config_metadata
 
     data = DatasetCardData(
         pretty_name=pretty_name,
@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> Path:
         repo_id=args.push_to_hub,
     )
     if args.push_to_hub:
-        from modeling_sfar.entity_dataset import push_entity_dataset
+        from modeling_sfar.data.entities import push_entity_dataset
 
         files = push_entity_dataset(output, args.push_to_hub, private=args.private)
         logger.info("pushed %d files to the dataset repo %s", len(files), args.push_to_hub)

@@ -43,7 +43,7 @@ from datasets_scripts.subtext_prompts import (
     parse_subtexts,
 )
 from hub_cards import SUBTEXT_DATASET_CARD, template_path
-from modeling_sfar.convert_clip_to_sfar import CLIP_VIT_B16
+from modeling_sfar.conversion.sfar import CLIP_VIT_B16
 from modeling_sfar.remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 
 __all__ = [
@@ -573,7 +573,7 @@ def read_classes(source: str) -> dict[str, str]:
         if not labels:
             raise ValueError(f"{source}: no class names (expected one per line)")
     else:
-        from modeling_sfar.training import dataset_labels, load_video_dataset
+        from modeling_sfar.training.trainer import dataset_labels, load_video_dataset
 
         dataset = load_video_dataset(source)
         first = dataset[next(iter(dataset))] if hasattr(dataset, "keys") else dataset
@@ -647,7 +647,7 @@ def subtext_card(
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from datasets_scripts.subtext_prompts import SYSTEM_PROMPT
-    from modeling_sfar.subtext_dataset import config_metadata
+    from modeling_sfar.data.subtexts import config_metadata
 
     data = DatasetCardData(
         pretty_name=pretty_name,
@@ -705,8 +705,8 @@ def generate_subtext_dataset(
     Args:
         models: model id -> its back-end, or a function that loads it.
     """
-    from modeling_sfar.subtext_dataset import save_subtext_dataset
-    from modeling_sfar.tpp_selection import select_candidates
+    from modeling_sfar.data.subtexts import save_subtext_dataset
+    from modeling_sfar.generation.tpp import select_candidates
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -809,7 +809,7 @@ def main(argv: list[str] | None = None) -> Path:
         repo_id=args.push_to_hub,
     )
     if args.push_to_hub:
-        from modeling_sfar.subtext_dataset import push_subtext_dataset
+        from modeling_sfar.data.subtexts import push_subtext_dataset
 
         files = push_subtext_dataset(output, args.push_to_hub, private=args.private)
         logger.info("pushed %d files to the dataset repo %s", len(files), args.push_to_hub)

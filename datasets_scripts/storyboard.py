@@ -1,4 +1,4 @@
-"""Write the embedded storyboard dataset (`modeling_sfar.storyboard`) and its sub-text candidates to a folder.
+"""Write the embedded storyboard dataset (`modeling_sfar.data.storyboard`) and its sub-text candidates to a folder.
 
 python datasets_scripts/storyboard.py --output data/storyboard --seed 0
 """
@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 
-from modeling_sfar.storyboard import build_storyboard_dataset, storyboard_candidates
+from modeling_sfar.data.storyboard import build_storyboard_dataset, storyboard_candidates
 
 
 def main() -> None:

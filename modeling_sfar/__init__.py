@@ -12,8 +12,8 @@ from transformers import (
     AutoVideoProcessor,
 )
 
-from .convert_clip_to_alt import alt_config_from_clip, clip_to_alt_state_dict, convert_clip_to_alt
-from .convert_clip_to_sfar import clip_to_sfar_state_dict, convert_clip_to_sfar, sfar_config_from_clip
+from .conversion.alt import alt_config_from_clip, clip_to_alt_state_dict, convert_clip_to_alt
+from .conversion.sfar import clip_to_sfar_state_dict, convert_clip_to_sfar, sfar_config_from_clip
 from .remote_code.configuration_alt import ALT_PROMPT_TEMPLATES, AltConfig
 from .remote_code.configuration_sfar import ACTIONCLIP_PROMPT_TEMPLATES, SFAR_VARIANTS, SfarConfig
 from .remote_code.modeling_alt import (

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from .video_io import write_frames
+from .data.video_io import write_frames
 
 __all__ = [
     "build_tiny_clip",

@@ -6,7 +6,7 @@ several seeds.
     python scripts/ablation.py --output_dir outputs/ablation            # 10 rows x 3 seeds, the demo recipe
     python scripts/ablation.py --variants alt alt_no_corpus             # only these rows
 
-Every row trains with the demo recipe (`modeling_sfar.demo_recipe.RECIPE`: the same epochs, batch, data and
+Every row trains with the demo recipe (`modeling_sfar.demo.recipe.RECIPE`: the same epochs, batch, data and
 learning rates for SFAR and ALT; `ROWS` says what ALT and the merging rows change and why).
 
 Every run resumes where it stopped and a finished run is not repeated, so the command can be run again after an
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from modeling_sfar.demo_recipe import RECIPE_FILE, SUBSETS, prepare, train_variant
-from modeling_sfar.metrics import EVAL_PREFIX, TOP1, metric_key
+from modeling_sfar.demo.recipe import RECIPE_FILE, SUBSETS, prepare, train_variant
+from modeling_sfar.evaluation.metrics import EVAL_PREFIX, TOP1, metric_key
 
 VARIANTS = {
     "clip": "Baseline (CLIP): mean pooling",

@@ -7,7 +7,7 @@ candidates are), into `<output_dir>/alt-model`, and draws what it grounded: the 
 merged region tinted by its aligned entity, titled with the top class (as the Space draws it).
 
 Offline (the default) the CLIP is a tiny random one built locally; `--base openai/clip-vit-base-patch16` starts from
-real CLIP weights wherever the Hub is reachable (much slower on a CPU). The recipe is `modeling_sfar.demo_recipe`'s.
+real CLIP weights wherever the Hub is reachable (much slower on a CPU). The recipe is `modeling_sfar.demo.recipe`'s.
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ import torch
 from transformers import HfArgumentParser, pipeline
 
 from modeling_sfar import AltForVideoClassification, SfarForVideoClassification, SfarProcessor
-from modeling_sfar.demo_recipe import SUBSETS, prepare, train_variant
-from modeling_sfar.metrics import EVAL_PREFIX, TOP1, TOP5, metric_key
-from modeling_sfar.plots import denormalize, entity_region_picture, frame_weight_picture, patch_entities, region_legend
+from modeling_sfar.demo.plots import (
+    denormalize,
+    entity_region_picture,
+    frame_weight_picture,
+    patch_entities,
+    region_legend,
+)
+from modeling_sfar.demo.recipe import SUBSETS, prepare, train_variant
+from modeling_sfar.evaluation.metrics import EVAL_PREFIX, TOP1, TOP5, metric_key
 
 
 @dataclass

@@ -6,7 +6,7 @@
     python scripts/eval.py --model runs/alt-ucf101 --dataset data/hmdb51                    # ALT, zero-shot
 
 Writes `<output_dir>/eval_results.json` and, for single-label sets of at most 50 classes, a confusion matrix picture.
-The arguments and the evaluation are `modeling_sfar.evaluation`'s.
+The arguments and the evaluation are `modeling_sfar.evaluation.run`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
-from modeling_sfar.evaluation import EvaluateArguments, run_evaluation
+from modeling_sfar.evaluation.run import EvaluateArguments, run_evaluation
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

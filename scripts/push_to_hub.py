@@ -11,7 +11,7 @@ remote-code files, our card (`hub_cards/model_card.md`; the Trainer's drops `pip
 widget videos under `examples/` with the model's predictions for them, computed now; checkpoints, optimizer states
 and pickled files (`*.bin`, `*.pt`, `*.pth`, `*.pkl`) never. `--dry_run` stops there and lists the files; otherwise
 one commit adds every staged file. A Space gets the files of its folder and a copy of the library's `plots.py`, which
-its app imports. The work is done by `modeling_sfar.cards`.
+its app imports. The work is done by `modeling_sfar.hub.cards`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import json
 import logging
 from pathlib import Path
 
-from modeling_sfar.cards import LICENSE, model_card, push_dataset, push_model, push_space, widget_examples
+from modeling_sfar.hub.cards import LICENSE, model_card, push_dataset, push_model, push_space, widget_examples
 
 
 def main(argv: list[str] | None = None) -> list[str]:

@@ -9,7 +9,7 @@
 `--no_entity_corpus` trains ALT without a corpus (learnable queries). Supervised by default; `--few_shot K` trains on
 K videos per class (seeded); `--zero_shot_dataset` (with `--zero_shot_subtexts` for SFAR) evaluates the trained model
 on another dataset's label set after training. `--resume` continues a killed run from its last checkpoint. The
-arguments and the run are `modeling_sfar.training_run`'s; a single `.json` argument is read as the arguments.
+arguments and the run are `modeling_sfar.training.run`'s; a single `.json` argument is read as the arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 
 import torch
 
-from modeling_sfar.training_run import parse_training_args, run_training
+from modeling_sfar.training.run import parse_training_args, run_training
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,7 +21,7 @@ from transformers import AutoModelForVideoClassification, AutoProcessor
 try:  # the Space's repo: a copy of the library's plots.py, staged beside this file by `push_to_hub.py space`
     from plots import denormalize, entity_region_picture, frame_weight_picture
 except ImportError:  # a clone of the project
-    from modeling_sfar.plots import denormalize, entity_region_picture, frame_weight_picture
+    from modeling_sfar.demo.plots import denormalize, entity_region_picture, frame_weight_picture
 
 MODEL = os.environ.get("SFAR_MODEL", "org/sfar-vitb16")
 REVISION = os.environ.get("SFAR_REVISION") or None

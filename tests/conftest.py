@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel, convert_clip_to_sfar
-from modeling_sfar.storyboard import build_storyboard_dataset, storyboard_candidates
+from modeling_sfar.data.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar.testing_utils import build_tiny_clip, write_video
 
 LABELS = ["ApplyEyeMakeup", "brush_hair", "jump", "PlayingDaf"]

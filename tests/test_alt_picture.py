@@ -1,12 +1,12 @@
 """What ALT grounded, drawn: every patch's entity (through its merged token) against a loop, the legend's shares,
-and the picture of the frames with the regions tinted by entity (`modeling_sfar.plots`, which the Space copies)."""
+and the picture of the frames with the regions tinted by entity (`modeling_sfar.demo.plots`, which the Space copies)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from modeling_sfar.plots import denormalize, entity_region_picture, patch_entities, region_legend, tint_regions
+from modeling_sfar.demo.plots import denormalize, entity_region_picture, patch_entities, region_legend, tint_regions
 from tests.test_alt_model import ENTITIES, alt_converted  # noqa: F401  (the module fixture)
 
 

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForVideoClassification
 
-from modeling_sfar.entity_dataset import entity_text, save_entity_dataset
-from modeling_sfar.storyboard import STORYBOARDS
-from modeling_sfar.training import sfar_parameter_groups
-from modeling_sfar.training_run import ALT_RECIPE, parse_training_args, run_training
+from modeling_sfar.data.entities import entity_text, save_entity_dataset
+from modeling_sfar.data.storyboard import STORYBOARDS
+from modeling_sfar.training.run import ALT_RECIPE, parse_training_args, run_training
+from modeling_sfar.training.trainer import sfar_parameter_groups
 from tests.conftest import BLOCK_MODELING_SFAR, run_python_offline
 from tests.test_train import run_eval
 

@@ -12,8 +12,8 @@ from huggingface_hub import DatasetCard, ModelCard, RepoCard
 
 REPO = Path(__file__).resolve().parents[1]
 
-from modeling_sfar import cards  # noqa: E402
-from modeling_sfar.hub import STAGING_MARKER  # noqa: E402
+from modeling_sfar.hub import cards  # noqa: E402
+from modeling_sfar.hub.staging import STAGING_MARKER  # noqa: E402
 from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES  # noqa: E402
 
 SAVED = {
@@ -180,7 +180,7 @@ def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(train
 
 
 def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_path, capsys, load_script):
-    from modeling_sfar.subtext_dataset import save_subtext_dataset
+    from modeling_sfar.data.subtexts import save_subtext_dataset
 
     row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 1.0, "generator": "g", "prompt": "p"}
     save_subtext_dataset(tmp_path / "subtexts", [row], [{**row, "selected": True, "answer": ""}])

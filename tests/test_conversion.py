@@ -7,7 +7,7 @@ import torch
 from transformers import AutoTokenizer, CLIPModel
 
 from modeling_sfar import SfarConfig, SfarForVideoClassification, clip_to_sfar_state_dict, sfar_config_from_clip
-from modeling_sfar.convert_clip_to_sfar import SFAR_NEW_KEY_PREFIXES
+from modeling_sfar.conversion.sfar import SFAR_NEW_KEY_PREFIXES
 from tests.conftest import LABELS, SUBTEXTS
 
 

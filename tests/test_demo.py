@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from modeling_sfar.subtext_dataset import load_subtext_config
+from modeling_sfar.data.subtexts import load_subtext_config
 from tests.conftest import run_python_offline
 
 REPO = Path(__file__).resolve().parents[1]

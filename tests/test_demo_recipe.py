@@ -1,4 +1,4 @@
-"""The demo recipe (`modeling_sfar.demo_recipe`, run by scripts/demo.py and scripts/ablation.py) reuses and resumes
+"""The demo recipe (`modeling_sfar.demo.recipe`, run by scripts/demo.py and scripts/ablation.py) reuses and resumes
 its output folder only for the same recipe (issue 13, part 7): a changed seed,
 epochs, size or variant is refused with the differences named, never silently ignored or crashed into."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from modeling_sfar import demo_recipe as demo
+from modeling_sfar.demo import recipe as demo
 
 
 def test_a_changed_recipe_is_refused_and_the_same_one_resumes(tmp_path):

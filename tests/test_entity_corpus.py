@@ -36,9 +36,9 @@ from datasets_scripts.generate_subtexts import (
     read_log,
     request_seed,
 )
-from modeling_sfar.entity_dataset import ENTITY_CONFIGS, entity_texts, load_entity_config
+from modeling_sfar.data.entities import ENTITY_CONFIGS, entity_texts, load_entity_config
+from modeling_sfar.generation.tpp import encode_texts
 from modeling_sfar.testing_utils import build_tiny_llama_chat
-from modeling_sfar.tpp_selection import encode_texts
 
 SCRIPT = (
     (
@@ -354,7 +354,7 @@ def test_the_command_line_mirrors_generate_subtexts(llama):
 
 
 def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, tmp_path):
-    from modeling_sfar.entity_dataset import push_entity_dataset, stage_entity_dataset
+    from modeling_sfar.data.entities import push_entity_dataset, stage_entity_dataset
 
     files = stage_entity_dataset(generated, tmp_path / "staged")
     assert {"README.md", "answers.jsonl", *(f"{c}/train-00000-of-00001.parquet" for c in ENTITY_CONFIGS)} <= set(files)

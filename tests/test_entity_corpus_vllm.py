@@ -26,7 +26,7 @@ if not USABLE:
 from datasets_scripts.entity_corpus import generate_entity_corpus, generate_units, main  # noqa: E402
 from datasets_scripts.entity_prompts import UNIT_KINDS, UNIT_QUESTIONS  # noqa: E402
 from datasets_scripts.generate_subtexts import SamplingOptions, VLLMBackend, read_log, request_seed  # noqa: E402
-from modeling_sfar.entity_dataset import entity_texts, load_entity_config  # noqa: E402
+from modeling_sfar.data.entities import entity_texts, load_entity_config  # noqa: E402
 from modeling_sfar.testing_utils import build_tiny_llama_chat  # noqa: E402
 
 SCRIPT = (

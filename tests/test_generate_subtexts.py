@@ -33,10 +33,10 @@ from datasets_scripts.generate_subtexts import (
 )
 from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
 from modeling_sfar import text_prompt_perplexity
+from modeling_sfar.data.subtexts import load_subtext_config, load_subtexts
+from modeling_sfar.generation.tpp import encode_texts
 from modeling_sfar.remote_code.modeling_sfar import class_name_to_text
-from modeling_sfar.subtext_dataset import load_subtext_config, load_subtexts
 from modeling_sfar.testing_utils import STEP_CHOICES, build_tiny_llama_chat
-from modeling_sfar.tpp_selection import encode_texts
 
 CLASSES = ["ApplyEyeMakeup", "brush_hair", "jump"]
 SAMPLING = SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=12, seed=0, max_attempts=3)
@@ -250,7 +250,7 @@ def test_classes_come_from_a_video_dataset_or_a_file(tmp_path):
 
 
 def test_local_sets_in_folders_of_the_same_name_do_not_mix(tmp_path):
-    from modeling_sfar.subtext_dataset import save_subtext_dataset
+    from modeling_sfar.data.subtexts import save_subtext_dataset
 
     for name in ("first", "second"):
         row = {"label": name, "subtexts": [f"{name} a", f"{name} b"], "tpp": 1.0, "generator": "g", "prompt": "p"}

@@ -37,10 +37,10 @@ from datasets_scripts.generate_subtexts import (  # noqa: E402
 )
 from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT, parse_subtexts  # noqa: E402
 from modeling_sfar import text_prompt_perplexity  # noqa: E402
+from modeling_sfar.data.subtexts import load_subtext_config  # noqa: E402
+from modeling_sfar.generation.tpp import encode_texts  # noqa: E402
 from modeling_sfar.remote_code.modeling_sfar import class_name_to_text  # noqa: E402
-from modeling_sfar.subtext_dataset import load_subtext_config  # noqa: E402
 from modeling_sfar.testing_utils import STEP_CHOICES, build_tiny_llama_chat  # noqa: E402
-from modeling_sfar.tpp_selection import encode_texts  # noqa: E402
 
 CLASSES = ["ApplyEyeMakeup", "brush_hair", "jump"]
 SAMPLING = SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=12, seed=0, max_attempts=3)

@@ -19,7 +19,7 @@ from tests.conftest import BLOCK_MODELING_SFAR, free_port, wait_for_server
 
 REPO = Path(__file__).resolve().parents[1]
 
-from modeling_sfar import cards  # noqa: E402
+from modeling_sfar.hub import cards  # noqa: E402
 
 pytest.importorskip("olah", reason="olah (the offline Hub server) is installed by `make test`")
 if shutil.which("git") is None:
@@ -40,7 +40,7 @@ def git_repo(staged: Path, path: Path) -> str:
 @pytest.fixture(scope="module")
 def hub(converted, video_path, tmp_path_factory):
     """The staged repos served by olah; yields the endpoint and the model repo's commit."""
-    from modeling_sfar.subtext_dataset import save_subtext_dataset
+    from modeling_sfar.data.subtexts import save_subtext_dataset
 
     root = tmp_path_factory.mktemp("hub")
     model, processor = converted
@@ -132,7 +132,7 @@ def test_model_pipeline_and_subtexts_load_by_repo_id(hub, converted, video_path,
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
     run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, video_path, hub["commit"], str(REPO / "modeling_sfar" / "subtext_dataset.py")],
+        [sys.executable, "-c", SCRIPT, video_path, hub["commit"], str(REPO / "modeling_sfar" / "data" / "subtexts.py")],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling_sfar.cards import SPACE_LIBRARY_FILES
+from modeling_sfar.hub.cards import SPACE_LIBRARY_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 # Our top-level import names, and the layer each lives in (higher layers may import lower ones, not the reverse).
@@ -37,7 +37,7 @@ ALLOWED = {
     "scripts": LIBRARY_MAY_IMPORT | {"datasets_scripts"},
     "space": set(),
 }
-SPACE_MODULES = {f"modeling_sfar.{Path(name).stem}" for name in SPACE_LIBRARY_FILES}
+SPACE_MODULES = {".".join(("modeling_sfar", *Path(name).with_suffix("").parts)) for name in SPACE_LIBRARY_FILES}
 SKIPPED_FOLDERS = {".venv", ".venv-generate", ".cache", "build", "outputs", "runs", ".git"}
 
 
@@ -137,8 +137,8 @@ def test_every_file_imports_only_its_layer_and_below():
     [
         ("scripts/demo.py", "import train\n", "imports the script 'train'"),
         ("scripts/demo.py", "import sys\nsys.path.insert(0, 'x')\n", "touches sys.path"),
-        ("modeling_sfar/cards.py", "def f():\n    from datasets_scripts import build_dataset\n", "a layer above"),
-        ("modeling_sfar/training.py", "import tests.conftest\n", "a layer above"),
+        ("modeling_sfar/hub/cards.py", "def f():\n    from datasets_scripts import build_dataset\n", "a layer above"),
+        ("modeling_sfar/training/trainer.py", "import tests.conftest\n", "a layer above"),
         ("datasets_scripts/build_dataset.py", "from scripts import train\n", "a layer above"),
         ("modeling_sfar/remote_code/modeling_sfar.py", "from ..training import SfarTrainer\n", "outside its folder"),
         ("modeling_sfar/remote_code/modeling_sfar.py", "import datasets\n", "imports 'datasets'"),
@@ -160,7 +160,7 @@ def test_allowed_imports_pass_the_check():
     assert violations(shipped, allowed) == []
     (problem,) = violations(shipped, "import av\n")  # PyAV at module level: loading the model would need it
     assert "imports 'av'" in problem
-    assert violations(Path("scripts/train.py"), "from modeling_sfar.training_run import run_training\n") == []
+    assert violations(Path("scripts/train.py"), "from modeling_sfar.training.run import run_training\n") == []
     assert violations(Path("tests/test_x.py"), "import sys\nsys.path.insert(0, 'scripts')\nimport train\n") == []
 
 

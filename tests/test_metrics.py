@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modeling_sfar.metrics import (
+from modeling_sfar.evaluation.metrics import (
     METRICS_DIR,
     classification_metrics,
     load_metric,

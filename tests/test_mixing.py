@@ -16,19 +16,19 @@ from transformers import TrainingArguments
 from modeling_sfar import AltForVideoClassification, convert_clip_to_alt
 from modeling_sfar.remote_code.modeling_alt import alt_loss
 from modeling_sfar.remote_code.modeling_sfar import sfar_loss
-from modeling_sfar.training import (
+from modeling_sfar.training.run import (
+    ALT_FEW_SHOT_DECODER_SCALE,
+    ALT_RECIPE,
+    parse_training_args,
+    training_augmentation,
+)
+from modeling_sfar.training.trainer import (
     MixingCollator,
     SfarTrainer,
     draw_mix,
     mix_batch,
     sfar_parameter_groups,
     smooth_targets,
-)
-from modeling_sfar.training_run import (
-    ALT_FEW_SHOT_DECODER_SCALE,
-    ALT_RECIPE,
-    parse_training_args,
-    training_augmentation,
 )
 from tests.conftest import LABELS
 

@@ -21,7 +21,7 @@ import hub_cards
 import modeling_sfar
 from datasets_scripts.generate_subtexts import SamplingOptions, subtext_card
 from hub_cards import MODEL_CARD, template_path
-from modeling_sfar.metrics import classification_metrics
+from modeling_sfar.evaluation.metrics import classification_metrics
 
 for module in (datasets_scripts, hub_cards, modeling_sfar):
     assert "site-packages" in module.__file__, module.__file__  # the wheel's copy, not the clone
@@ -39,7 +39,7 @@ from hub_cards import ENTITY_DATASET_CARD
 assert "{{ num_entities }}" in Path(template_path(ENTITY_DATASET_CARD)).read_text()
 # ALT's model card template, and the corpus reader the training run imports from the library
 from hub_cards import ALT_MODEL_CARD
-from modeling_sfar.entity_dataset import entity_texts
+from modeling_sfar.data.entities import entity_texts
 assert "Align before Adapt" in Path(template_path(ALT_MODEL_CARD)).read_text()
 assert parse_units("1. The barbell\\n2. Chalk and the floor") == ["barbell", "chalk", "floor"]
 print("ok")

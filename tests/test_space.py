@@ -70,7 +70,7 @@ def test_classifier_draws_what_an_alt_model_grounded(app_module, tiny_clip_dir, 
     import gradio as gr
 
     from modeling_sfar import convert_clip_to_alt
-    from modeling_sfar.plots import denormalize, entity_region_picture
+    from modeling_sfar.demo.plots import denormalize, entity_region_picture
     from tests.conftest import LABELS
     from tests.test_alt_model import ENTITIES
 
@@ -156,14 +156,14 @@ def test_upload_a_video_in_chromium_and_read_the_prediction(converted, video_pat
 
 
 def test_the_staged_space_draws_with_its_copy_of_the_library_plot(tmp_path):
-    """The Space repo holds app.py and a copy of `modeling_sfar/plots.py`; on the Hub (no package installed) the app
-    takes the picture code from that copy, so the demo and the Space draw with one implementation."""
-    from modeling_sfar.cards import push_space
+    """The Space repo holds app.py and a copy of `modeling_sfar/demo/plots.py`; on the Hub (no package installed) the
+    app takes the picture code from that copy, so the demo and the Space draw with one implementation."""
+    from modeling_sfar.hub.cards import push_space
 
     staging = tmp_path / "space-hub"
     files = push_space(REPO / "space", "org/sfar-demo", dry_run=True, staging=staging)
     assert {"app.py", "requirements.txt", "README.md", "plots.py"} <= set(files)
-    assert (staging / "plots.py").read_bytes() == (REPO / "modeling_sfar" / "plots.py").read_bytes()
+    assert (staging / "plots.py").read_bytes() == (REPO / "modeling_sfar" / "demo" / "plots.py").read_bytes()
     check = (
         "import sys; sys.modules['modeling_sfar'] = None\n"  # as on the Hub: the package is not installed
         "import app, plots\n"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from modeling_sfar.hub import STAGING_MARKER, prepare_staging
+from modeling_sfar.hub.staging import STAGING_MARKER, prepare_staging
 
 REPO = Path(__file__).resolve().parents[1]
 
-from modeling_sfar import cards  # noqa: E402
+from modeling_sfar.hub import cards  # noqa: E402
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_a_dry_run_deletes_nothing(model_folder, tmp_path, caplog, stage):
 
 
 def test_a_dataset_staging_is_guarded_the_same_way(tmp_path, load_script):
-    from modeling_sfar.subtext_dataset import save_subtext_dataset
+    from modeling_sfar.data.subtexts import save_subtext_dataset
 
     row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 1.0, "generator": "g", "prompt": "p"}
     save_subtext_dataset(tmp_path / "subtexts", [row], [{**row, "selected": True, "answer": ""}])

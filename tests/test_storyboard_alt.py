@@ -12,16 +12,16 @@ import pytest
 
 from datasets_scripts.entity_prompts import DEFAULT_BODY_PARTS, content_words
 from modeling_sfar import SFAR_VARIANTS, AltConfig
-from modeling_sfar import demo_recipe as recipe
-from modeling_sfar.entity_dataset import entity_text, entity_texts, load_entity_config
-from modeling_sfar.storyboard import (
+from modeling_sfar.data.entities import entity_text, entity_texts, load_entity_config
+from modeling_sfar.data.storyboard import (
     ATOMIC_ACTIONS,
     STORYBOARD_UNITS,
     STORYBOARDS,
     save_storyboard_entities,
     storyboard_entities,
 )
-from modeling_sfar.training_run import ModelArguments, check_model_arguments, load_entities
+from modeling_sfar.demo import recipe as recipe
+from modeling_sfar.training.run import ModelArguments, check_model_arguments, load_entities
 from tests.conftest import run_python_offline
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modeling_sfar import text_prompt_perplexity
-from modeling_sfar.tpp_selection import select_by_tpp
+from modeling_sfar.generation.tpp import select_by_tpp
 
 
 def test_selection_matches_a_loop_over_classes_and_candidates():
@@ -39,7 +39,7 @@ def test_the_text_encoder_is_loaded_once_per_clip_and_again_when_its_files_chang
 
     from transformers import CLIPModel
 
-    from modeling_sfar.tpp_selection import encode_texts
+    from modeling_sfar.generation.tpp import encode_texts
 
     loads = []
     real = CLIPModel.from_pretrained.__func__

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import HfArgumentParser, TrainerCallback
 
-from modeling_sfar.evaluation import EvaluateArguments, run_evaluation
-from modeling_sfar.storyboard import STORYBOARDS
-from modeling_sfar.training_run import parse_training_args, run_training
+from modeling_sfar.data.storyboard import STORYBOARDS
+from modeling_sfar.evaluation.run import EvaluateArguments, run_evaluation
+from modeling_sfar.training.run import parse_training_args, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -286,7 +286,7 @@ def test_clear_errors_before_training(storyboard, tiny_clip_dir, tmp_path):
 
     from datasets import Dataset, load_from_disk
 
-    from modeling_sfar.training import check_dataset
+    from modeling_sfar.training.trainer import check_dataset
 
     test = load_from_disk(storyboard["dataset"])["test"]
     empty = Dataset.from_dict({name: [] for name in test.column_names}, features=test.features)
@@ -300,7 +300,7 @@ def test_clear_errors_before_training(storyboard, tiny_clip_dir, tmp_path):
 def test_label_outside_the_label_set_names_the_video(storyboard, tmp_path):
     from datasets import load_from_disk
 
-    from modeling_sfar.training import check_dataset
+    from modeling_sfar.training.trainer import check_dataset
 
     split = load_from_disk(storyboard["dataset"])["train"]
     split = split.cast_column("label", split.features["label"].__class__(num_classes=20))
@@ -312,7 +312,7 @@ def test_label_outside_the_label_set_names_the_video(storyboard, tmp_path):
 def test_few_shot_takes_k_per_class_reproducibly(storyboard):
     from datasets import load_from_disk
 
-    from modeling_sfar.training import few_shot_subset
+    from modeling_sfar.training.trainer import few_shot_subset
 
     train = load_from_disk(storyboard["dataset"])["train"]
     first, again = few_shot_subset(train, 2, seed=1, num_classes=10), few_shot_subset(train, 2, seed=1, num_classes=10)
@@ -358,7 +358,7 @@ def test_trained_folder_gets_our_card_and_pushes_only_what_users_need(storyboard
     """The card keeps pipeline_tag and the measured results; checkpoints and pickles are never sent."""
     from huggingface_hub import ModelCard
 
-    from modeling_sfar import cards
+    from modeling_sfar.hub import cards
 
     out = tmp_path / "run"
     metrics = run_train(train_args(storyboard, tiny_clip_dir, out, "--max_steps", "2"))

@@ -45,7 +45,7 @@ def test_seeking_past_gaps_gives_the_frames_of_a_full_decode(tmp_path, keyframe_
     """Decoding jumps to the keyframe before a far target: the frames are still exactly those of a full decode."""
     import av
 
-    from modeling_sfar.video_io import write_frames
+    from modeling_sfar.data.video_io import write_frames
 
     frames = np.random.default_rng(0).integers(0, 255, (300, 32, 48, 3), dtype=np.uint8)
     path = write_frames(tmp_path / "v.mp4", frames, fps=30, keyframe_interval=keyframe_interval)
@@ -63,7 +63,7 @@ def test_indexed_containers_are_read_by_seeking_not_from_the_start(tmp_path, mon
     """The speed of far samples comes from seeking: an MP4 with keyframes every 30 frames must not fall back to a
     decode from the start, and decodes only around the frames asked for."""
     import modeling_sfar.remote_code.video_processing_sfar as video_processing
-    from modeling_sfar.video_io import write_frames
+    from modeling_sfar.data.video_io import write_frames
 
     frames = np.random.default_rng(0).integers(0, 255, (300, 32, 48, 3), dtype=np.uint8)
     path = write_frames(tmp_path / "v.mp4", frames, fps=30, keyframe_interval=30)
@@ -230,7 +230,7 @@ def test_training_settings_are_not_saved_and_old_configs_with_them_load(processo
 
 
 def test_the_training_transform_carries_the_augmentation_not_the_processor(processor, video_path):
-    from modeling_sfar.training import VideoTransform
+    from modeling_sfar.training.trainer import VideoTransform
 
     def load(**augmentation):
         transform = VideoTransform(processor, True, num_classes=2, multi_label=False, seed=3, **augmentation)

@@ -403,9 +403,9 @@ class SfarVideoProcessor(BaseVideoProcessor):
     crop_area_min = CROP_AREA[0]
     grayscale_probability = GRAYSCALE_PROBABILITY
     decode_threads = None
-    # Settings of the training mode: the training code passes them per call (modeling_sfar.training.VideoTransform),
-    # so they are not saved; the saved processor is for inference. An older processor_config.json that holds them
-    # still loads (they become attributes, used only by `training=True` calls that leave them out).
+    # Settings of the training mode: the training code passes them per call (modeling_sfar.training.trainer's
+    # VideoTransform), so they are not saved; the saved processor is for inference. An older processor_config.json
+    # that holds them still loads (they become attributes, used only by `training=True` calls that leave them out).
     training_only_settings = ("training", "flip_probability", "crop_area_min", "grayscale_probability")
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,18 +25,18 @@ from dataclasses import dataclass, field
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from .cards import is_hub_id, model_card, push_model
-from .convert_clip_to_alt import convert_clip_to_alt
-from .convert_clip_to_sfar import CLIP_VIT_B16, convert_clip_to_sfar
-from .entity_dataset import entity_texts
-from .metrics import ZERO_SHOT_PREFIX
-from .remote_code.configuration_alt import AltConfig
-from .remote_code.configuration_sfar import SFAR_VARIANTS, SfarConfig
-from .remote_code.modeling_alt import AltForVideoClassification
-from .remote_code.modeling_sfar import SfarForVideoClassification
-from .remote_code.processing_sfar import SfarProcessor
-from .subtext_dataset import subtexts_for_labels
-from .training import (
+from ..conversion.alt import convert_clip_to_alt
+from ..conversion.sfar import CLIP_VIT_B16, convert_clip_to_sfar
+from ..data.entities import entity_texts
+from ..data.subtexts import subtexts_for_labels
+from ..evaluation.metrics import ZERO_SHOT_PREFIX
+from ..hub.cards import is_hub_id, model_card, push_model
+from ..remote_code.configuration_alt import AltConfig
+from ..remote_code.configuration_sfar import SFAR_VARIANTS, SfarConfig
+from ..remote_code.modeling_alt import AltForVideoClassification
+from ..remote_code.modeling_sfar import SfarForVideoClassification
+from ..remote_code.processing_sfar import SfarProcessor
+from .trainer import (
     BadVideoLog,
     EpochCallback,
     MixingCollator,
@@ -524,7 +524,7 @@ def run_training(
 
     Returns:
         The metrics: the Trainer's training metrics, `eval_top1`/`eval_top5` (or `eval_mAP`) and their subsets
-        (see `modeling_sfar.metrics.metric_key`), `zero_shot_*`, and the counts of skipped and failed videos.
+        (see `modeling_sfar.evaluation.metrics.metric_key`), `zero_shot_*`, and the counts of skipped and failed videos.
 
     Raises:
         ValueError / FileNotFoundError: a bad argument, dataset, split or sub-text set, named, before any model is

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from .remote_code.configuration_sfar import SfarConfig
-from .remote_code.modeling_sfar import SfarForVideoClassification
-from .remote_code.processing_sfar import SfarProcessor
-from .remote_code.video_processing_sfar import SfarVideoProcessor
+from ..remote_code.configuration_sfar import SfarConfig
+from ..remote_code.modeling_sfar import SfarForVideoClassification
+from ..remote_code.processing_sfar import SfarProcessor
+from ..remote_code.video_processing_sfar import SfarVideoProcessor
 
 __all__ = [
     "CLIP_VIT_B16",

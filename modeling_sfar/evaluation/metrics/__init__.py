@@ -35,7 +35,7 @@ EVAL_PREFIX, ZERO_SHOT_PREFIX = "eval", "zero_shot"
 
 def metric_key(prefix: str, metric: str, subset: str | None = None) -> str:
     """The key of a score in the run's metrics: `eval_top1`, or with a subset `eval_ambiguous_top1`,
-    `eval_timing=uniform_top1` (see `modeling_sfar.training.evaluate_split`)."""
+    `eval_timing=uniform_top1` (see `modeling_sfar.training.trainer.evaluate_split`)."""
     return f"{prefix}_{subset}_{metric}" if subset else f"{prefix}_{metric}"
 
 

@@ -173,10 +173,11 @@ def subtexts_for_labels(
 def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
     """
     Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`, a separate folder
-    emptied only of what an earlier staging wrote (see `modeling_sfar.hub.prepare_staging`; with `dry_run` nothing
-    is deleted, and a dry run beside an earlier staging writes to a new folder). Returns the staged files, sorted.
+    emptied only of what an earlier staging wrote (see `modeling_sfar.hub.staging.prepare_staging`; with `dry_run`
+    nothing is deleted, and a dry run beside an earlier staging writes to a new folder). Returns the staged files,
+    sorted.
     """
-    from modeling_sfar.hub import prepare_staging, record_staging
+    from modeling_sfar.hub.staging import prepare_staging, record_staging
 
     folder = Path(folder)
     if not (folder / "README.md").is_file() or not list(folder.glob("subtexts/*.parquet")):
@@ -198,7 +199,7 @@ def push_subtext_dataset(
 ) -> list[str]:
     """Stage a sub-text set (see `stage_dataset_repo`, default `<folder>-hub`) and push it as a dataset repo in one
     commit; returns the repo's files."""
-    from modeling_sfar.hub import upload_staged
+    from modeling_sfar.hub.staging import upload_staged
 
     staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
     files = stage_dataset_repo(folder, staging)

@@ -6,7 +6,7 @@ only by their order or by one step (the paper's "ambiguous" case). Half of the v
 of the clip; the other half give the steps random, uneven shares with idle stretches between them (the paper's
 "non-uniform" case). Everything is drawn from one seed, so a seed gives the same files.
 
-The command line is `datasets_scripts/storyboard.py`; the demo recipe (`modeling_sfar.demo_recipe`) builds it too.
+The command line is `datasets_scripts/storyboard.py`; the demo recipe (`modeling_sfar.demo.recipe`) builds it too.
 
 ALT's entity corpus of this visual world is written by hand (`storyboard_entities`, saved by
 `save_storyboard_entities` in the format of `datasets_scripts/entity_corpus.py`), as the sub-text candidates are
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modeling_sfar.video_io import write_frames
+from modeling_sfar.data.video_io import write_frames
 
 __all__ = [
     "STORYBOARDS",
@@ -254,7 +254,7 @@ STORYBOARD_ENTITY_SOURCE = "written by hand"  # the `prompt` of every descriptio
 def storyboard_entities() -> list[dict]:
     """
     ALT's entity corpus of the storyboard world, as rows of the `entities` configuration that the corpus generator
-    writes (`modeling_sfar.entity_dataset`): `unit`, `description`, `text` ("unit: description"), `kinds`, `labels`
+    writes (`modeling_sfar.data.entities`): `unit`, `description`, `text` ("unit: description"), `kinds`, `labels`
     (the classes whose storyboard the unit takes part in), `default` (a default body part), `generator`, `prompt`,
     `lesk`, `similarity` (0: no sense was selected among candidates), sorted by unit as the generator sorts them.
 
@@ -262,7 +262,7 @@ def storyboard_entities() -> list[dict]:
     the class names are units of kind "label"; the default body parts are in the corpus although no class shows a
     body, as they are in every generated corpus.
     """
-    from .entity_dataset import entity_text
+    from .entities import entity_text
 
     names = list(STORYBOARDS)
     units: dict[str, dict] = {}
@@ -306,7 +306,7 @@ def save_storyboard_entities(folder: str | os.PathLike):
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from .entity_dataset import config_metadata, save_entity_dataset
+    from .entities import config_metadata, save_entity_dataset
 
     entities = storyboard_entities()
     descriptions = [
@@ -332,9 +332,9 @@ def save_storyboard_entities(folder: str | os.PathLike):
     data = DatasetCardData(configs=config_metadata(), tags=["alt", "entity-corpus", "synthetic"])
     card = DatasetCard(
         f"---\n{data.to_yaml()}\n---\n\n# Entity corpus of the storyboard videos\n\n"
-        f"{len(entities)} entities of the embedded storyboard benchmark (`modeling_sfar.storyboard`), written by hand "
-        "as its sub-text candidates are: objects, regions of the frame, primitive motions, the words of the class "
-        "names and the default body parts.\n"
+        f"{len(entities)} entities of the embedded storyboard benchmark (`modeling_sfar.data.storyboard`), written "
+        "by hand as its sub-text candidates are: objects, regions of the frame, primitive motions, the words of the "
+        "class names and the default body parts.\n"
     )
     return save_entity_dataset(folder, entities, descriptions, units, card=card)
 

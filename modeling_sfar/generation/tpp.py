@@ -7,8 +7,8 @@ import os
 
 import torch
 
-from .remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
-from .remote_code.modeling_sfar import class_name_to_text, text_prompt_perplexity
+from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
+from ..remote_code.modeling_sfar import class_name_to_text, text_prompt_perplexity
 
 __all__ = ["select_by_tpp", "select_candidates", "encode_texts", "load_text_encoder"]
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from .convert_clip_to_sfar import clip_to_sfar_state_dict
-from .remote_code.configuration_alt import AltConfig
-from .remote_code.modeling_alt import AltForVideoClassification
-from .remote_code.processing_sfar import SfarProcessor
-from .remote_code.video_processing_sfar import SfarVideoProcessor
+from ..remote_code.configuration_alt import AltConfig
+from ..remote_code.modeling_alt import AltForVideoClassification
+from ..remote_code.processing_sfar import SfarProcessor
+from ..remote_code.video_processing_sfar import SfarVideoProcessor
+from .sfar import clip_to_sfar_state_dict
 
 __all__ = ["ALT_NEW_KEY_PREFIXES", "clip_to_alt_state_dict", "alt_config_from_clip", "convert_clip_to_alt"]
 

@@ -15,13 +15,12 @@ import numpy as np
 import torch
 from transformers import AutoConfig, Trainer, TrainingArguments
 
-from .metrics import EVAL_PREFIX, metric_key
-from .remote_code.configuration_alt import AltConfig
-from .remote_code.modeling_alt import AltForVideoClassification
-from .remote_code.modeling_sfar import SfarForVideoClassification
-from .remote_code.processing_sfar import SfarProcessor
-from .subtext_dataset import subtexts_for_labels
-from .training import (
+from ..data.subtexts import subtexts_for_labels
+from ..remote_code.configuration_alt import AltConfig
+from ..remote_code.modeling_alt import AltForVideoClassification
+from ..remote_code.modeling_sfar import SfarForVideoClassification
+from ..remote_code.processing_sfar import SfarProcessor
+from ..training.trainer import (
     BadVideoLog,
     VideoTransform,
     check_dataset,
@@ -33,6 +32,7 @@ from .training import (
     load_video_dataset,
     with_row_index,
 )
+from .metrics import EVAL_PREFIX, metric_key
 
 logger = logging.getLogger(__name__)
 

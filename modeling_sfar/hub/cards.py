@@ -22,9 +22,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hub_cards import ALT_MODEL_CARD, MODEL_CARD, template_path
 
-from .hub import prepare_staging, record_staging, upload_staged
-from .metrics import EVAL_PREFIX, MAP, TOP1, TOP5, ZERO_SHOT_PREFIX
-from .subtext_dataset import stage_dataset_repo
+from ..data.subtexts import stage_dataset_repo
+from ..evaluation.metrics import EVAL_PREFIX, MAP, TOP1, TOP5, ZERO_SHOT_PREFIX
+from .staging import prepare_staging, record_staging, upload_staged
 
 logger = logging.getLogger(__name__)
 TEMPLATE = template_path(MODEL_CARD)
@@ -288,7 +288,8 @@ def push_dataset(
 
 # What a Space repo holds besides its own folder's files: library modules it imports, copied beside `app.py` (each is
 # self-contained, so the Space runs without this package installed).
-SPACE_LIBRARY_FILES = ("plots.py",)
+# (paths inside the package; each is staged beside `app.py` under its own name)
+SPACE_LIBRARY_FILES = ("demo/plots.py",)
 
 
 def stage_space_repo(space: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
@@ -309,13 +310,13 @@ def stage_space_repo(space: str | os.PathLike, staging: str | os.PathLike, dry_r
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
     staging = prepare_staging(space, staging, dry_run=dry_run)
-    record_staging(staging, [*files, *SPACE_LIBRARY_FILES])
+    record_staging(staging, [*files, *(Path(name).name for name in SPACE_LIBRARY_FILES)])
     for relative in files:
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(space / relative, staging / relative)
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for name in SPACE_LIBRARY_FILES:
-        shutil.copy2(here / name, staging / name)
+        shutil.copy2(package / name, staging / Path(name).name)
     if dry_run:
         logger.info("dry run: the Space is staged in %s; nothing is sent", staging)
     return record_staging(staging)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .subtext_dataset import load_config_from
+from .subtexts import load_config_from
 
 __all__ = [
     "ENTITY_CONFIGS",
@@ -154,10 +154,10 @@ def entity_texts(source: Any, kinds: list[str] | None = None, revision: str | No
 def stage_entity_dataset(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
     """
     Write an entity corpus (parquet configurations, card, answer log) to `staging`, a separate folder emptied only of
-    what an earlier staging wrote (`modeling_sfar.hub.prepare_staging`; with `dry_run` nothing is deleted). Returns
-    the staged files, sorted.
+    what an earlier staging wrote (`modeling_sfar.hub.staging.prepare_staging`; with `dry_run` nothing is
+    deleted). Returns the staged files, sorted.
     """
-    from .hub import prepare_staging, record_staging
+    from ..hub.staging import prepare_staging, record_staging
 
     folder = Path(folder)
     if not (folder / "README.md").is_file() or not list(folder.glob("entities/*.parquet")):
@@ -181,7 +181,7 @@ def push_entity_dataset(
 ) -> list[str]:
     """Stage an entity corpus (`stage_entity_dataset`, default staging folder `<folder>-hub`) and push it as a dataset
     repo in one commit; returns the repo's files."""
-    from .hub import upload_staged
+    from ..hub.staging import upload_staged
 
     staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
     files = stage_entity_dataset(folder, staging)

@@ -14,12 +14,17 @@ import math
 import os
 from dataclasses import fields
 
-from .remote_code.configuration_sfar import SFAR_VARIANTS
-from .storyboard import build_storyboard_dataset, save_storyboard_entities, storyboard_candidates, storyboard_entities
-from .subtext_dataset import save_subtext_dataset
-from .testing_utils import build_tiny_clip
-from .tpp_selection import select_candidates
-from .training_run import DataArguments, ModelArguments, SfarTrainingArguments, run_training
+from ..data.storyboard import (
+    build_storyboard_dataset,
+    save_storyboard_entities,
+    storyboard_candidates,
+    storyboard_entities,
+)
+from ..data.subtexts import save_subtext_dataset
+from ..generation.tpp import select_candidates
+from ..remote_code.configuration_sfar import SFAR_VARIANTS
+from ..testing_utils import build_tiny_clip
+from ..training.run import DataArguments, ModelArguments, SfarTrainingArguments, run_training
 
 logger = logging.getLogger(__name__)
 
