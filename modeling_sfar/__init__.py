@@ -34,12 +34,8 @@ from .remote_code.modeling_sfar import (
     text_prompt_perplexity,
 )
 from .remote_code.processing_sfar import SfarProcessor
-from .remote_code.video_processing_sfar import (
-    SfarVideoProcessor,
-    VideoDecodingError,
-    read_video_pyav,
-    tsn_frame_indices,
-)
+from .remote_code.video_decoding import VideoDecodingError, read_video_pyav
+from .remote_code.video_processing_sfar import SfarVideoProcessor, tsn_frame_indices
 
 AutoConfig.register("sfar", SfarConfig, exist_ok=True)
 AutoModel.register(SfarConfig, SfarModel, exist_ok=True)

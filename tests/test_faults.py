@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from modeling_sfar.evaluation import run as evaluation
-from modeling_sfar.remote_code.video_processing_sfar import read_video_pyav
+from modeling_sfar.remote_code.video_decoding import read_video_pyav
 from modeling_sfar.training import run as training_run
 from modeling_sfar.training.trainer import BadVideoError, BadVideoLog, check_videos, last_complete_checkpoint
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import modeling_sfar.remote_code.video_processing_sfar as video_processing
+import modeling_sfar.remote_code.video_decoding as video_processing
 from modeling_sfar import read_video_pyav, tsn_frame_indices
 
 

@@ -62,7 +62,7 @@ def test_seeking_past_gaps_gives_the_frames_of_a_full_decode(tmp_path, keyframe_
 def test_indexed_containers_are_read_by_seeking_not_from_the_start(tmp_path, monkeypatch):
     """The speed of far samples comes from seeking: an MP4 with keyframes every 30 frames must not fall back to a
     decode from the start, and decodes only around the frames asked for."""
-    import modeling_sfar.remote_code.video_processing_sfar as video_processing
+    import modeling_sfar.remote_code.video_decoding as video_processing
     from modeling_sfar.data.video_io import write_frames
 
     frames = np.random.default_rng(0).integers(0, 255, (300, 32, 48, 3), dtype=np.uint8)
@@ -262,7 +262,7 @@ def test_dataloader_workers_decode_the_same_frames(tmp_path):
 
 
 def test_decode_threads_are_set_saved_and_checked(tmp_path, monkeypatch):
-    import modeling_sfar.remote_code.video_processing_sfar as video_processing
+    import modeling_sfar.remote_code.video_decoding as video_processing
 
     path = write_video(tmp_path / "v.mp4", num_frames=24)
     threads = []

@@ -1,4 +1,4 @@
-"""Writing videos with PyAV (reading is `read_video_pyav` in the shipped `video_processing_sfar.py`)."""
+"""Writing videos with PyAV (reading is `read_video_pyav` in the shipped `video_decoding.py`)."""
 
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ SHIPPED_FILES = (
     "token_merging.py",
     "processing_sfar.py",
     "video_processing_sfar.py",
+    "video_decoding.py",
 )
 
 __all__ = [

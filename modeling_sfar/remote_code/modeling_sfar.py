@@ -56,6 +56,7 @@ SHIPPED_FILES = (
     "modeling_sfar.py",
     "processing_sfar.py",
     "video_processing_sfar.py",
+    "video_decoding.py",
     "token_merging.py",
 )
 

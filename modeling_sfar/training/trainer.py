@@ -158,7 +158,7 @@ def video_errors() -> tuple[type[BaseException], ...]:
     video, or whose frames cannot be decoded) and `OSError` (a missing, unreadable or folder path). Any other error,
     a plain `ValueError` for a bad argument among them, is a bug or a wrong setting, not a bad video: it stops the run.
     """
-    from ..remote_code.video_processing_sfar import VideoDecodingError
+    from ..remote_code.video_decoding import VideoDecodingError
 
     return (VideoDecodingError, OSError)
 
