@@ -15,7 +15,9 @@ from transformers import (
 from .conversion.alt import alt_config_from_clip, clip_to_alt_state_dict, convert_clip_to_alt
 from .conversion.sfar import clip_to_sfar_state_dict, convert_clip_to_sfar, sfar_config_from_clip
 from .remote_code.configuration_alt import ALT_PROMPT_TEMPLATES, AltConfig
-from .remote_code.configuration_sfar import ACTIONCLIP_PROMPT_TEMPLATES, SFAR_VARIANTS, SfarConfig
+from .remote_code.configuration_clip_video import ACTIONCLIP_PROMPT_TEMPLATES, ClipVideoConfig, class_name_to_text
+from .remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE, SFAR_VARIANTS, SfarConfig
+from .remote_code.label_set_sfar import SfarLabelSet
 from .remote_code.modeling_alt import (
     AltForVideoClassification,
     AltLabelSet,
@@ -23,13 +25,13 @@ from .remote_code.modeling_alt import (
     AltModelOutput,
     AltVideoClassifierOutput,
 )
+from .remote_code.modeling_clip_video import average_over_views
 from .remote_code.modeling_sfar import (
     SfarForVideoClassification,
     SfarModel,
     SfarModelOutput,
     SfarVideoClassifierOutput,
     actionclip_loss,
-    class_name_to_text,
     sfar_loss,
     text_prompt_perplexity,
 )
@@ -61,7 +63,11 @@ __all__ = [
     "clip_to_alt_state_dict",
     "convert_clip_to_alt",
     "ACTIONCLIP_PROMPT_TEMPLATES",
+    "ClipVideoConfig",
+    "DEFAULT_PROMPT_TEMPLATE",
     "SFAR_VARIANTS",
+    "SfarLabelSet",
+    "average_over_views",
     "SfarConfig",
     "SfarForVideoClassification",
     "SfarModel",

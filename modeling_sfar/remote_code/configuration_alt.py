@@ -1,51 +1,33 @@
+# Copyright 2026 The SFAR-HF Authors. Licensed under the Apache License, Version 2.0.
 """Configuration of ALT ("Align before Adapt", Chen et al., ICLR 2024), the second video classifier of this package.
 
 This file is shipped to the Hub as remote code: it imports only from transformers, its `huggingface_hub` (the `@strict`
-dataclass decorator of transformers' configs) and the standard library.
+dataclass decorator of transformers' configs), the standard library and its sibling `configuration_clip_video.py`.
 """
 
 from __future__ import annotations
 
-import math
-
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
-from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
+
+from .configuration_clip_video import ACTIONCLIP_PROMPT_TEMPLATES, ClipVideoConfig, _check_integer, _check_number
 
 __all__ = ["AltConfig", "ALT_PROMPT_TEMPLATES"]
 
 # The class-prompt ensemble (section 3.4 of the paper: "prompt ensembling with a bunch of handcraft templates", citing
-# X-CLIP). The 16 templates of ActionCLIP's public code, which the X-CLIP line of work reuses (docs/alt.md).
-ALT_PROMPT_TEMPLATES = (
-    "a photo of action {}",
-    "a picture of action {}",
-    "Human action of {}",
-    "{}, an action",
-    "{} this is an action",
-    "{}, a video of action",
-    "Playing action of {}",
-    "{}",
-    "Playing a kind of action, {}",
-    "Doing a kind of action, {}",
-    "Look, the human is {}",
-    "Can you recognize the action of {}?",
-    "Video classification of {}",
-    "A video of {}",
-    "The man is {}",
-    "The woman is {}",
-)
+# X-CLIP): the 16 templates of ActionCLIP's public code, which the X-CLIP line of work reuses (docs/alt.md).
+ALT_PROMPT_TEMPLATES = ACTIONCLIP_PROMPT_TEMPLATES
 PROBLEM_TYPES = (None, "single_label_classification")
 
 
 @strict
-class AltConfig(PreTrainedConfig):
+class AltConfig(ClipVideoConfig):
     r"""
     Configuration of [`AltModel`] and [`AltForVideoClassification`].
 
     ALT is CLIP (a frozen text tower and a fine-tuned vision tower, each projected into a joint space of width
-    `projection_dim`) with token merging in the vision tower (region-aware image encoder, Eq. 1-3), an alignment of
-    every frame token with a corpus of text entities (Eq. 4-6), and a multi-modal video decoder whose queries are the
-    aligned entities (Eq. 7-9).
+    `projection_dim`: the fields of [`ClipVideoConfig`]) with token merging in the vision tower (region-aware image
+    encoder, Eq. 1-3), an alignment of every frame token with a corpus of text entities (Eq. 4-6), and a multi-modal
+    video decoder whose queries are the aligned entities (Eq. 7-9).
 
     The label set (`id2label`, `entities`) is metadata: its encoded text features are an input of the model or the
     cache saved with its weights.
@@ -95,41 +77,24 @@ class AltConfig(PreTrainedConfig):
         "hidden_states",
         "attentions",
     ]
-    sub_configs = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
-
-    text_config: dict | CLIPTextConfig | None = None
-    vision_config: dict | CLIPVisionConfig | None = None
-    projection_dim: int = 512
-    logit_scale_init_value: float | int = 2.6592
-    num_frames: int = 8
     token_merging_r: int = 8
     num_decoder_layers: int = 4
     decoder_kernel_size: int = 3
     decoder_layer_norm_eps: float | int = 1e-5
     gumbel_tau: float | int = 1.0
     use_entity_corpus: bool = True
-    prompt_templates: list[str] | tuple[str, ...] | None = None
     entities: list[str] | tuple[str, ...] | None = None
-    initializer_range: float | int = 0.02
 
     def __post_init__(self, **kwargs):
-        if isinstance(self.text_config, CLIPTextConfig):
-            self.text_config = self.text_config.to_dict()
-        if isinstance(self.vision_config, CLIPVisionConfig):
-            self.vision_config = self.vision_config.to_dict()
-        self.text_config = CLIPTextConfig(**(self.text_config or {}))
-        self.vision_config = CLIPVisionConfig(**(self.vision_config or {}))
         self.prompt_templates = list(self.prompt_templates or ALT_PROMPT_TEMPLATES)
         if self.entities is not None:
             self.entities = list(self.entities)
         super().__post_init__(**kwargs)
-        if self.id2label is not None and not self.label2id:
-            self.label2id = {label: int(i) for i, label in self.id2label.items()}
 
     @property
     def decoder_num_heads(self) -> int:
         """Heads of the decoder's attentions: d/64, at least 1."""
-        return max(1, self.projection_dim // 64)
+        return self.joint_num_heads
 
     @property
     def num_entities(self) -> int:
@@ -139,35 +104,21 @@ class AltConfig(PreTrainedConfig):
     # -- `@strict` class validators: `validate()` (generated) runs them with the library's own after __init__ --
 
     def validate_sizes(self) -> None:
-        """Widths, depths and counts are integers in range; the width splits into the attention heads."""
-        for name, minimum in (("projection_dim", 1), ("num_frames", 1), ("token_merging_r", 0),
-                              ("num_decoder_layers", 0), ("decoder_kernel_size", 1)):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"AltConfig.{name} must be an integer >= {minimum}, got {value!r}")
+        """The decoder's depth and kernel are integers in range (the kernel odd); the corpus switch is a bool."""
+        for name, minimum in (("num_decoder_layers", 0), ("decoder_kernel_size", 1)):
+            _check_integer(self, name, minimum)
         if self.decoder_kernel_size % 2 == 0:
             raise ValueError(
                 f"AltConfig.decoder_kernel_size must be odd (the convolution keeps the frame count), "
                 f"got {self.decoder_kernel_size}"
             )
-        if self.projection_dim % self.decoder_num_heads:
-            raise ValueError(
-                f"AltConfig.projection_dim ({self.projection_dim}) must split into {self.decoder_num_heads} "
-                "attention heads (d/64)"
-            )
         if not isinstance(self.use_entity_corpus, bool):
             raise ValueError(f"AltConfig.use_entity_corpus must be a bool, got {self.use_entity_corpus!r}")
 
     def validate_numbers(self) -> None:
-        """Temperatures and initial values are finite real numbers in range (NaN and infinity refused)."""
-        for name, minimum, strict_minimum in (("gumbel_tau", 0, True), ("logit_scale_init_value", None, False),
-                                              ("initializer_range", 0, False),
-                                              ("decoder_layer_norm_eps", 0, True)):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"AltConfig.{name} must be a finite number, got {value!r}")
-            if minimum is not None and (value <= minimum if strict_minimum else value < minimum):
-                raise ValueError(f"AltConfig.{name} must be {'>' if strict_minimum else '>='} {minimum}, got {value!r}")
+        """Temperatures and epsilons are finite real numbers in range (NaN and infinity refused)."""
+        _check_number(self, "gumbel_tau", 0, strict_minimum=True)
+        _check_number(self, "decoder_layer_norm_eps", 0, strict_minimum=True)
         if self.decoder_layer_norm_eps >= 1:
             raise ValueError(f"AltConfig.decoder_layer_norm_eps must be in (0, 1), got {self.decoder_layer_norm_eps!r}")
 
@@ -177,12 +128,10 @@ class AltConfig(PreTrainedConfig):
             raise ValueError(f"AltConfig.problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
 
     def validate_prompt_templates(self) -> None:
-        """Every prompt template has exactly one `{}` slot for the class name."""
+        """At least one template; every template has exactly one `{}` slot for the class name."""
         if not self.prompt_templates:
             raise ValueError("AltConfig.prompt_templates must hold at least one template")
-        for template in self.prompt_templates:
-            if not isinstance(template, str) or template.count("{}") != 1:
-                raise ValueError(f"AltConfig prompt template {template!r} must contain exactly one '{{}}'")
+        super().validate_prompt_templates()
 
     def validate_entities(self) -> None:
         """`entities`, when given, are distinct non-empty strings."""

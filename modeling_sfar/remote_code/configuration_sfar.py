@@ -1,17 +1,22 @@
+# Copyright 2026 The SFAR-HF Authors. Licensed under the Apache License, Version 2.0.
 """Configuration of SFAR (Storyboard-guided Alignment for Fine-grained video Action Recognition).
 
 This file is shipped to the Hub as remote code: it imports only from transformers, its `huggingface_hub` (the `@strict`
-dataclass decorator of transformers' configs) and the standard library.
+dataclass decorator of transformers' configs), the standard library and its sibling `configuration_clip_video.py`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
-from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
+
+from .configuration_clip_video import (
+    ACTIONCLIP_PROMPT_TEMPLATES,
+    ClipVideoConfig,
+    _check_integer,
+    _check_number,
+)
 
 __all__ = ["SfarConfig", "ACTIONCLIP_PROMPT_TEMPLATES", "DEFAULT_PROMPT_TEMPLATE", "SFAR_VARIANTS"]
 
@@ -20,29 +25,9 @@ WORD_TOKENS = ("words", "all")
 LOSS_TYPES = ("sfar", "actionclip")
 PROBLEM_TYPES = (None, "single_label_classification", "multi_label_classification")
 
-# The 16 prompt templates of ActionCLIP's public code (its prompt ensemble, docs/method.md section 9).
 # The global prompt T_c that a class name fills (docs/method.md): the configuration's default, and the one that TPP
 # selection and sub-text generation score with unless told otherwise.
 DEFAULT_PROMPT_TEMPLATE = "This is a video about {}"
-
-ACTIONCLIP_PROMPT_TEMPLATES = (
-    "a photo of action {}",
-    "a picture of action {}",
-    "Human action of {}",
-    "{}, an action",
-    "{} this is an action",
-    "{}, a video of action",
-    "Playing action of {}",
-    "{}",
-    "Playing a kind of action, {}",
-    "Doing a kind of action, {}",
-    "Look, the human is {}",
-    "Can you recognize the action of {}?",
-    "Video classification of {}",
-    "A video of {}",
-    "The man is {}",
-    "The woman is {}",
-)
 
 # The rows of the paper's ablation (Table 2e) and ActionCLIP, as configurations of one model.
 SFAR_VARIANTS: dict[str, dict[str, Any]] = {
@@ -62,13 +47,14 @@ SFAR_VARIANTS: dict[str, dict[str, Any]] = {
 
 
 @strict
-class SfarConfig(PreTrainedConfig):
+class SfarConfig(ClipVideoConfig):
     r"""
     Configuration of [`SfarModel`] and [`SfarForVideoClassification`].
 
-    SFAR is CLIP (a text and a vision tower, each with a projection into a joint space of width `projection_dim`)
-    plus a temporal transformer over frame embeddings and two text-guided frame poolings: a coarse one guided by the
-    class prompt augmented with its sub-texts, and a fine one guided by the sub-texts alone.
+    SFAR is CLIP (a text and a vision tower, each with a projection into a joint space of width `projection_dim`: the
+    fields of [`ClipVideoConfig`]) plus a temporal transformer over frame embeddings and two text-guided frame
+    poolings: a coarse one guided by the class prompt augmented with its sub-texts, and a fine one guided by the
+    sub-texts alone.
 
     The configuration describes the architecture. The label set (`id2label` and `subtexts`) is metadata: its encoded
     text features are an input of the model or the cache saved with its weights, sized by the number of labels and
@@ -138,26 +124,16 @@ class SfarConfig(PreTrainedConfig):
         "temporal_hidden_states",
         "temporal_attentions",
     ]
-    sub_configs = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
-
-    text_config: dict | CLIPTextConfig | None = None
-    vision_config: dict | CLIPVisionConfig | None = None
-    projection_dim: int = 512
-    logit_scale_init_value: float | int = 2.6592
-    num_frames: int = 8
     num_temporal_layers: int = 6
     temporal_layer_norm_eps: float | int = 1e-5
     num_subtexts: int = 4
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
-    prompt_templates: list[str] | tuple[str, ...] | None = None
     word_tokens: str = "words"
     frame_temperature: float | int = 0.01
     fusion: str = "coarse+fine"
     loss_type: str = "sfar"
     loss_lambda: float | int = 1.0
     subtexts: dict | None = None
-    initializer_range: float | int = 0.02
-    token_merging_r: int = 0
     stored_prompt_words: int | None = None
 
     def __post_init__(self, **kwargs):
@@ -165,17 +141,9 @@ class SfarConfig(PreTrainedConfig):
         # longer part of the architecture (the stored label set's sizes come with its weights).
         for legacy in ("prompt_length", "subtext_length"):
             kwargs.pop(legacy, None)
-        if isinstance(self.text_config, CLIPTextConfig):
-            self.text_config = self.text_config.to_dict()
-        if isinstance(self.vision_config, CLIPVisionConfig):
-            self.vision_config = self.vision_config.to_dict()
-        self.text_config = CLIPTextConfig(**(self.text_config or {}))
-        self.vision_config = CLIPVisionConfig(**(self.vision_config or {}))
         if self.prompt_templates is not None:
             self.prompt_templates = list(self.prompt_templates) or None
         super().__post_init__(**kwargs)
-        if self.id2label is not None and not self.label2id:
-            self.label2id = {label: int(i) for i, label in self.id2label.items()}
 
     @property
     def uses_coarse(self) -> bool:
@@ -195,25 +163,16 @@ class SfarConfig(PreTrainedConfig):
     @property
     def temporal_num_heads(self) -> int:
         """Heads of the temporal transformer and of the coarse cross-attention: D/64, at least 1."""
-        return max(1, self.projection_dim // 64)
+        return self.joint_num_heads
 
     # -- `@strict` class validators: `validate()` (generated) runs them with the library's own after __init__ --
 
     def validate_sizes(self) -> None:
-        """Widths, depths and counts are integers in range; the width splits into the attention heads."""
-        for name, minimum in (("projection_dim", 1), ("num_frames", 1), ("num_temporal_layers", 0),
-                              ("num_subtexts", 1), ("token_merging_r", 0)):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"SfarConfig.{name} must be an integer >= {minimum}, got {value!r}")
-        words = self.stored_prompt_words
-        if words is not None and (not isinstance(words, int) or isinstance(words, bool) or words < 0):
-            raise ValueError(f"SfarConfig.stored_prompt_words must be None or an integer >= 0, got {words!r}")
-        if self.projection_dim % self.temporal_num_heads:
-            raise ValueError(
-                f"SfarConfig.projection_dim ({self.projection_dim}) must split into {self.temporal_num_heads} "
-                "attention heads (D/64)"
-            )
+        """SFAR's depths and counts are integers in range."""
+        for name, minimum in (("num_temporal_layers", 0), ("num_subtexts", 1)):
+            _check_integer(self, name, minimum)
+        if self.stored_prompt_words is not None:
+            _check_integer(self, "stored_prompt_words", 0)
 
     def validate_choices(self) -> None:
         """The named options are among the supported ones."""
@@ -223,32 +182,18 @@ class SfarConfig(PreTrainedConfig):
                 raise ValueError(f"SfarConfig.{name} must be one of {choices}, got {getattr(self, name)!r}")
 
     def validate_numbers(self) -> None:
-        """Temperatures, weights and initial values are finite real numbers in range (NaN and infinity refused)."""
-
-        def number(name: str, minimum: float | None, strict_minimum: bool) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"SfarConfig.{name} must be a finite number, got {value!r}")
-            if minimum is not None and (value <= minimum if strict_minimum else value < minimum):
-                raise ValueError(
-                    f"SfarConfig.{name} must be {'>' if strict_minimum else '>='} {minimum}, got {value!r}"
-                )
-
-        number("frame_temperature", 0, strict_minimum=True)
-        number("loss_lambda", 0, strict_minimum=False)
-        number("logit_scale_init_value", None, strict_minimum=False)
-        number("initializer_range", 0, strict_minimum=False)
-        number("temporal_layer_norm_eps", 0, strict_minimum=True)
+        """Temperatures and weights are finite real numbers in range (NaN and infinity refused)."""
+        _check_number(self, "frame_temperature", 0, strict_minimum=True)
+        _check_number(self, "loss_lambda", 0)
+        _check_number(self, "temporal_layer_norm_eps", 0, strict_minimum=True)
         if self.temporal_layer_norm_eps >= 1:
             raise ValueError(
                 f"SfarConfig.temporal_layer_norm_eps must be a number in (0, 1), got {self.temporal_layer_norm_eps!r}"
             )
 
-    def validate_prompt_templates(self) -> None:
-        """Every prompt template has exactly one `{}` slot for the class name."""
-        for template in [self.prompt_template, *(self.prompt_templates or [])]:
-            if not isinstance(template, str) or template.count("{}") != 1:
-                raise ValueError(f"SfarConfig prompt template {template!r} must contain exactly one '{{}}'")
+    def all_prompt_templates(self) -> list[str]:
+        """The global prompt and the ensemble's templates."""
+        return [self.prompt_template, *(self.prompt_templates or [])]
 
     def validate_subtexts(self) -> None:
         """`subtexts`, when given, holds `num_subtexts` non-empty strings for every label of `id2label`."""

@@ -1,20 +1,20 @@
+# Copyright 2026 The SFAR-HF Authors. Licensed under the Apache License, Version 2.0.
 """ALT: "Align before Adapt" (Chen et al., ICLR 2024), CLIP with token merging, entity alignment and a video decoder.
 
 The file follows the paper's section 3 (docs/alt.md): region-aware image encoder (Eq. 1-3, `token_merging.py`),
 alignment of frame tokens with text entities (Eq. 4-6), multi-modal video decoder (Eq. 7-9), logits and loss
-(Eq. 10).
+(Eq. 10). What ALT shares with SFAR (CLIP's towers, the frozen text encoder, the stored label set, saving) is
+`modeling_clip_video.py`.
 
-Shape letters used in comments and docstrings:
-    B videos, V views, T frames, N tokens of a frame after merging (the class token first, then the regions),
-    P + 1 tokens of a frame before merging, C classes, K entities, d joint embedding width, L text length.
+Shape letters: the table of `modeling_clip_video.py` (B videos, T frames, G tokens of a frame after merging, the
+class token first, then the regions; P patches of a frame, C classes, K entities, R prompt templates, D joint width,
+L text length).
 
 This file is shipped to the Hub as remote code: it imports only torch, transformers and its sibling files.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,16 +22,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel, eager_attention_forward
+from transformers.models.clip.modeling_clip import eager_attention_forward
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 
 from .configuration_alt import AltConfig
-from .processing_sfar import class_name_to_text
+from .configuration_clip_video import class_name_to_text
+from .modeling_clip_video import (
+    ClipVideoLabelSet,
+    ClipVideoLabelSetCache,
+    ClipVideoModel,
+    ClipVideoPreTrainedModel,
+    check_class_indices,
+    check_soft_targets,
+)
 from .token_merging import token_merging_vision_forward
 
 logger = logging.get_logger(__name__)
@@ -45,7 +52,9 @@ AUTO_MAP = {
     "AutoVideoProcessor": "video_processing_sfar.SfarVideoProcessor",
 }
 SHIPPED_FILES = (
+    "configuration_clip_video.py",
     "configuration_alt.py",
+    "modeling_clip_video.py",
     "modeling_alt.py",
     "token_merging.py",
     "processing_sfar.py",
@@ -71,23 +80,18 @@ __all__ = [
 
 
 @dataclass
-class AltLabelSet(ModelOutput):
+class AltLabelSet(ClipVideoLabelSet):
     """
     A label set encoded by the frozen text tower: the class embeddings and the entity corpus.
 
     Args:
-        text_embeds (`torch.FloatTensor` of shape `(C, d)`):
+        text_embeds (`torch.FloatTensor` of shape `(C, D)`):
             The normalised class embeddings c_i: the normalised mean of the prompt ensemble's normalised embeddings.
-        entity_embeds (`torch.FloatTensor` of shape `(K, d)`, *optional*):
+        entity_embeds (`torch.FloatTensor` of shape `(K, D)`, *optional*):
             The normalised entity embeddings S (Eq. 4); `None` for a model without a corpus.
     """
 
-    text_embeds: torch.FloatTensor | None = None
     entity_embeds: torch.FloatTensor | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return self.text_embeds.shape[0]
 
 
 @dataclass
@@ -97,29 +101,28 @@ class AltModelOutput(ModelOutput):
 
     Args:
         logits (`torch.FloatTensor` of shape `(B, C)`):
-            `logit_scale * sim(c_i, z)`. For multi-view input `(B, V, T, 3, H, W)` the logarithms of the class
-            probabilities averaged over the views.
-        video_embeds (`torch.FloatTensor` of shape `(B, d)`):
-            The video representation z (Eq. 9); `(B * V, d)` for multi-view input.
-        frame_embeds (`torch.FloatTensor` of shape `(B, T, d)`):
+            `logit_scale * sim(c_i, z)`.
+        video_embeds (`torch.FloatTensor` of shape `(B, D)`):
+            The video representation z (Eq. 9).
+        frame_embeds (`torch.FloatTensor` of shape `(B, T, D)`):
             The projected class tokens of the frames, X^ (Eq. 7).
-        aligned_queries (`torch.FloatTensor` of shape `(B, T, d)`):
+        aligned_queries (`torch.FloatTensor` of shape `(B, T, D)`):
             The aligned semantic embeddings Q^ (Eq. 6-7), the decoder's initial queries (the learnable queries
             without a corpus).
-        entity_indices (`torch.LongTensor` of shape `(B, T, N)`, *optional*):
+        entity_indices (`torch.LongTensor` of shape `(B, T, G)`, *optional*):
             For every token of every frame (class token first, then the regions), the index of the entity it was
             aligned with (into `config.entities`); `None` without a corpus.
-        token_sizes (`torch.FloatTensor` of shape `(B, T, N)`):
+        token_sizes (`torch.FloatTensor` of shape `(B, T, G)`):
             How many of the frame's patches (or its class token) each token holds.
         patch_to_token (`torch.LongTensor` of shape `(B, T, P + 1)`):
             For the class token and every patch (row-major), the token it was merged into: the regions to draw.
-        text_embeds (`torch.FloatTensor` of shape `(C, d)`):
+        text_embeds (`torch.FloatTensor` of shape `(C, D)`):
             The normalised class embeddings of the label set.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
             The vision tower's hidden states, frames folded into the batch: the embeddings and every block's output,
-            each `(B * T, N_i, E)`, N_i shrinking with merging.
+            each `(F, G_i, E)` (F = B * T frames), G_i shrinking with merging.
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
-            The vision tower's attention weights, each `(B * T, heads, N_i, N_i)`.
+            The vision tower's attention weights, each `(F, h, G_i, G_i)`.
     """
 
     logits: torch.FloatTensor | None = None
@@ -173,20 +176,20 @@ def entity_alignment(
     assignment, the gradient is the soft one's.
 
     Args:
-        tokens: `(..., N, d)` frame tokens x_i.
-        entities: `(K, d)` entity embeddings s_j.
+        tokens: `(..., G, D)` frame tokens x_i.
+        entities: `(K, D)` entity embeddings s_j.
         tau: the temperature.
-        gumbel_noise: `(..., N, K)` samples of Gumbel(0, 1), or None (evaluation: a deterministic argmax).
+        gumbel_noise: `(..., G, K)` samples of Gumbel(0, 1), or None (evaluation: a deterministic argmax).
 
     Returns:
-        A^ `(..., N, K)`, A `(..., N, K)` and the aligned entity of every token `(..., N)`.
+        A^ `(..., G, K)`, A `(..., G, K)` and the aligned entity of every token `(..., G)`.
     """
     similarity = torch.einsum("...nd,kd->...nk", F.normalize(tokens, dim=-1), F.normalize(entities, dim=-1))
     scores = similarity / tau
     if gumbel_noise is not None:
         scores = scores + gumbel_noise
-    soft = scores.softmax(dim=-1)  # (..., N, K)
-    indices = soft.argmax(dim=-1)  # (..., N)
+    soft = scores.softmax(dim=-1)  # (..., G, K)
+    indices = soft.argmax(dim=-1)  # (..., G)
     hard = F.one_hot(indices, soft.shape[-1]).to(soft.dtype)
     return hard + soft - soft.detach(), soft, indices
 
@@ -199,7 +202,7 @@ def sample_gumbel(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
 
 
 class AltMLP(nn.Module):
-    """Two linear layers with a GELU between them: d -> `hidden` -> d."""
+    """Two linear layers with a GELU between them: D -> `hidden` -> D."""
 
     def __init__(self, width: int, hidden: int, activation: str = "gelu"):
         super().__init__()
@@ -213,10 +216,10 @@ class AltMLP(nn.Module):
 
 def _init_as_clip_layers(module: nn.Module, width: int, num_layers: int) -> None:
     """
-    Initialise the layers that carry the signal through an `AltAttention` or `AltMLP` of width d as CLIP initialises
+    Initialise the layers that carry the signal through an `AltAttention` or `AltMLP` of width D as CLIP initialises
     those of its transformers (transformers' `CLIPPreTrainedModel._init_weights`), with the decoder's depth M:
-    attention values normal(0, d^-0.5 (2M)^-0.5) and output normal(0, d^-0.5); MLP first layer normal(0, (2d)^-0.5),
-    second normal(0, d^-0.5 (2M)^-0.5). Queries and keys keep the library's normal(0, `initializer_range`), so that
+    attention values normal(0, D^-0.5 (2M)^-0.5) and output normal(0, D^-0.5); MLP first layer normal(0, (2D)^-0.5),
+    second normal(0, D^-0.5 (2M)^-0.5). Queries and keys keep the library's normal(0, `initializer_range`), so that
     every attention starts close to an average (and float16 stays as close to float32 as before). Biases stay zero.
 
     The paper does not say how the decoder starts. Its output z = MLP(AvgPool(Q_M)) is not a residual on CLIP's
@@ -239,8 +242,8 @@ class AltEntityAlignment(nn.Module):
     The semantic alignment module (Eq. 4-6): frame tokens -> one aligned query per frame.
 
     Q = MLP(mean_i (A^ S)_i): each token's aligned entity embedding, averaged over the frame's tokens (class and
-    regions, one vote each), then an MLP (d -> d -> d). The paper's MLP "reduces (N, d) to (1, d)" without saying
-    how; the mean makes the reduction independent of N, which changes with r and the image size (docs/alt.md).
+    regions, one vote each), then an MLP (D -> D -> D). The paper's MLP "reduces (G, D) to (1, D)" without saying
+    how; the mean makes the reduction independent of G, which changes with r and the image size (docs/alt.md).
     """
 
     def __init__(self, config: AltConfig):
@@ -251,9 +254,9 @@ class AltEntityAlignment(nn.Module):
     def forward(
         self, tokens: torch.Tensor, entities: torch.Tensor, gumbel_noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens (B, T, N, d), entities (K, d), noise (B, T, N, K) or None -> queries (B, T, d), indices (B, T, N)."""
+        """tokens (B, T, G, D), entities (K, D), noise (B, T, G, K) or None -> queries (B, T, D), indices (B, T, G)."""
         hard, _, indices = entity_alignment(tokens, entities, self.tau, gumbel_noise)
-        aligned = hard @ entities.to(hard.dtype)  # (B, T, N, d): A^ S
+        aligned = hard @ entities.to(hard.dtype)  # (B, T, G, D): A^ S
         return self.mlp(aligned.mean(dim=2)), indices
 
 
@@ -264,7 +267,7 @@ class AltEntityAlignment(nn.Module):
 
 class AltAttention(nn.Module):
     """
-    Multi-head attention of width d with d/64 heads, for the decoder's self-attention (queries attend to queries)
+    Multi-head attention of width D with D/64 heads, for the decoder's self-attention (queries attend to queries)
     and cross-attention (queries attend to frames). No mask: every frame is real. Dispatched like CLIP's attention
     through transformers' `ALL_ATTENTION_FUNCTIONS` by `config._attn_implementation`.
     """
@@ -283,15 +286,15 @@ class AltAttention(nn.Module):
         self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
 
     def forward(self, query: torch.Tensor, key_value: torch.Tensor) -> torch.Tensor:
-        """query (B, Q, d), key_value (B, K, d) -> (B, Q, d)."""
+        """query (B, q, D), key_value (B, k, D) -> (B, q, D): q queries attend to k keys."""
         batch_size, num_queries, width = query.shape
-        queries = self.q_proj(query).view(batch_size, num_queries, -1, self.head_dim).transpose(1, 2)  # (B, h, Q, hd)
+        queries = self.q_proj(query).view(batch_size, num_queries, -1, self.head_dim).transpose(1, 2)  # (B, h, q, hd)
         keys = self.k_proj(key_value).view(batch_size, key_value.shape[1], -1, self.head_dim).transpose(1, 2)
         values = self.v_proj(key_value).view(batch_size, key_value.shape[1], -1, self.head_dim).transpose(1, 2)
         interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        out, _ = interface(self, queries, keys, values, None, scaling=self.scale, dropout=0.0)  # (B, Q, h, hd)
+        out, _ = interface(self, queries, keys, values, None, scaling=self.scale, dropout=0.0)  # (B, q, h, hd)
         return self.out_proj(out.reshape(batch_size, num_queries, width))
 
 
@@ -322,8 +325,8 @@ class AltDecoderLayer(nn.Module):
         self.mlp = AltMLP(width, 4 * width, "quick_gelu")
 
     def forward(self, queries: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (B, T, d), frames (B, T, d) -> both updated."""
-        frames = frames + self.temporal_conv(frames.transpose(1, 2)).transpose(1, 2)  # conv over T: (B, d, T)
+        """queries (B, T, D), frames (B, T, D) -> both updated."""
+        frames = frames + self.temporal_conv(frames.transpose(1, 2)).transpose(1, 2)  # conv over T: (B, D, T)
         normed = self.self_attn_layer_norm(queries)
         queries = queries + self.self_attn(normed, normed)
         queries = queries + self.cross_attn(self.cross_attn_layer_norm(queries), self.frame_layer_norm(frames))
@@ -340,7 +343,7 @@ class AltVideoDecoder(nn.Module):
         self.video_mlp = AltMLP(config.projection_dim, config.projection_dim)
 
     def forward(self, queries: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """queries Q^ (B, T, d), frames X^ (B, T, d) -> z (B, d)."""
+        """queries Q^ (B, T, D), frames X^ (B, T, D) -> z (B, D)."""
         for layer in self.layers:
             queries, frames = layer(queries, frames)
         return self.video_mlp(queries.mean(dim=1))
@@ -351,104 +354,64 @@ class AltVideoDecoder(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class AltLabelSetCache(nn.Module):
+class AltLabelSetCache(ClipVideoLabelSetCache):
     """
-    The stored label set of an [`AltModel`]: buffers saved with the weights (`text_embeds` (C, d), `entity_embeds`
-    (K, d) with a corpus, `has_text_features`); calling it returns them as an [`AltLabelSet`]. A module of its own so
-    that big-model loading places and loads it like any module.
+    The stored label set of an [`AltModel`]: buffers saved with the weights (`text_embeds` (C, D), `entity_embeds`
+    (K, D) with a corpus, `has_text_features`); calling it returns them as an [`AltLabelSet`] (see
+    [`ClipVideoLabelSetCache`]).
     """
 
-    def forward(self) -> AltLabelSet:
-        """
-        Raises:
-            ValueError: no label set is stored (a model built from a configuration) or it was never loaded (meta).
-        """
-        if self.text_embeds.is_meta:
-            raise ValueError(
-                "the stored label set was not loaded (its tensors are on the meta device): load the model with "
-                "`from_pretrained`, or pass the label set (`input_ids` and `entity_input_ids`, or `text_features`)"
-            )
-        if not torch.compiler.is_compiling() and not bool(self.has_text_features):
-            raise ValueError(
-                "the model has no label set: pass one to the forward (`input_ids` of the class prompts and "
-                "`entity_input_ids` of the entities, or encoded `text_features`), or store one with "
-                "`set_label_set(labels, tokenizer, entities)` (or convert it from CLIP with labels and entities)"
-            )
-        return AltLabelSet(text_embeds=self.text_embeds, entity_embeds=getattr(self, "entity_embeds", None))
+    label_set_class = AltLabelSet
+    how_to_give = (
+        "pass one to the forward (`input_ids` of the class prompts and `entity_input_ids` of the entities, or an "
+        "encoded `label_set`), or store one with `set_label_set(labels, tokenizer, entities)` (or convert it from "
+        "CLIP with labels and entities)"
+    )
 
 
-class AltPreTrainedModel(PreTrainedModel):
+class AltPreTrainedModel(ClipVideoPreTrainedModel):
     config_class = AltConfig
     config: AltConfig
     base_model_prefix = "alt"
-    main_input_name = "pixel_values"
-    input_modalities = ("video",)
-    # the CLIP layers' checkpointing, which the merging tower applies around each merging block (token_merging.py)
-    supports_gradient_checkpointing = True
+    # (gradient checkpointing: the CLIP layers', which the merging tower applies around each block, token_merging.py)
     _no_split_modules = ["CLIPEncoderLayer", "AltDecoderLayer", "AltLabelSetCache"]
-    _supports_sdpa = True
-    accepts_loss_kwargs = False
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save weights (safetensors), `config.json` with the full `auto_map`, and the remote-code files."""
-        if kwargs.pop("safe_serialization", True) is False:
-            raise ValueError("ALT saves safetensors weights only")
-        self.config.auto_map = dict(AUTO_MAP)
-        super().save_pretrained(save_directory, *args, **kwargs)
-        here = os.path.dirname(os.path.abspath(__file__))
-        for name in SHIPPED_FILES:
-            source = os.path.join(here, name)
-            if os.path.isfile(source):
-                shutil.copyfile(source, os.path.join(save_directory, name))
+    shipped_auto_map = AUTO_MAP
+    shipped_files = SHIPPED_FILES
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """
-        The library's initialisation (normal(0, `initializer_range`) linear, convolution and embedding weights, zero
-        biases, unit norms), then ALT's own: the decoder's and the alignment's layers as CLIP initialises its
-        transformer layers (width-scaled: `_init_as_clip_layers`), CLIP's projection and logit-scale values, the
-        learnable queries, and an empty label-set cache when its tensors were not loaded. Keyed on the module owning
-        each tensor, as transformers calls this module by module.
+        ALT's decoder and alignment layers as CLIP initialises its transformer layers (width-scaled:
+        `_init_as_clip_layers`), then what every family initialises (`ClipVideoPreTrainedModel._init_weights`: the
+        library's values, CLIP's projections and logit scale, the label-set cache), then the learnable queries.
         """
-        super()._init_weights(module)
         if isinstance(module, AltModel):
             # here, not on each layer: transformers skips custom-code modules that own no tensor themselves, and
             # calls a module after its children, so these values replace the library's
             for layer in module.modules():
                 if isinstance(layer, (AltAttention, AltMLP)):
                     _init_as_clip_layers(layer, module.config.projection_dim, module.config.num_decoder_layers)
-            init.normal_(module.text_projection.weight, std=module.config.text_config.hidden_size**-0.5)
-            init.normal_(module.visual_projection.weight, std=module.config.vision_config.hidden_size**-0.5)
-            init.constant_(module.logit_scale, module.config.logit_scale_init_value)
-            if module.learnable_queries is not None:
-                init.normal_(module.learnable_queries, std=module.config.initializer_range)
-        if isinstance(module, AltLabelSetCache):
-            names = [name for name, _ in module.named_buffers(recurse=False) if name != "has_text_features"]
-            missing = [name for name in names if not getattr(getattr(module, name), "_is_hf_initialized", False)]
-            for name in missing:
-                init.zeros_(getattr(module, name))
-            if missing:
-                module.has_text_features.zero_()
+        super()._init_weights(module)
+        if isinstance(module, AltModel) and module.learnable_queries is not None:
+            init.normal_(module.learnable_queries, std=module.config.initializer_range)
 
 
-class AltModel(AltPreTrainedModel):
+class AltModel(AltPreTrainedModel, ClipVideoModel):
     """
     CLIP towers with token merging, the entity alignment and the multi-modal video decoder; logits over a label set.
 
     The label set is a value: the forward takes the class prompts' and entities' token ids (`input_ids`,
-    `entity_input_ids`) or an encoded [`AltLabelSet`] (`text_features`); without one it uses the stored label set
+    `entity_input_ids`) or an encoded [`AltLabelSet`] (`label_set`); without one it uses the stored label set
     (`set_label_set`, saved with the weights). A model built from a configuration has none until one is set or loaded.
     """
+
+    label_set_class = AltLabelSet
+    label_set_token_inputs = ("entity_input_ids",)
 
     def __init__(self, config: AltConfig):
         super().__init__(config)
         width = config.projection_dim
-        self.text_model = CLIPTextModel._from_config(config.text_config)
-        self.vision_model = CLIPVisionModel._from_config(config.vision_config)
-        self.text_projection = nn.Linear(config.text_config.hidden_size, width, bias=False)
-        self.visual_projection = nn.Linear(config.vision_config.hidden_size, width, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
-
+        self._build_clip_towers(config)
         self.alignment = AltEntityAlignment(config) if config.use_entity_corpus else None
         # Table C3's baseline: the aligned entities replaced by learnable queries, one per frame position
         self.learnable_queries = (
@@ -458,14 +421,13 @@ class AltModel(AltPreTrainedModel):
 
         self.label_set_cache = AltLabelSetCache()
         self._register_label_set_buffers(config.num_labels, config.num_entities)
-        self.text_model.requires_grad_(False)
-        self.text_projection.requires_grad_(False)
+        self._freeze_text_encoder()
         self.post_init()
 
     # -- the label set ---------------------------------------------------------------------------------------------
 
     def _register_label_set_buffers(self, num_classes: int, num_entities: int) -> None:
-        """(Re)allocate the stored label set, empty: `text_embeds` (C, d) and, with a corpus, `entity_embeds` (K, d)."""
+        """(Re)allocate the stored label set, empty: `text_embeds` (C, D) and, with a corpus, `entity_embeds` (K, D)."""
         width = self.config.projection_dim
         device, dtype = self.logit_scale.device, self.logit_scale.dtype
         cache = self.label_set_cache
@@ -478,23 +440,18 @@ class AltModel(AltPreTrainedModel):
         self, labels: list[str], tokenizer: Any, entities: list[str] | None = None
     ) -> dict[str, torch.Tensor]:
         """
-        The token ids of a label set as the forward takes them: `input_ids` and `attention_mask` (C, P, L) of the
-        prompt ensemble (`config.prompt_templates`, P of them, filled with the readable class name) and
+        The token ids of a label set as the forward takes them: `input_ids` and `attention_mask` (C, R, L) of the
+        prompt ensemble (`config.prompt_templates`, R of them, filled with the readable class name) and
         `entity_input_ids` and `entity_attention_mask` (K, L) of the entities.
         """
         labels, entities = self.check_label_set(labels, entities)
-        context = self.config.text_config.max_position_embeddings
-
-        def tokenize(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-            tokens = tokenizer(texts, padding="longest", truncation=True, max_length=context, return_tensors="pt")
-            return tokens["input_ids"], tokens["attention_mask"]
-
         templates = self.config.prompt_templates
-        ids, mask = tokenize([t.format(class_name_to_text(label)) for label in labels for t in templates])
+        prompts = [template.format(class_name_to_text(label)) for label in labels for template in templates]
+        ids, mask = self._tokenize(tokenizer, prompts)
         shape = (len(labels), len(templates), -1)
         inputs = {"input_ids": ids.view(shape), "attention_mask": mask.view(shape)}
         if entities is not None:
-            inputs["entity_input_ids"], inputs["entity_attention_mask"] = tokenize(entities)
+            inputs["entity_input_ids"], inputs["entity_attention_mask"] = self._tokenize(tokenizer, entities)
         return inputs
 
     def check_label_set(
@@ -507,11 +464,7 @@ class AltModel(AltPreTrainedModel):
             ValueError: an empty label set, duplicate labels, entities missing for a model with a corpus, or an entity
                 that is empty, not a string or repeated (the message names it).
         """
-        labels = [str(label) for label in labels]
-        if not labels:
-            raise ValueError("the label set is empty")
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"duplicate labels: {sorted({label for label in labels if labels.count(label) > 1})}")
+        labels = self.check_labels(labels)
         if not self.config.use_entity_corpus:
             if entities:
                 logger.warning("the model has no entity corpus (use_entity_corpus=False): the entities are ignored")
@@ -520,21 +473,6 @@ class AltModel(AltPreTrainedModel):
             raise ValueError("ALT aligns frames with an entity corpus: give the entities (a list of texts)")
         AltConfig.check_entities(entities)
         return labels, list(entities)
-
-    def _encode_texts(self, input_ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """
-        Frozen text tower on (n, L) right-padded token ids -> projected end-of-text tokens (n, d).
-
-        No padding mask is passed: the tower is causal, so the end token never attends to the padding after it (CLIP's
-        own training setting, and SFAR's `_encode_tokens`).
-        """
-        device = self.text_projection.weight.device
-        embeds = []
-        with torch.no_grad():
-            for start in range(0, len(input_ids), batch_size):
-                out = self.text_model(input_ids=input_ids[start : start + batch_size].to(device))
-                embeds.append(self.text_projection(out.pooler_output))
-        return torch.cat(embeds)
 
     def encode_label_set(
         self,
@@ -548,24 +486,24 @@ class AltModel(AltPreTrainedModel):
         Encode a label set's token ids with the frozen text tower.
 
         Args:
-            input_ids (`torch.LongTensor` of shape `(C, P, L)` or `(C, L)`): the class prompts, right-padded, P per
+            input_ids (`torch.LongTensor` of shape `(C, R, L)` or `(C, L)`): the class prompts, right-padded, R per
                 class (the ensemble) or one.
             entity_input_ids (`torch.LongTensor` of shape `(K, L)`): the entities, right-padded; required with a
                 corpus.
             attention_mask, entity_attention_mask: the tokenizer's masks, accepted with its output; the causal text
-                tower needs no padding mask for right-padded text (see `_encode_texts`).
+                tower needs no padding mask for right-padded text (see `encode_texts`).
             batch_size: texts per text-tower call.
         """
         if input_ids.ndim == 2:
             input_ids = input_ids[:, None]
         if input_ids.ndim != 3:
             raise ValueError(
-                f"input_ids must be (C, P, L) or (C, L) class-prompt token ids, got {tuple(input_ids.shape)}"
+                f"input_ids must be (C, R, L) or (C, L) class-prompt token ids, got {tuple(input_ids.shape)}"
             )
         num_classes, num_prompts = input_ids.shape[:2]
-        prompts = self._encode_texts(input_ids.flatten(0, 1), batch_size)  # (C * P, d)
+        prompts = self.encode_texts(input_ids.flatten(0, 1), batch_size)[0]  # (C * R, D)
         prompts = F.normalize(prompts, dim=-1).view(num_classes, num_prompts, -1)
-        label_set = AltLabelSet(text_embeds=F.normalize(prompts.mean(1), dim=-1))  # (C, d)
+        label_set = AltLabelSet(text_embeds=F.normalize(prompts.mean(1), dim=-1))  # (C, D)
         if self.config.use_entity_corpus:
             if entity_input_ids is None:
                 raise ValueError("ALT aligns frames with an entity corpus: pass entity_input_ids with input_ids")
@@ -573,8 +511,8 @@ class AltModel(AltPreTrainedModel):
                 raise ValueError(
                     f"entity_input_ids must be (K, L) token ids of K >= 1 entities, got {tuple(entity_input_ids.shape)}"
                 )
-            entities = self._encode_texts(entity_input_ids, batch_size)
-            label_set.entity_embeds = F.normalize(entities, dim=-1)  # (K, d)
+            entities = self.encode_texts(entity_input_ids, batch_size)[0]
+            label_set.entity_embeds = F.normalize(entities, dim=-1)  # (K, D)
         return label_set
 
     @torch.no_grad()
@@ -586,9 +524,7 @@ class AltModel(AltPreTrainedModel):
         tower and keep the features (saved with the weights), the labels in `config.id2label` and the entities in
         `config.entities`.
         """
-        labels, entities = self.check_label_set(labels, entities)
-        label_set = self.encode_label_set(**self.tokenize_label_set(labels, tokenizer, entities), batch_size=batch_size)
-        self.store_label_set(label_set, labels, entities)
+        self._set_label_set(labels, tokenizer, entities, batch_size)
 
     @torch.no_grad()
     def store_label_set(
@@ -599,11 +535,7 @@ class AltModel(AltPreTrainedModel):
         self._check_label_set_fields(label_set)
         num_classes = label_set.num_classes
         num_entities = 0 if label_set.entity_embeds is None else len(label_set.entity_embeds)
-        if labels is None:
-            labels = list((self.config.id2label or {}).values())
-            labels = labels if len(labels) == num_classes else [f"LABEL_{i}" for i in range(num_classes)]
-        if len(labels) != num_classes:
-            raise ValueError(f"{len(labels)} labels for a label set of {num_classes} classes")
+        labels = self._labels_for(labels, num_classes)
         if self.config.use_entity_corpus:
             if entities is None:
                 entities = self.config.entities or []
@@ -615,8 +547,7 @@ class AltModel(AltPreTrainedModel):
         if self.config.use_entity_corpus:
             self.label_set_cache.entity_embeds.copy_(label_set.entity_embeds)
             self.config.entities = list(entities)
-        self.config.id2label = dict(enumerate(labels))
-        self.config.label2id = {label: i for i, label in enumerate(labels)}
+        self._write_labels(labels)
         self.label_set_cache.has_text_features.fill_(True)
 
     def _check_label_set_fields(self, label_set: AltLabelSet) -> None:
@@ -625,45 +556,19 @@ class AltModel(AltPreTrainedModel):
         if self.config.use_entity_corpus and (label_set.entity_embeds is None or len(label_set.entity_embeds) == 0):
             raise ValueError("the label set lacks entity_embeds, which the alignment with the corpus reads")
 
-    def stored_label_set(self) -> AltLabelSet:
-        """The stored label set; see [`AltLabelSetCache.forward`]."""
-        return self.label_set_cache()
-
-    def _resolve_label_set(
-        self,
-        label_set: AltLabelSet | None,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        entity_input_ids: torch.Tensor | None,
-        entity_attention_mask: torch.Tensor | None,
-    ) -> AltLabelSet:
-        """The label set of a forward: given (encoded or as token ids) and checked, else the stored one."""
-        if label_set is not None and input_ids is not None:
-            raise ValueError("give the label set once: either `text_features` or `input_ids`, not both")
-        if input_ids is not None:
-            label_set = self.encode_label_set(input_ids, attention_mask, entity_input_ids, entity_attention_mask)
-        elif entity_input_ids is not None:
-            raise ValueError("`entity_input_ids` come with the class prompts' `input_ids`")
-        if label_set is None:
-            return self.stored_label_set()
-        if isinstance(label_set, dict) and not isinstance(label_set, AltLabelSet):
-            label_set = AltLabelSet(**label_set)
-        self._check_label_set_fields(label_set)
-        return label_set
-
     # -- video side --------------------------------------------------------------------------------------------
 
     def get_frame_tokens(self, pixel_values: torch.Tensor, **kwargs) -> tuple[torch.Tensor, Any]:
         """
         The region-aware image encoder (Eq. 1-3) on (B, T, 3, H, W) frames: the projected tokens X of every frame
-        (B, T, N, d), class token first (CLIP's image embedding) then the regions, and the merging output (sizes,
+        (B, T, G, D), class token first (CLIP's image embedding) then the regions, and the merging output (sizes,
         region map, hidden states).
         """
         batch_size, num_frames = pixel_values.shape[:2]
-        frames = pixel_values.flatten(0, 1).to(self.visual_projection.weight.dtype)  # (B*T, 3, H, W)
+        frames = pixel_values.flatten(0, 1).to(self.visual_projection.weight.dtype)  # (F, 3, H, W)
         merged = token_merging_vision_forward(self.vision_model, frames, self.config.token_merging_r, **kwargs)
         # every token through CLIP's post-layernorm and projection: the joint space where entities live
-        tokens = self.visual_projection(self.vision_model.post_layernorm(merged.last_hidden_state))  # (B*T, N, d)
+        tokens = self.visual_projection(self.vision_model.post_layernorm(merged.last_hidden_state))  # (F, G, D)
         return tokens.view(batch_size, num_frames, *tokens.shape[1:]), merged
 
     @can_return_tuple
@@ -674,44 +579,32 @@ class AltModel(AltPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         entity_input_ids: torch.Tensor | None = None,
         entity_attention_mask: torch.Tensor | None = None,
-        text_features: AltLabelSet | None = None,
+        label_set: AltLabelSet | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> AltModelOutput:
         r"""
         Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)` or `(B, V, T, 3, H, W)`):
-                Normalised frames. With a view axis V the class probabilities are averaged over the views.
-            input_ids, attention_mask (`torch.LongTensor` of shape `(C, P, L)` or `(C, L)`, *optional*):
+            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
+                Normalised frames. Several views of a video (multi-view testing) are folded into the batch and their
+                logits averaged with `average_over_views`.
+            input_ids, attention_mask (`torch.LongTensor` of shape `(C, R, L)` or `(C, L)`, *optional*):
                 The class prompts (see [`~AltModel.tokenize_label_set`]), encoded by the frozen text tower.
             entity_input_ids, entity_attention_mask (`torch.LongTensor` of shape `(K, L)`, *optional*):
                 The entity corpus; required with `input_ids` by a model with a corpus.
-            text_features ([`AltLabelSet`], *optional*):
+            label_set ([`AltLabelSet`], *optional*):
                 An encoded label set ([`~AltModel.encode_label_set`]) instead of token ids.
 
             Without a label set the stored one is used. In training mode the alignment samples Gumbel noise; in
             evaluation mode it takes the deterministic argmax.
         """
-        unknown = sorted(set(kwargs) - set(TransformersKwargs.__annotations__))
-        if unknown:
-            raise TypeError(f"{type(self).__name__}.forward() got unexpected keyword arguments {unknown}")
+        output_hidden_states, output_attentions = self._check_forward_kwargs(kwargs)
         label_set = self._resolve_label_set(
-            text_features, input_ids, attention_mask, entity_input_ids, entity_attention_mask
-        )
-        if pixel_values.ndim == 6:
-            batch_size, num_views = pixel_values.shape[:2]
-            output = self.forward(pixel_values.flatten(0, 1), text_features=label_set, return_dict=True, **kwargs)
-            probs = output.logits.softmax(-1).view(batch_size, num_views, -1).mean(1)  # (B, C)
-            output.logits = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
-            return output
-        if pixel_values.ndim != 5:
-            raise ValueError(f"pixel_values must be (B, T, 3, H, W) or (B, V, T, 3, H, W), got {pixel_values.shape}")
+            label_set, input_ids, attention_mask=attention_mask, entity_input_ids=entity_input_ids,
+            entity_attention_mask=entity_attention_mask,
+        )  # fmt: skip
+        label_set = self.stored_label_set() if label_set is None else label_set
+        self._check_pixel_values(pixel_values)
         batch_size, num_frames = pixel_values.shape[:2]
-        output_hidden_states = kwargs.get("output_hidden_states")
-        output_attentions = kwargs.get("output_attentions")
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
 
         tokens, merged = self.get_frame_tokens(
             pixel_values,
@@ -720,15 +613,15 @@ class AltModel(AltPreTrainedModel):
             if isinstance(output_hidden_states, (list, tuple))
             else bool(output_hidden_states),
             output_attentions=bool(output_attentions),
-        )  # (B, T, N, d)
-        frames = tokens[:, :, 0]  # X^ (Eq. 7): the class tokens, (B, T, d)
+        )  # (B, T, G, D)
+        frames = tokens[:, :, 0]  # X^ (Eq. 7): the class tokens, (B, T, D)
         entity_indices = None
         if self.alignment is not None:
-            entities = label_set.entity_embeds.to(tokens.dtype)  # (K, d)
+            entities = label_set.entity_embeds.to(tokens.dtype)  # (K, D)
             noise = None
             if self.training:
-                noise = sample_gumbel((*tokens.shape[:-1], entities.shape[0]), tokens)  # (B, T, N, K)
-            queries, entity_indices = self.alignment(tokens, entities, noise)  # (B, T, d), (B, T, N)
+                noise = sample_gumbel((*tokens.shape[:-1], entities.shape[0]), tokens)  # (B, T, G, K)
+            queries, entity_indices = self.alignment(tokens, entities, noise)  # (B, T, D), (B, T, G)
         else:
             if num_frames > self.learnable_queries.shape[0]:
                 raise ValueError(
@@ -736,7 +629,7 @@ class AltModel(AltPreTrainedModel):
                     "queries (config.num_frames)"
                 )
             queries = self.learnable_queries[:num_frames].expand(batch_size, -1, -1)
-        video_embeds = self.decoder(queries, frames)  # z (B, d)
+        video_embeds = self.decoder(queries, frames)  # z (B, D)
 
         text_embeds = label_set.text_embeds.to(video_embeds.dtype)
         logits = self.logit_scale.exp() * F.normalize(video_embeds, dim=-1) @ text_embeds.t()  # (B, C)
@@ -779,16 +672,16 @@ class AltForVideoClassification(AltPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         entity_input_ids: torch.Tensor | None = None,
         entity_attention_mask: torch.Tensor | None = None,
-        text_features: AltLabelSet | None = None,
+        label_set: AltLabelSet | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> AltVideoClassifierOutput:
         r"""
         Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)` or `(B, V, T, 3, H, W)`):
+            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
                 Normalised frames; see [`AltModel.forward`].
             labels (`torch.LongTensor` of shape `(B,)` or `torch.FloatTensor` of shape `(B, C)`, *optional*):
                 Ground-truth classes, or soft targets (Mixup, CutMix, label smoothing; see [`alt_loss`]).
-            input_ids, attention_mask, entity_input_ids, entity_attention_mask, text_features:
+            input_ids, attention_mask, entity_input_ids, entity_attention_mask, label_set:
                 The label set, given; see [`AltModel.forward`]. Without it the stored one is used.
         """
         output = self.alt(
@@ -797,16 +690,16 @@ class AltForVideoClassification(AltPreTrainedModel):
             attention_mask=attention_mask,
             entity_input_ids=entity_input_ids,
             entity_attention_mask=entity_attention_mask,
-            text_features=text_features,
+            label_set=label_set,
             return_dict=True,
             **kwargs,
         )
-        loss = None
-        if labels is not None:
-            if pixel_values.ndim == 6 and self.training:
-                raise ValueError("multi-view input is for evaluation; train on (B, T, 3, H, W) clips")
-            loss = alt_loss(output.logits, labels.to(output.logits.device))
+        loss = None if labels is None else self.loss(output.logits, labels)
         return AltVideoClassifierOutput(loss=loss, **output)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy of Eq. 10 ([`alt_loss`]) on `(B, C)` logits."""
+        return alt_loss(logits, labels.to(logits.device))
 
 
 def alt_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -819,21 +712,10 @@ def alt_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ValueError: labels of another shape, class indices outside [0, C), or soft targets that are negative or do
             not sum to 1 per video.
     """
-    num_classes = logits.shape[-1]
     if labels.is_floating_point():
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"soft targets must have the logits' shape {tuple(logits.shape)}, got {tuple(labels.shape)}"
-            )
-        if (labels < 0).any() or not torch.allclose(labels.sum(-1), labels.new_ones(()), atol=1e-3):
-            raise ValueError("soft targets must be distributions over the classes (>= 0, each row summing to 1)")
+        check_soft_targets(logits, labels)
         return -(labels.to(logits.dtype) * logits.log_softmax(-1)).sum(-1).mean()
-    if labels.ndim != 1:
-        raise ValueError(
-            f"ALT needs labels of shape (B,) (class indices) or (B, C) (soft targets), got {tuple(labels.shape)}"
-        )
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values {labels.unique().tolist()}")
+    check_class_indices(labels, logits.shape[-1], what="ALT")
     return F.cross_entropy(logits, labels)  # Eq. 10
 
 

@@ -11,7 +11,7 @@ tokens it replaces.
 The functions work on the modules of a transformers `CLIPVisionModel` (nothing is copied or re-parameterised): a
 model with merging has exactly CLIP's checkpoint keys, and merging is an option of the forward, not of the weights.
 
-Shape letters: F frames (images), N tokens of a frame at the current block (the class token first), E the tower's
+Shape letters: F frames (images), G tokens of a frame at the current block (the class token first), E the tower's
 width, h heads, hd head width, P + 1 the tokens of the embedding layer (P patches and the class token).
 
 This file is shipped to the Hub as remote code: it imports only torch and transformers.
@@ -41,7 +41,7 @@ __all__ = [
 @dataclass
 class MergePlan:
     """
-    Which tokens one merging step keeps and joins, for a batch of F frames of N tokens (A: even, B: odd positions).
+    Which tokens one merging step keeps and joins, for a batch of F frames of G tokens (A: even, B: odd positions).
 
     Args:
         unmerged (`torch.LongTensor` of shape `(F, |A| - r)`): positions within A of the tokens kept as they are, in
@@ -65,20 +65,20 @@ class TokenMergingOutput(ModelOutput):
     Output of [`token_merging_vision_forward`].
 
     Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(F, N, E)`):
-            The last block's tokens: the class token, then the region tokens (`N = P + 1 - sum of the r merged per
+        last_hidden_state (`torch.FloatTensor` of shape `(F, G, E)`):
+            The last block's tokens: the class token, then the region tokens (`G = P + 1 - sum of the r merged per
             block`). Like CLIP's, before the post-layernorm.
         pooler_output (`torch.FloatTensor` of shape `(F, E)`):
             The class token after the post-layernorm, as CLIP's `pooler_output`.
-        token_sizes (`torch.FloatTensor` of shape `(F, N)`):
+        token_sizes (`torch.FloatTensor` of shape `(F, G)`):
             How many of the embedding layer's tokens each output token holds (the class token holds 1).
         patch_to_token (`torch.LongTensor` of shape `(F, P + 1)`):
             For every token of the embedding layer (class token first, then the patches in row-major order), the
             index of the output token it was merged into: the regions, for drawing them.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-            The embeddings (after the pre-layernorm) and every block's output, each `(F, N_i, E)`; N_i shrinks by r.
+            The embeddings (after the pre-layernorm) and every block's output, each `(F, G_i, E)`; G_i shrinks by r.
         attentions (`tuple(torch.FloatTensor)`, *optional*):
-            Every block's attention weights, each `(F, h, N_i, N_i)` (proportional attention included).
+            Every block's attention weights, each `(F, h, G_i, G_i)` (proportional attention included).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -94,8 +94,8 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int) -> MergePlan:
     Choose the r token pairs to merge, the class token (position 0) excluded.
 
     Args:
-        metric: `(F, N, c)` the tokens' matching features (the attention keys averaged over heads).
-        r: how many tokens to remove; at most `(N - 1) // 2` (the class token is protected), checked by the caller.
+        metric: `(F, G, c)` the tokens' matching features (the attention keys averaged over heads).
+        r: how many tokens to remove; at most `(G - 1) // 2` (the class token is protected), checked by the caller.
 
     Returns:
         The [`MergePlan`]: A's tokens (even positions) sorted by the cosine similarity of their best match in B (odd
@@ -115,21 +115,21 @@ def merge_tokens(x: torch.Tensor, sizes: torch.Tensor, plan: MergePlan) -> tuple
     """
     Apply a [`MergePlan`]: every merged token of A joins its B token as the size-weighted average of them all.
 
-    x `(F, N, E)`, sizes `(F, N)` -> x `(F, N - r, E)`, sizes `(F, N - r)`: A's kept tokens (in order), then B's.
+    x `(F, G, E)`, sizes `(F, G)` -> x `(F, G - r, E)`, sizes `(F, G - r)`: A's kept tokens (in order), then B's.
     """
     width = x.shape[-1]
-    weighted = torch.cat([x * sizes[..., None], sizes[..., None]], dim=-1)  # (F, N, E + 1): sums of x*w and of w
+    weighted = torch.cat([x * sizes[..., None], sizes[..., None]], dim=-1)  # (F, G, E + 1): sums of x*w and of w
     set_a, set_b = weighted[:, ::2], weighted[:, 1::2]
     kept = set_a.gather(1, plan.unmerged[..., None].expand(-1, -1, width + 1))  # (F, |A| - r, E + 1)
     moving = set_a.gather(1, plan.merged[..., None].expand(-1, -1, width + 1))  # (F, r, E + 1)
     set_b = set_b.scatter_add(1, plan.destination[..., None].expand(-1, -1, width + 1), moving)  # (F, |B|, E + 1)
-    out = torch.cat([kept, set_b], dim=1)  # (F, N - r, E + 1)
+    out = torch.cat([kept, set_b], dim=1)  # (F, G - r, E + 1)
     new_sizes = out[..., width]
     return out[..., :width] / new_sizes[..., None], new_sizes
 
 
 def _new_positions(plan: MergePlan, num_tokens: int) -> torch.Tensor:
-    """(F, N): the position after the merge of every token before it (`merge_tokens`' order)."""
+    """(F, G): the position after the merge of every token before it (`merge_tokens`' order)."""
     frames, num_a, num_b = plan.merged.shape[0], (num_tokens + 1) // 2, num_tokens // 2
     device = plan.merged.device
     num_kept = num_a - plan.r
@@ -152,22 +152,22 @@ def proportional_attention(
     A CLIP attention module (`q_proj`, `k_proj`, `v_proj`, `out_proj`) with log(size) of every key added to the scores.
 
     Dispatched through transformers' attention functions (`attention.config._attn_implementation`; eager when the
-    weights are asked for), with the log sizes as an additive mask. hidden_states `(F, N, E)`, sizes `(F, N)` (None:
-    every token holds one patch, no term is added) -> the output `(F, N, E)`, the weights `(F, h, N, N)` or None, and
-    the keys averaged over heads `(F, N, hd)`, ToMe's matching metric.
+    weights are asked for), with the log sizes as an additive mask. hidden_states `(F, G, E)`, sizes `(F, G)` (None:
+    every token holds one patch, no term is added) -> the output `(F, G, E)`, the weights `(F, h, G, G)` or None, and
+    the keys averaged over heads `(F, G, hd)`, ToMe's matching metric.
     """
     frames, num_tokens, width = hidden_states.shape
     head_dim = attention.head_dim
     shape = (frames, num_tokens, -1, head_dim)
-    queries = attention.q_proj(hidden_states).view(shape).transpose(1, 2)  # (F, h, N, hd)
+    queries = attention.q_proj(hidden_states).view(shape).transpose(1, 2)  # (F, h, G, hd)
     keys = attention.k_proj(hidden_states).view(shape).transpose(1, 2)
     values = attention.v_proj(hidden_states).view(shape).transpose(1, 2)
-    mask = None if sizes is None else sizes.log().to(queries.dtype)[:, None, None, :]  # (F, 1, 1, N)
+    mask = None if sizes is None else sizes.log().to(queries.dtype)[:, None, None, :]  # (F, 1, 1, G)
     implementation = "eager" if output_attentions else attention.config._attn_implementation
     interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
     dropout = attention.dropout if attention.training else 0.0
     out, weights = interface(attention, queries, keys, values, mask, scaling=attention.scale, dropout=dropout)
-    out = attention.out_proj(out.reshape(frames, num_tokens, width))  # (F, N, E)
+    out = attention.out_proj(out.reshape(frames, num_tokens, width))  # (F, G, E)
     return out, weights, keys.mean(1)
 
 
@@ -175,8 +175,8 @@ def _merging_block(
     layer: nn.Module, hidden: torch.Tensor, sizes: torch.Tensor | None, r: int, output_attentions: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """
-    One CLIP encoder layer with ToMe (ALT Eq. 2). hidden `(F, N, E)`, sizes `(F, N)` (None: all 1) -> the block's
-    output `(F, N - r', E)`, the new sizes and the new position of every input token `(F, N)` (both None when nothing
+    One CLIP encoder layer with ToMe (ALT Eq. 2). hidden `(F, G, E)`, sizes `(F, G)` (None: all 1) -> the block's
+    output `(F, G - r', E)`, the new sizes and the new position of every input token `(F, G)` (both None when nothing
     was merged), and the attention weights (or None).
     """
     attended, weights, keys = proportional_attention(
@@ -206,7 +206,7 @@ def token_merging_vision_forward(
     Run a transformers `CLIPVisionModel` (or its inner `CLIPVisionTransformer`) with ToMe in every block.
 
     Each block (ALT Eq. 2): E' = E + MSA(LN(E), w) with proportional attention; E'' = ToMe(E', w), removing
-    `min(r, (N - 1) // 2)` tokens; E = E'' + MLP(LN(E'')). With `r = 0` no token is merged and, all sizes being 1,
+    `min(r, (G - 1) // 2)` tokens; E = E'' + MLP(LN(E'')). With `r = 0` no token is merged and, all sizes being 1,
     the attention is CLIP's.
 
     Args:

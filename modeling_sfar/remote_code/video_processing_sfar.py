@@ -1,14 +1,17 @@
-"""Video processor of SFAR: PyAV decoding, TSN segment sampling, BIKE's training augmentation, multi-view testing.
+# Copyright 2026 The SFAR-HF Authors. Licensed under the Apache License, Version 2.0.
+"""Video processor of SFAR and ALT, for inference: TSN segment sampling, PyAV decoding (`video_decoding.py`), resize,
+centre crop and CLIP's normalisation, and the views of multi-view testing.
 
 Video loading is three small steps: choose frame indices (`SfarVideoProcessor.sample_frames`), decode those frames
-(`read_video_pyav`), transform (`SfarVideoProcessor._preprocess`).
+(`read_video_pyav`), transform (`SfarVideoProcessor._preprocess`). Training augmentation is not here: it belongs to
+the training code (`modeling_sfar.training.augmentation`), which reuses `tsn_frame_indices` and this processor's
+resize and normalisation.
 
 This file is shipped to the Hub as remote code: PyAV is imported only when a file is decoded.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -25,31 +28,16 @@ logger = logging.get_logger(__name__)
 
 __all__ = ["SfarVideoProcessor", "tsn_frame_indices"]
 
-# BIKE's training augmentation (paper Table 5): RandomResizedCrop area and aspect ranges, flip and grayscale rates.
-CROP_AREA = (0.08, 1.0)
-CROP_ASPECT = (3 / 4, 4 / 3)
-FLIP_PROBABILITY = 0.5
-GRAYSCALE_PROBABILITY = 0.2
-
-
 class SfarVideoProcessorKwargs(VideosKwargs, total=False):
     """
-    training (`bool`): draw one random frame per segment and apply the training augmentation.
-    num_clips (`int`): temporal clips K for multi-view testing (segment offsets spread evenly).
-    num_crops (`int`): spatial crops S for multi-view testing, 1 (centre) or 3 (along the longer side).
-    flip_probability (`float`): chance of a horizontal flip in training (0 for direction-sensitive classes).
-    grayscale_probability (`float`): chance of turning a training clip grey.
-    crop_area_min (`float`): smallest share of the frame that the training crop keeps (BIKE: 0.08).
+    num_clips (`int`): temporal clips of multi-view testing (segment offsets spread evenly).
+    num_crops (`int`): spatial crops of multi-view testing, 1 (centre) or 3 (along the longer side).
     decode_threads (`int`): FFmpeg threads per decoded video; None: FFmpeg's default (one per core) in the main
         process, the worker's share of the cores (cores // workers) in a DataLoader worker.
     """
 
-    training: bool | None
     num_clips: int | None
     num_crops: int | None
-    flip_probability: float | None
-    crop_area_min: float | None
-    grayscale_probability: float | None
     decode_threads: int | None
 
 
@@ -63,8 +51,8 @@ def tsn_frame_indices(
     """
     TSN sampling: split the video into `num_frames` equal segments and take one frame in each.
 
-    Training draws a random frame per segment; evaluation takes each segment's centre, or, with `num_clips` K > 1,
-    the K offsets (k + 0.5) / K of every segment. A video shorter than `num_frames` repeats frames.
+    Training draws a random frame per segment; evaluation takes each segment's centre, or, with `num_clips` > 1, the
+    offsets (k + 0.5) / num_clips of every segment. A video shorter than `num_frames` repeats frames.
 
     Returns:
         `(num_clips * num_frames,)` indices, clip after clip.
@@ -83,23 +71,20 @@ def tsn_frame_indices(
         rng = generator if generator is not None else np.random.default_rng(torch.randint(2**31, ()).item())
         offsets = rng.random(num_frames)[None]  # (1, T)
     else:
-        offsets = ((np.arange(num_clips) + 0.5) / num_clips)[:, None]  # (K, 1)
-    indices = np.floor(starts[None] + offsets * segment).astype(np.int64)  # (K, T)
+        offsets = ((np.arange(num_clips) + 0.5) / num_clips)[:, None]  # (clips, 1)
+    indices = np.floor(starts[None] + offsets * segment).astype(np.int64)  # (clips, T)
     return np.clip(indices, 0, total_num_frames - 1).reshape(-1)
 
 
 class SfarVideoProcessor(BaseVideoProcessor):
     r"""
-    Turns video files (or decoded videos) into SFAR's `pixel_values`.
+    Turns video files (or decoded videos) into `pixel_values` for SFAR and ALT: TSN segment centres, resize the short
+    side to `size["shortest_edge"]` (256), centre crop `crop_size` (224), rescale to [0, 1] and normalise with CLIP's
+    mean and std.
 
-    Evaluation (default): TSN segment centres, resize the short side to `size["shortest_edge"]` (256), centre crop
-    `crop_size` (224). Training (`training=True`): a random frame per segment, the same random-sized crop for all
-    frames (area 0.08-1, aspect 3/4-4/3) resized to `crop_size`, horizontal flip (`flip_probability`, 0.5),
-    grayscale (`grayscale_probability`, 0.2). Then
-    rescale to [0, 1] and normalise with CLIP's mean and std.
-
-    Multi-view testing (`num_clips` K, `num_crops` S in {1, 3}): `pixel_values` gets a view axis,
-    `(B, K * S, T, 3, H, W)`, which the model averages over. Otherwise `pixel_values` is `(B, T, 3, H, W)`.
+    Multi-view testing (`num_clips` temporal clips, `num_crops` in {1, 3} spatial crops): `pixel_values` gets a view
+    axis, `(B, V, T, 3, H, W)` with V = clips x crops, whose logits the evaluation averages
+    (`modeling_clip_video.average_over_views`). Otherwise `pixel_values` is `(B, T, 3, H, W)`.
     """
 
     model_input_names = ["pixel_values"]
@@ -116,40 +101,27 @@ class SfarVideoProcessor(BaseVideoProcessor):
     do_convert_rgb = True
     do_sample_frames = True
     num_frames = 8
-    training = False
     num_clips = 1
     num_crops = 1
-    flip_probability = FLIP_PROBABILITY
-    crop_area_min = CROP_AREA[0]
-    grayscale_probability = GRAYSCALE_PROBABILITY
     decode_threads = None
-    # Settings of the training mode: the training code passes them per call (modeling_sfar.training.trainer's
-    # VideoTransform), so they are not saved; the saved processor is for inference. An older processor_config.json
-    # that holds them still loads (they become attributes, used only by `training=True` calls that leave them out).
-    training_only_settings = ("training", "flip_probability", "crop_area_min", "grayscale_probability")
+    # Settings of the training augmentation that processors saved by older versions held: such a
+    # processor_config.json still loads (they become attributes, unused) and saves without them.
+    legacy_training_settings = ("training", "flip_probability", "crop_area_min", "grayscale_probability")
 
     def to_dict(self) -> dict[str, Any]:
-        """The saved configuration: every setting but `training_only_settings`."""
+        """The saved configuration: every setting but `legacy_training_settings`."""
         out = super().to_dict()
-        for key in self.training_only_settings:
+        for key in self.legacy_training_settings:
             out.pop(key, None)
         return out
 
     def sample_frames(
-        self,
-        metadata: VideoMetadata,
-        num_frames: int | None = None,
-        training: bool | None = None,
-        num_clips: int | None = None,
-        **kwargs,
+        self, metadata: VideoMetadata, num_frames: int | None = None, num_clips: int | None = None, **kwargs
     ) -> np.ndarray:
-        """TSN indices for one video: `(K * T,)`; see `tsn_frame_indices`."""
+        """TSN indices for one video: `(clips * T,)`; see `tsn_frame_indices`."""
         num_frames = num_frames if num_frames is not None else self.num_frames
-        training = training if training is not None else self.training
         num_clips = num_clips if num_clips is not None else self.num_clips
-        return tsn_frame_indices(
-            metadata.total_num_frames, num_frames, training=training, num_clips=1 if training else num_clips
-        )
+        return tsn_frame_indices(metadata.total_num_frames, num_frames, num_clips=num_clips)
 
     def fetch_videos(self, video_url_or_urls, sample_indices_fn=None):
         """Decode paths with PyAV (the base class would need torchcodec)."""
@@ -171,67 +143,33 @@ class SfarVideoProcessor(BaseVideoProcessor):
         do_normalize: bool,
         image_mean,
         image_std,
-        training: bool | None = None,
         num_clips: int | None = None,
         num_crops: int | None = None,
         num_frames: int | None = None,
-        flip_probability: float | None = None,
-        grayscale_probability: float | None = None,
-        crop_area_min: float | None = None,
         return_tensors=None,
         **kwargs,
     ) -> BatchFeature:
-        training = bool(training)
-        num_crops = 1 if training else (num_crops or 1)
+        num_crops = num_crops or 1
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+        clips = num_clips or 1
         out_size = (crop_size.height, crop_size.width)
         batch = []
-        for video in videos:  # (K*T, 3, H, W) uint8
-            if training:
-                flip = self.flip_probability if flip_probability is None else flip_probability
-                gray = self.grayscale_probability if grayscale_probability is None else grayscale_probability
-                area = self.crop_area_min if crop_area_min is None else crop_area_min
-                views = [self._augment(video, size, resample, out_size, flip, gray, area)]
-            else:
-                views = self._test_views(video, size, resample, out_size, do_resize, do_center_crop, num_crops)
+        for video in videos:  # (clips * T, 3, H, W) uint8
+            views = self._test_views(video, size, resample, out_size, do_resize, do_center_crop, num_crops)
             views = [
                 self.rescale_and_normalize(v, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
                 for v in views
             ]
-            clips = 1 if training else (num_clips or 1)
             if len(video) % clips:
                 raise ValueError(f"a video of {len(video)} frames cannot be split into {clips} clips")
-            # (S, K*T, 3, h, w) -> (K, S, T, 3, h, w) -> (K*S, T, 3, h, w): views of one video
+            # (crops, clips*T, 3, h, w) -> (clips, crops, T, 3, h, w) -> (V, T, 3, h, w): views of one video
             stacked = torch.stack(views).unflatten(1, (clips, -1)).transpose(0, 1).flatten(0, 1)
             batch.append(stacked)
         pixel_values = torch.stack(batch)  # (B, V, T, 3, h, w)
         if pixel_values.shape[1] == 1:
             pixel_values = pixel_values[:, 0]  # (B, T, 3, h, w)
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
-
-    def _augment(
-        self,
-        video: torch.Tensor,
-        size: SizeDict,
-        resample,
-        out_size: tuple[int, int],
-        flip: float,
-        gray: float,
-        area: float,
-    ) -> torch.Tensor:
-        """BIKE's training transform, with one draw of each random choice for all frames of the video."""
-        import torchvision.transforms.v2.functional as tvF
-
-        video = self.resize(video, size=size, resample=resample)
-        height, width = video.shape[-2:]
-        top, left, crop_h, crop_w = _random_resized_crop_box(height, width, (area, CROP_AREA[1]))
-        video = tvF.resized_crop(video, top, left, crop_h, crop_w, size=list(out_size), antialias=True)
-        if torch.rand(()) < flip:
-            video = tvF.horizontal_flip(video)
-        if torch.rand(()) < gray:
-            video = tvF.rgb_to_grayscale(video, num_output_channels=3)
-        return video
 
     def _test_views(self, video, size, resample, out_size, do_resize, do_center_crop, num_crops) -> list[torch.Tensor]:
         """Evaluation crops: the centre crop after resizing to `size`, or 3 crops along the longer side."""
@@ -259,22 +197,3 @@ class SfarVideoProcessor(BaseVideoProcessor):
 
 
 SfarVideoProcessor.register_for_auto_class("AutoVideoProcessor")
-
-
-def _random_resized_crop_box(
-    height: int, width: int, area_range: tuple[float, float] = CROP_AREA
-) -> tuple[int, int, int, int]:
-    """A crop box of random area (`area_range` of the frame) and aspect (CROP_ASPECT), as torchvision draws it."""
-    area = height * width
-    log_ratio = (math.log(CROP_ASPECT[0]), math.log(CROP_ASPECT[1]))
-    for _ in range(10):
-        target_area = area * torch.empty(()).uniform_(*area_range).item()
-        aspect = math.exp(torch.empty(()).uniform_(*log_ratio).item())
-        crop_w = round(math.sqrt(target_area * aspect))
-        crop_h = round(math.sqrt(target_area / aspect))
-        if 0 < crop_w <= width and 0 < crop_h <= height:
-            top = int(torch.randint(0, height - crop_h + 1, ()).item())
-            left = int(torch.randint(0, width - crop_w + 1, ()).item())
-            return top, left, crop_h, crop_w
-    side = min(height, width)  # fall back to a centre square
-    return (height - side) // 2, (width - side) // 2, side, side
