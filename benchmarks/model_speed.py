@@ -54,7 +54,7 @@ PROMPT_WORDS, SUBTEXT_WORDS, NUM_SUBTEXTS = 16, 32, 4
 def random_label_set(num_labels: int, seed: int = 0, width: int = 512):
     """A random label set as `encode_label_set` returns it, D = `width` (the projection's): the text tower's words,
     padded to the longest text, with typical lengths (prompts of 8-16 words, sub-texts of 16-32)."""
-    from modeling_sfar.remote_code.modeling_sfar import SfarLabelSet
+    from modeling_sfar.remote_code.label_set_sfar import SfarLabelSet
 
     gen = torch.Generator().manual_seed(seed)
 
@@ -405,7 +405,7 @@ def labels_scaling(args, rows: list) -> None:
         stored = sum(b.numel() * b.element_size() for b in sfar.label_set_cache.buffers())
 
         def head(sfar=sfar):
-            return sfar.head(features)
+            return sfar.forward_head(features)
 
         with torch.no_grad():
             head()  # steady state, as from the second video of an evaluation on
@@ -494,7 +494,7 @@ def save_legacy(model, path: str) -> None:
     padded to the text context, and the sub-texts' class embeddings (`config.stored_prompt_words` absent)."""
     from safetensors.torch import save_file
 
-    from modeling_sfar.remote_code.modeling_sfar import LEGACY_LABEL_SET_BUFFERS
+    from modeling_sfar.remote_code.label_set_sfar import LEGACY_LABEL_SET_BUFFERS
 
     sfar = model.sfar
     words = {name: getattr(sfar.label_set_cache, name) for name in ("prompt_word_embeds", "prompt_word_mask",

@@ -52,7 +52,7 @@ SECTIONS = ("tower", "sfar")
 def vision_tower(config: dict, dtype: torch.dtype, attn_implementation: str):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    import modeling_sfar.remote_code.modeling_sfar  # noqa: F401  (registers "sfar_sdpa" with transformers)
+    import modeling_sfar.remote_code.cpu_kernels  # noqa: F401  (registers "sfar_sdpa" with transformers)
 
     torch.manual_seed(0)
     tower = CLIPVisionModel(CLIPVisionConfig(**config)).eval().to(dtype)
@@ -66,7 +66,7 @@ def count_attention_paths():
     Count the calls of SFAR's attention function "sfar_sdpa" that take its blocked bfloat16 path and those it passes
     on to transformers' SDPA, while the block runs: yields a dict {"blocked": n, "sdpa": m}.
     """
-    import modeling_sfar.remote_code.modeling_sfar as modeling
+    import modeling_sfar.remote_code.cpu_kernels as modeling
 
     counts = {"blocked": 0, "sdpa": 0}
     interface = modeling.AttentionInterface._global_mapping

@@ -286,7 +286,7 @@ def dataset_card(builder: str, dataset, report: BuildReport, output: str, split:
     """The card of a built index (a `huggingface_hub.DatasetCard` from `hub_cards/video_dataset_card.md`)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from modeling_sfar.training.trainer import dataset_labels
+    from modeling_sfar.data.datasets import dataset_labels
 
     name, homepage, citation = SOURCES[builder]
     first = dataset[next(iter(dataset))]

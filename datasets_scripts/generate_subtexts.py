@@ -573,7 +573,7 @@ def read_classes(source: str) -> dict[str, str]:
         if not labels:
             raise ValueError(f"{source}: no class names (expected one per line)")
     else:
-        from modeling_sfar.training.trainer import dataset_labels, load_video_dataset
+        from modeling_sfar.data.datasets import dataset_labels, load_video_dataset
 
         dataset = load_video_dataset(source)
         first = dataset[next(iter(dataset))] if hasattr(dataset, "keys") else dataset

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 
 __all__ = [
-    "MODEL_CARD",
+    "SFAR_MODEL_CARD",
     "ALT_MODEL_CARD",
     "SUBTEXT_DATASET_CARD",
     "ENTITY_DATASET_CARD",
@@ -17,7 +17,7 @@ __all__ = [
     "template_path",
 ]
 
-MODEL_CARD = "model_card.md"
+SFAR_MODEL_CARD = "sfar_model_card.md"
 ALT_MODEL_CARD = "alt_model_card.md"
 SUBTEXT_DATASET_CARD = "subtext_dataset_card.md"
 ENTITY_DATASET_CARD = "entity_dataset_card.md"

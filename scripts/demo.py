@@ -21,16 +21,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, pipeline
 
-from modeling_sfar import AltForVideoClassification, SfarForVideoClassification, SfarProcessor
-from modeling_sfar.demo.plots import (
-    denormalize,
-    entity_region_picture,
-    frame_weight_picture,
-    patch_entities,
-    region_legend,
-)
-from modeling_sfar.demo.recipe import SUBSETS, prepare, train_variant
+from modeling_sfar.demo.explain import explain_video
+from modeling_sfar.demo.recipe import DEMOS, SUBSETS, prepare, train_variant
 from modeling_sfar.evaluation.metrics import EVAL_PREFIX, TOP1, TOP5, metric_key
+from modeling_sfar.families import get_family
 
 
 @dataclass
@@ -58,58 +52,29 @@ SUBSET_TITLES = {
 }
 
 
-def check_arguments(args: DemoArguments) -> None:
-    """Refuse a model type other than sfar / alt, and an SFAR variant with ALT, naming the flag."""
-    if args.model_type not in ("sfar", "alt"):
-        raise ValueError(f"--model_type must be sfar or alt, got {args.model_type!r}")
-    if args.model_type == "alt" and args.variant != "sfar":
-        raise ValueError(f"--variant {args.variant} is one of SFAR's variants; --model_type alt trains ALT")
-
-
-def draw(folder: str, video: str, alt: bool, picture: str) -> tuple[str, list[tuple[str, float]]]:
-    """
-    Classify `video` with the model in `folder` and save its picture for the top class: SFAR's coarse and fine frame
-    weights, or the regions ALT aligned with its entities. Returns the top class and, for ALT with a corpus, the
-    entities its regions were aligned with and their shares of the patches, largest first (else an empty list).
-    """
-    model_class = AltForVideoClassification if alt else SfarForVideoClassification
-    model = model_class.from_pretrained(folder, use_safetensors=True).eval()
-    processor = SfarProcessor.from_pretrained(folder)
-    inputs = processor(videos=video)
-    with torch.no_grad():
-        out = model(**inputs)
-    top = int(out.logits[0].argmax())
-    label = model.config.id2label[top]
-    frames = denormalize(inputs["pixel_values"][0], processor.video_processor)  # (T, 3, H, W) in [0, 1]
-    grounded = []
-    if alt:  # the alignment belongs to the video, not to a class: drawn under the top class's name
-        indices = None if out.entity_indices is None else out.entity_indices[0]  # (T, N)
-        image = entity_region_picture(frames, out.patch_to_token[0], indices, model.config.entities, label)
-        if indices is not None:
-            shares = region_legend(patch_entities(out.patch_to_token[0], indices))
-            grounded = [(model.config.entities[j], share) for j, share in shares]
-    else:
-
-        def weights(tensor):
-            return None if tensor is None else tensor[0, top].tolist()
-
-        image = frame_weight_picture(frames, weights(out.coarse_frame_weights), weights(out.fine_frame_weights), label)
-    image.save(picture)
-    return label, grounded
+def check_arguments(args: DemoArguments) -> dict:
+    """The demo of `--model_type` (its row, folder, picture, results file). Refuses an unknown model type and an SFAR
+    variant with a family whose demo trains a fixed row, naming the flag."""
+    family = get_family(args.model_type)
+    demo = DEMOS[family.name]
+    if demo["row"] is not None and args.variant != "sfar":
+        raise ValueError(
+            f"--variant {args.variant} is one of SFAR's variants; --model_type {family.name} trains {family.title}"
+        )
+    return demo
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     (args,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses()
-    check_arguments(args)
-    alt = args.model_type == "alt"
+    demo = check_arguments(args)
+    family = get_family(args.model_type)
     start = time.perf_counter()
     torch.manual_seed(args.seed)
     paths = prepare(args.output_dir, args.base, args.seed, args.train_per_class, args.test_per_class)
     prepared = time.perf_counter()
-    # ALT has a folder of its own, so that the SFAR demo's folder (claimed for its recipe) stays resumable beside it.
-    folder = os.path.join(args.output_dir, "alt-model" if alt else "model")
-    metrics = train_variant(paths, folder, "alt" if alt else args.variant, args.seed, args.epochs)
+    folder = os.path.join(args.output_dir, demo["folder"])
+    metrics = train_variant(paths, folder, demo["row"] or args.variant, args.seed, args.epochs)
     trained = time.perf_counter()
 
     from datasets import load_from_disk
@@ -121,8 +86,8 @@ def main() -> None:
         "video-classification", model=folder, trust_remote_code=True, model_kwargs={"use_safetensors": True}
     )
     predictions = classifier(held_out["video"], top_k=5)
-    picture = os.path.join(args.output_dir, "entity_regions.png" if alt else "frame_weights.png")
-    _, grounded = draw(folder, held_out["video"], alt, picture)
+    picture = os.path.join(args.output_dir, demo["picture"])
+    _, grounded = explain_video(folder, held_out["video"], picture)
     total = time.perf_counter() - start
 
     own = sum(row["generator"] == "storyboard" for row in paths["selected"])
@@ -133,19 +98,17 @@ def main() -> None:
         for key in (metric_key(EVAL_PREFIX, TOP1, subset), metric_key(EVAL_PREFIX, TOP5, subset))
         if key in metrics
     }
-    if alt:
+    if grounded:
         results["grounded_entities"] = [{"entity": text, "share": share} for text, share in grounded]
-    else:
+    if demo["row"] is None:  # the model read the TPP-selected sub-texts
         results.update(mean_tpp=mean_tpp, tpp_kept_own_steps=own)
     results.update(prepare_s=prepared - start, train_s=trained - prepared, total_s=total)
-    with open(os.path.join(args.output_dir, "alt_results.json" if alt else "results.json"), "w") as f:
+    with open(os.path.join(args.output_dir, demo["results"]), "w") as f:
         json.dump(results, f, indent=2)
 
     clip = "tiny random CLIP" if args.base is None else args.base
-    if alt:
-        print(f"\nALT demo ({clip}, the storyboard's entity corpus: {paths['entities']})")
-    else:
-        print(f"\nSFAR demo ({clip}, variant {args.variant})")
+    print(f"\n{family.title} demo ({clip}, {demo['about'].format(variant=args.variant, **paths)})")
+    if demo["row"] is None:
         print(
             f"sub-texts: TPP kept the storyboard's own steps for {own} of {len(paths['selected'])} classes, "
             f"mean TPP {mean_tpp:.1f}"
@@ -163,7 +126,7 @@ def main() -> None:
         print("\nregions of the held-out video aligned with (share of the patches):")
         for text, share in grounded:
             print(f"  {100 * share:5.1f}%  {text}")
-    print(f"\nmodel folder: {folder}\n{'entity regions' if alt else 'frame weights'}: {picture}")
+    print(f"\nmodel folder: {folder}\n{demo['picture_name']}: {picture}")
     print(f"time: {prepared - start:.0f} s data + sub-texts, {trained - prepared:.0f} s training, {total:.0f} s in all")
 
 

@@ -21,7 +21,8 @@ import json
 import logging
 from pathlib import Path
 
-from modeling_sfar.hub.cards import LICENSE, model_card, push_dataset, push_model, push_space, widget_examples
+from modeling_sfar.hub.cards import LICENSE, model_card, widget_examples
+from modeling_sfar.hub.push import push_dataset, push_model, push_space
 
 
 def main(argv: list[str] | None = None) -> list[str]:

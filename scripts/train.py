@@ -9,7 +9,8 @@
 `--no_entity_corpus` trains ALT without a corpus (learnable queries). Supervised by default; `--few_shot K` trains on
 K videos per class (seeded); `--zero_shot_dataset` (with `--zero_shot_subtexts` for SFAR) evaluates the trained model
 on another dataset's label set after training. `--resume` continues a killed run from its last checkpoint. The
-arguments and the run are `modeling_sfar.training.run`'s; a single `.json` argument is read as the arguments.
+arguments are `modeling_sfar.training.arguments`'s (the family adds its own), the run `modeling_sfar.training.run`'s;
+a single `.json` argument is read as the arguments.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import logging
 
 import torch
 
-from modeling_sfar.training.run import parse_training_args, run_training
+from modeling_sfar.training.arguments import parse_training_args
+from modeling_sfar.training.run import run_training
 
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_training_args(argv)
+    run = parse_training_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    return run_training(model_args, data_args, training_args)
+    return run_training(run)
 
 
 if __name__ == "__main__":

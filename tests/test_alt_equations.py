@@ -197,7 +197,7 @@ def test_logits_and_loss_are_eq_10():
     label_set = random_label_set(config)
     pixels, labels = torch.randn(3, 4, 3, 32, 32), torch.tensor([2, 0, 1])
     with torch.no_grad():
-        out = model(pixels, labels=labels, text_features=label_set)
+        out = model(pixels, labels=labels, label_set=label_set)
     scale = model.alt.logit_scale.exp()
     total = 0.0
     for n in range(3):
@@ -215,7 +215,7 @@ def test_the_model_wires_the_equations_together():
     label_set = random_label_set(config)
     pixels = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
-        out = model(pixels, text_features=label_set)
+        out = model(pixels, label_set=label_set)
         tokens, _ = model.get_frame_tokens(pixels)
         queries, indices = model.alignment(tokens, label_set.entity_embeds)
         z = model.decoder(queries, tokens[:, :, 0])
@@ -237,15 +237,15 @@ def test_evaluation_is_deterministic_and_training_samples_gumbel_noise():
     pixels = torch.randn(1, 4, 3, 32, 32)
     model.eval()
     with torch.no_grad():
-        first, second = model(pixels, text_features=label_set), model(pixels, text_features=label_set)
+        first, second = model(pixels, label_set=label_set), model(pixels, label_set=label_set)
     assert (first.entity_indices == second.entity_indices).all()
     torch.testing.assert_close(first.logits, second.logits)
     model.train()
     with torch.no_grad():
         torch.manual_seed(1)
-        noisy_a = model(pixels, text_features=label_set).entity_indices
+        noisy_a = model(pixels, label_set=label_set).entity_indices
         torch.manual_seed(2)
-        noisy_b = model(pixels, text_features=label_set).entity_indices
+        noisy_b = model(pixels, label_set=label_set).entity_indices
     assert (noisy_a != noisy_b).any()
 
 
@@ -256,7 +256,7 @@ def test_without_a_corpus_the_queries_are_learnable_parameters():
     label_set = random_label_set(alt_config())
     label_set.entity_embeds = None
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 3, 32, 32), text_features=label_set)
+        out = model(torch.randn(2, 3, 3, 32, 32), label_set=label_set)
     assert out.entity_indices is None
     torch.testing.assert_close(out.aligned_queries, model.learnable_queries[:3].expand(2, -1, -1))
     assert model.alignment is None and model.learnable_queries.requires_grad

@@ -17,8 +17,10 @@ from transformers import AutoModelForVideoClassification
 
 from modeling_sfar.data.entities import entity_text, save_entity_dataset
 from modeling_sfar.data.storyboard import STORYBOARDS
-from modeling_sfar.training.run import ALT_RECIPE, parse_training_args, run_training
-from modeling_sfar.training.trainer import sfar_parameter_groups
+from modeling_sfar.families.alt import ALT_RECIPE
+from modeling_sfar.training.arguments import parse_training_args
+from modeling_sfar.training.run import run_training
+from modeling_sfar.training.trainer import parameter_groups
 from tests.conftest import BLOCK_MODELING_SFAR, run_python_offline
 from tests.test_train import run_eval
 
@@ -54,23 +56,26 @@ def alt_args(storyboard, tiny_clip_dir, output_dir, *extra) -> list[str]:
 
 def test_alt_recipe_is_the_default_and_given_flags_win(tmp_path):
     common = ["--dataset", "d", "--output_dir", str(tmp_path / "run")]
-    _, _, sfar = parse_training_args(common)
+    sfar = parse_training_args(common).training
     assert (sfar.learning_rate, sfar.vision_learning_rate, sfar.weight_decay) == (5e-5, 5e-6, 0.2)
     for flag in (["--model_type", "alt"], ["--model_type=alt"]):
-        model_args, _, args = parse_training_args([*common, *flag])
+        run = parse_training_args([*common, *flag])
+        model_args, args = run.model, run.training
         assert model_args.model_type == "alt"
         for name, value in ALT_RECIPE.items():
             assert getattr(args, name) == value, name  # section 3.4: 8e-6 / 8e-5, 0.001, 30 epochs, 5 warm-up
-    _, _, args = parse_training_args([*common, "--model_type", "alt", "--learning_rate", "1e-3", "--weight_decay", "0"])
+    given = ["--model_type", "alt", "--learning_rate", "1e-3", "--weight_decay", "0"]
+    args = parse_training_args([*common, *given]).training
     assert (args.learning_rate, args.weight_decay, args.vision_learning_rate) == (1e-3, 0.0, 8e-6)
     # `--model` (a checkpoint) is not an abbreviation of `--model_type`: SFAR's defaults stay
-    model_args, _, args = parse_training_args([*common, "--model", "alt"])
+    run = parse_training_args([*common, "--model", "alt"])
+    model_args, args = run.model, run.training
     assert model_args.model_type == "sfar" and args.learning_rate == 5e-5
     # a JSON file of arguments gets the recipe where it sets nothing
     path = tmp_path / "args.json"
     path.write_text(json.dumps({"dataset": "d", "output_dir": str(tmp_path / "run"), "model_type": "alt",
                                 "num_train_epochs": 2}))  # fmt: skip
-    _, _, args = parse_training_args([str(path)])
+    args = parse_training_args([str(path)]).training
     assert (args.num_train_epochs, args.learning_rate, args.weight_decay) == (2, 8e-5, 0.001)
 
 
@@ -125,7 +130,7 @@ def test_train_alt_with_a_corpus_saves_a_folder_the_auto_classes_load(
     # the vision tower has its own learning rate (the "alt." prefix is read like SFAR's "sfar.")
     model = AutoModelForVideoClassification.from_pretrained(out, use_safetensors=True)
     assert type(model).__name__ == "AltForVideoClassification"
-    groups = sfar_parameter_groups(model, 8e-5, 8e-6, 0.001)
+    groups = parameter_groups(model, 8e-5, 8e-6, 0.001)
     vision = {id(p) for g in groups if g["lr"] == 8e-6 for p in g["params"]}
     assert id(model.alt.vision_model.embeddings.patch_embedding.weight) in vision
     assert not any(id(p) in vision for p in [*model.alt.decoder.parameters(), *model.alt.alignment.parameters()])
@@ -137,7 +142,7 @@ def test_train_alt_with_a_corpus_saves_a_folder_the_auto_classes_load(
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout)["eval_top1"] == metrics["eval_top1"]
-    with pytest.raises(ValueError, match="--subtexts is SFAR's"):
+    with pytest.raises(ValueError, match="--subtexts: SFAR's, not ALT's"):
         run_eval(["--model", str(out), "--dataset", storyboard["dataset"], "--subtexts", storyboard["subtexts"]])
 
     # a trained ALT continues on the same classes with `--model`, keeping its entities; its shape flags are refused

@@ -12,7 +12,7 @@ from huggingface_hub import DatasetCard, ModelCard, RepoCard
 
 REPO = Path(__file__).resolve().parents[1]
 
-from modeling_sfar.hub import cards  # noqa: E402
+from modeling_sfar.hub import cards, push  # noqa: E402
 from modeling_sfar.hub.staging import STAGING_MARKER  # noqa: E402
 from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES  # noqa: E402
 
@@ -153,7 +153,7 @@ def test_the_space_card_declares_a_gradio_app():
 
 def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(trained, video_path, tmp_path):
     card = cards.model_card(trained, "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
-    staged = cards.stage_model_repo(trained, tmp_path / "staged", card, [video_path])
+    staged = push.stage_model_repo(trained, tmp_path / "staged", card, [video_path])
     assert set(staged) == SAVED | {"README.md", "all_results.json", "examples/clip.mp4"}
     on_disk = {p.relative_to(tmp_path / "staged").as_posix() for p in (tmp_path / "staged").rglob("*") if p.is_file()}
     assert on_disk == set(staged) | {STAGING_MARKER}  # the marker that says the folder is the staging's own
@@ -171,7 +171,7 @@ def test_staging_writes_exactly_the_repo_and_a_push_sends_it_in_one_commit(train
             self.operations = operations
 
     api = Recorder()
-    sent = cards.push_model(trained, "org/sfar-test", card, api=api, widget_videos=[video_path],
+    sent = push.push_model(trained, "org/sfar-test", card, api=api, widget_videos=[video_path],
                                   staging=tmp_path / "push")  # fmt: skip
     assert api.calls == [("create_repo", "org/sfar-test", "model"), ("create_commit", "org/sfar-test", "model")]
     assert sorted(op.path_in_repo for op in api.operations) == sent == staged
@@ -199,7 +199,7 @@ def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_pat
             self.commit = (repo_id, kwargs["repo_type"], [op.path_in_repo for op in operations])
 
     api = Recorder()
-    assert cards.push_dataset(tmp_path / "subtexts", "org/s", api=api, staging=tmp_path / "push") == files
+    assert push.push_dataset(tmp_path / "subtexts", "org/s", api=api, staging=tmp_path / "push") == files
     assert api.repo == ("org/s", "dataset") and api.commit == ("org/s", "dataset", files)
 
 
@@ -209,4 +209,4 @@ def test_pickled_weights_are_never_pushed(trained, tmp_path):
     (bare / "config.json").write_text("{}")
     torch.save({"w": torch.zeros(1)}, bare / "pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match="no safetensors weights to push"):
-        cards.stage_model_repo(bare, tmp_path / "staged")
+        push.stage_model_repo(bare, tmp_path / "staged")

@@ -39,7 +39,7 @@ def test_model_from_config_classifies_with_the_label_set_given_as_token_ids(conv
         expected = model.eval()(pixel_values).logits
         torch.testing.assert_close(fresh(pixel_values, **text).logits, expected)
         encoded = fresh.sfar.encode_label_set(**text)
-        torch.testing.assert_close(fresh(pixel_values, text_features=encoded).logits, expected)
+        torch.testing.assert_close(fresh(pixel_values, label_set=encoded).logits, expected)
         with pytest.raises(ValueError, match="no label set"):
             fresh(pixel_values)
 

@@ -16,10 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
+from modeling_sfar.data.bad_videos import BadVideoError, BadVideoLog, check_videos
 from modeling_sfar.evaluation import run as evaluation
 from modeling_sfar.remote_code.video_decoding import read_video_pyav
 from modeling_sfar.training import run as training_run
-from modeling_sfar.training.trainer import BadVideoError, BadVideoLog, check_videos, last_complete_checkpoint
+from modeling_sfar.training.checkpoints import last_complete_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -177,7 +178,8 @@ def test_the_check_reads_the_files_as_they_are_now(storyboard, tmp_path):
 KILL_IN_SAVE = """
 import os, signal
 from transformers.trainer_callback import TrainerState
-from modeling_sfar.training.run import parse_training_args, run_training
+from modeling_sfar.training.arguments import parse_training_args
+from modeling_sfar.training.run import run_training
 
 save = TrainerState.save_to_json
 
@@ -245,7 +247,8 @@ def test_bad_video_log_counts_each_video_once_across_writers(tmp_path):
 
 
 def test_inputs_that_are_not_what_they_claim_are_named(storyboard, tiny_clip_dir, tmp_path):
-    from modeling_sfar.training.trainer import check_model_source, load_video_dataset
+    from modeling_sfar.data.datasets import load_video_dataset
+    from modeling_sfar.hub.sources import check_model_source
 
     videos = tmp_path / "just-videos"
     videos.mkdir()

@@ -19,7 +19,8 @@ from tests.conftest import BLOCK_MODELING_SFAR, free_port, wait_for_server
 
 REPO = Path(__file__).resolve().parents[1]
 
-from modeling_sfar.hub import cards  # noqa: E402
+from modeling_sfar.data import subtexts  # noqa: E402
+from modeling_sfar.hub import cards, push  # noqa: E402
 
 pytest.importorskip("olah", reason="olah (the offline Hub server) is installed by `make test`")
 if shutil.which("git") is None:
@@ -47,7 +48,7 @@ def hub(converted, video_path, tmp_path_factory):
     model.save_pretrained(root / "run")
     processor.save_pretrained(root / "run")
     card = cards.model_card(root / "run", "org/sfar-test", "openai/clip-vit-base-patch16", "x", {})
-    cards.stage_model_repo(root / "run", root / "model-staged", card, [video_path])
+    push.stage_model_repo(root / "run", root / "model-staged", card, [video_path])
     commit = git_repo(root / "model-staged", root / "mirrors" / "models" / "org" / "sfar-test")
 
     rows = [
@@ -55,7 +56,7 @@ def hub(converted, video_path, tmp_path_factory):
         for i, (label, texts) in enumerate(model.config.subtexts.items())
     ]
     save_subtext_dataset(root / "subtexts", rows, [{**r, "selected": True, "answer": ""} for r in rows])
-    cards.stage_dataset_repo(root / "subtexts", root / "subtexts-staged")
+    subtexts.stage_dataset_repo(root / "subtexts", root / "subtexts-staged")
     git_repo(root / "subtexts-staged", root / "mirrors" / "datasets" / "org" / "sfar-subtexts-test")
 
     port = free_port()

@@ -16,7 +16,8 @@ from transformers import AttentionInterface
 from transformers.models.clip.modeling_clip import CLIPAttention, CLIPEncoderLayer
 
 from modeling_sfar import SfarConfig, SfarForVideoClassification
-from modeling_sfar.remote_code.modeling_sfar import SfarAttention, SfarLabelSet, SfarTemporalLayer, SfarTemporalModule
+from modeling_sfar.remote_code.label_set_sfar import SfarLabelSet
+from modeling_sfar.remote_code.modeling_sfar import SfarAttention, SfarTemporalLayer, SfarTemporalModule
 from tests.conftest import randomize_text_features, tiny_classifier, tiny_config
 
 # Width 128: two heads of 64 (D/64), so that the attention functions split heads for real.
@@ -41,7 +42,7 @@ def attention_spy(monkeypatch):
     Record every call of the registered "sfar_sdpa" function, which still does the work, as (module class, query
     dtype, "blocked" or "sdpa"): whether it took its blocked path or handed the call to transformers' SDPA.
     """
-    import modeling_sfar.remote_code.modeling_sfar as modeling
+    import modeling_sfar.remote_code.cpu_kernels as modeling
 
     blocked, fallback, calls, handed_over = (
         AttentionInterface._global_mapping["sfar_sdpa"],
@@ -257,7 +258,7 @@ def test_an_attention_function_without_a_mask_function_is_refused_by_name(monkey
 
 def test_blocked_attention_keeps_the_text_towers_causal_attention():
     """CLIP's text tower asks for causal attention through `is_causal`: "sfar_sdpa" must honour it."""
-    from modeling_sfar.remote_code.modeling_sfar import blocked_sdpa_attention
+    from modeling_sfar.remote_code.cpu_kernels import blocked_sdpa_attention
 
     torch.manual_seed(0)
     query, key, value = (torch.randn(2, 2, 6, 8).bfloat16() for _ in range(3))

@@ -2,7 +2,9 @@
 
     modeling_sfar/remote_code   the files shipped to the Hub: its siblings (relative) + torch, transformers, numpy,
                                 huggingface_hub and the standard library, nothing else
-    modeling_sfar, hub_cards    the library: the shipped code and each other, never the layers above
+    modeling_sfar, hub_cards    the library: the shipped code and each other, never the layers above; inside it,
+                                its sub-packages in the order of LIBRARY_LAYERS (each imports its own layer and
+                                the ones below)
     datasets_scripts            dataset builders and generators (command lines) over the library
     scripts                     leaves over the library: no script imports another or touches sys.path
     tests, benchmarks           over everything
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling_sfar.hub.cards import SPACE_LIBRARY_FILES
+from modeling_sfar.hub.push import SPACE_LIBRARY_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 # Our top-level import names, and the layer each lives in (higher layers may import lower ones, not the reverse).
@@ -39,6 +41,20 @@ ALLOWED = {
 }
 SPACE_MODULES = {".".join(("modeling_sfar", *Path(name).with_suffix("").parts)) for name in SPACE_LIBRARY_FILES}
 SKIPPED_FOLDERS = {".venv", ".venv-generate", ".cache", "build", "outputs", "runs", ".git"}
+# The library's sub-packages from the bottom up: a module imports modules of its own layer or of a lower one. The
+# shipped files are below them all; `hub_cards` (templates) is a leaf; `testing_utils` builds tiny checkpoints and
+# videos. A layer that imports itself is the sub-package's own business (no cycle: see the test below).
+LIBRARY_LAYERS = (
+    {"remote_code"},
+    {"hub_cards", "hub.sources", "hub.staging", "evaluation.metrics"},
+    {"conversion", "data", "demo.plots", "testing_utils"},
+    {"generation"},
+    {"families"},
+    {"evaluation", "hub"},
+    {"training"},
+    {"demo"},
+    {"__init__"},
+)
 
 
 def layer(relative: Path) -> str:
@@ -51,6 +67,24 @@ def layer(relative: Path) -> str:
     if len(parts) == 1:
         return "top"  # setup helpers and the like, if any: over everything
     return parts[0]
+
+
+def library_layer(module: str) -> int | None:
+    """The layer (an index of LIBRARY_LAYERS) of a module of ours, by its dotted name; None outside the library."""
+    if module == "hub_cards" or module.startswith("hub_cards."):
+        return 1
+    if module == "modeling_sfar":
+        return len(LIBRARY_LAYERS) - 1
+    if not module.startswith("modeling_sfar."):
+        return None
+    parts = module.split(".")[1:]
+    # the most specific entry that names the module: "hub.sources" before "hub"
+    for depth in (2, 1):
+        name = ".".join(parts[:depth])
+        for index, layer in enumerate(LIBRARY_LAYERS):
+            if name in layer:
+                return index
+    return None
 
 
 def script_names() -> set[str]:
@@ -103,6 +137,16 @@ def violations(relative: Path, source: str) -> list[str]:
                     allowed = sorted(SHIPPED_THIRD_PARTY) + [f"{name} inside functions" for name in SHIPPED_WHEN_USED]
                     problems.append(f"{at}: shipped code imports {module!r} (allowed: siblings, stdlib, {allowed})")
             continue
+        if where == "library":
+            target = module
+            if level > 0:  # resolve against the file's package
+                package = list(relative.with_suffix("").parts)
+                package = package if relative.name == "__init__.py" else package[:-1]
+                package = package[: len(package) - (level - 1)]
+                target = ".".join([*package, *([module] if module else [])])
+            own, theirs = library_layer(".".join(relative.with_suffix("").parts)), library_layer(target)
+            if own is not None and theirs is not None and theirs > own:
+                problems.append(f"{at}: a lower library layer imports {target!r}, a layer above it")
         if level > 0:
             continue  # relative: inside the file's own package, which is of its own layer
         if where == "scripts" and top in script_names():
@@ -144,6 +188,9 @@ def test_every_file_imports_only_its_layer_and_below():
         ("modeling_sfar/remote_code/modeling_sfar.py", "import datasets\n", "imports 'datasets'"),
         ("modeling_sfar/remote_code/modeling_sfar.py", "from modeling_sfar import x\n", "imports 'modeling_sfar'"),
         ("space/app.py", "from modeling_sfar import SfarModel\n", "a layer above"),
+        ("modeling_sfar/data/datasets.py", "from ..training.run import run_training\n", "a lower library layer"),
+        ("modeling_sfar/families/sfar.py", "from modeling_sfar.training import run\n", "a lower library layer"),
+        ("modeling_sfar/evaluation/predict.py", "from ..training.trainer import x\n", "a lower library layer"),
     ],
 )
 def test_the_check_finds_each_kind_of_violation(relative, source, expected):

@@ -14,22 +14,13 @@ from datasets import Dataset
 from transformers import TrainingArguments
 
 from modeling_sfar import AltForVideoClassification, convert_clip_to_alt
+from modeling_sfar.families.alt import ALT, ALT_FEW_SHOT_DECODER_SCALE, ALT_RECIPE
 from modeling_sfar.remote_code.modeling_alt import alt_loss
 from modeling_sfar.remote_code.modeling_sfar import sfar_loss
-from modeling_sfar.training.run import (
-    ALT_FEW_SHOT_DECODER_SCALE,
-    ALT_RECIPE,
-    parse_training_args,
-    training_augmentation,
-)
-from modeling_sfar.training.trainer import (
-    MixingCollator,
-    SfarTrainer,
-    draw_mix,
-    mix_batch,
-    sfar_parameter_groups,
-    smooth_targets,
-)
+from modeling_sfar.training.arguments import parse_training_args
+from modeling_sfar.training.augmentation import MixingCollator, draw_mix, mix_batch, smooth_targets
+from modeling_sfar.training.run import training_collator
+from modeling_sfar.training.trainer import VideoClassifierTrainer, parameter_groups
 from tests.conftest import LABELS
 
 
@@ -169,7 +160,7 @@ def test_sfar_loss_on_soft_targets_is_eq_12_to_14_on_one_hot_and_a_loop_on_soft(
 
 def test_alt_recipe_has_x_clips_augmentation_and_sfar_has_none(tmp_path):
     common = ["--dataset", "d", "--output_dir", str(tmp_path)]
-    _, _, alt = parse_training_args([*common, "--model_type", "alt"])
+    alt = parse_training_args([*common, "--model_type", "alt"]).training
     assert (alt.mixup_alpha, alt.cutmix_alpha, alt.mixup_switch_prob, alt.label_smoothing_factor) == (
         0.8,
         1.0,
@@ -177,37 +168,42 @@ def test_alt_recipe_has_x_clips_augmentation_and_sfar_has_none(tmp_path):
         0.1,
     )
     assert {"mixup_alpha", "cutmix_alpha", "mixup_switch_prob", "label_smoothing_factor"} <= set(ALT_RECIPE)
-    _, _, sfar = parse_training_args(common)
+    sfar = parse_training_args(common).training
     assert (sfar.mixup_alpha, sfar.cutmix_alpha, sfar.label_smoothing_factor) == (0.0, 0.0, 0.0)
-    _, _, off = parse_training_args([*common, "--model_type", "alt", "--mixup_alpha", "0", "--cutmix_alpha", "0"])
+    off = parse_training_args([*common, "--model_type", "alt", "--mixup_alpha", "0", "--cutmix_alpha", "0"]).training
     assert (off.mixup_alpha, off.cutmix_alpha, off.label_smoothing_factor) == (0.0, 0.0, 0.1)
     assert ALT_FEW_SHOT_DECODER_SCALE == 10
 
 
 def test_the_run_builds_the_collator_and_few_shot_alt_scales_the_decoder_rate(tmp_path):
     common = ["--dataset", "d", "--output_dir", str(tmp_path)]
-    _, data, args = parse_training_args([*common, "--model_type", "alt", "--few_shot", "2"])
-    collator, decoder = training_augmentation(args, data, True, 7, False)
+
+    def parsed(*flags):
+        run = parse_training_args([*common, *flags])
+        return run.family_args, run.training
+
+    alt, args = parsed("--model_type", "alt", "--few_shot", "2")
+    collator = training_collator(args, 7, False, "d")
     assert (collator.num_classes, collator.mixup_alpha, collator.cutmix_alpha) == (7, 0.8, 1.0)
     assert (collator.switch_prob, collator.label_smoothing) == (0.5, 0.1)
-    assert decoder == pytest.approx(10 * 8e-5)  # section 3.4: the decoder's rate x 10 in few-shot
-    _, data, args = parse_training_args([*common, "--model_type", "alt", "--few_shot", "2", "--learning_rate", "1e-4",
-                                         "--decoder_learning_rate", "3e-4"])  # fmt: skip
-    assert training_augmentation(args, data, True, 7, False)[1] == 3e-4  # given: kept
-    _, data, args = parse_training_args([*common, "--model_type", "alt"])
-    assert training_augmentation(args, data, True, 7, False)[1] is None  # fully supervised: the new modules' rate
-    _, data, args = parse_training_args(common)
-    assert training_augmentation(args, data, False, 7, True) == (None, None)  # SFAR: off by default
-    _, data, args = parse_training_args([*common, "--label_smoothing_factor", "0.1"])
-    assert training_augmentation(args, data, False, 7, False)[0].label_smoothing == 0.1  # SFAR can use it
+    # section 3.4: the decoder's rate x 10 in few-shot
+    assert ALT.module_learning_rates(alt, args, few_shot=2) == {"decoder.": pytest.approx(10 * 8e-5)}
+    alt, args = parsed("--model_type", "alt", "--few_shot", "2", "--learning_rate", "1e-4",
+                       "--decoder_learning_rate", "3e-4")  # fmt: skip
+    assert ALT.module_learning_rates(alt, args, few_shot=2) == {"decoder.": 3e-4}  # given: kept
+    alt, args = parsed("--model_type", "alt")
+    assert ALT.module_learning_rates(alt, args, few_shot=0) == {}  # fully supervised: the new modules' rate
+    _, args = parsed()
+    assert training_collator(args, 7, True, "d") is None  # SFAR: off by default
+    _, args = parsed("--label_smoothing_factor", "0.1")
+    assert training_collator(args, 7, False, "d").label_smoothing == 0.1  # SFAR can use it
     with pytest.raises(ValueError, match="--label_smoothing_factor: soft targets for single-label"):
-        training_augmentation(args, data, False, 7, True)
-    _, data, args = parse_training_args([*common, "--decoder_learning_rate", "1e-3"])
+        training_collator(args, 7, True, "d")
     with pytest.raises(ValueError, match="--decoder_learning_rate: ALT's"):
-        training_augmentation(args, data, False, 7, False)
-    _, data, args = parse_training_args([*common, "--mixup_switch_prob", "2", "--mixup_alpha", "1"])
+        parsed("--decoder_learning_rate", "1e-3")
+    _, args = parsed("--mixup_switch_prob", "2", "--mixup_alpha", "1")
     with pytest.raises(ValueError, match="--mixup_switch_prob must lie in"):
-        training_augmentation(args, data, False, 7, False)
+        training_collator(args, 7, False, "d")
 
 
 @pytest.fixture(scope="module")
@@ -219,14 +215,14 @@ def tiny_alt(tiny_clip_dir):
 
 
 def test_the_decoder_group_takes_its_own_learning_rate(tiny_alt):
-    groups = sfar_parameter_groups(tiny_alt, 8e-5, 8e-6, 0.001, decoder_learning_rate=8e-4)
+    groups = parameter_groups(tiny_alt, 8e-5, 8e-6, 0.001, module_learning_rates={"decoder.": 8e-4})
     by_rate = {}
     for group in groups:
         by_rate.setdefault(group["lr"], set()).update(id(p) for p in group["params"])
     assert by_rate[8e-4] == {id(p) for p in tiny_alt.alt.decoder.parameters()}
     assert {id(p) for p in tiny_alt.alt.vision_model.parameters() if p.requires_grad} <= by_rate[8e-6]
     # without it, the decoder is one of the new modules, as before
-    assert {g["lr"] for g in sfar_parameter_groups(tiny_alt, 8e-5, 8e-6, 0.001)} == {8e-5, 8e-6}
+    assert {g["lr"] for g in parameter_groups(tiny_alt, 8e-5, 8e-6, 0.001)} == {8e-5, 8e-6}
 
 
 def test_one_alt_training_step_with_mixup_cutmix_and_smoothing(tiny_alt, tmp_path):
@@ -250,8 +246,8 @@ def test_one_alt_training_step_with_mixup_cutmix_and_smoothing(tiny_alt, tmp_pat
                              label_smoothing_factor=0.1, report_to="none", save_strategy="no", use_cpu=True,
                              remove_unused_columns=False, seed=0)  # fmt: skip
     before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    trainer = SfarTrainer(model=model, args=args, train_dataset=rows, vision_learning_rate=1e-3,
-                          decoder_learning_rate=1e-2, train_collator=collator)  # fmt: skip
+    trainer = VideoClassifierTrainer(model=model, args=args, train_dataset=rows, vision_learning_rate=1e-3,
+                                     module_learning_rates={"decoder.": 1e-2}, train_collator=collator)  # fmt: skip
     result = trainer.train()
     assert math.isfinite(result.training_loss) and len(seen) == 1
     soft = seen[0]
@@ -267,7 +263,7 @@ def test_one_alt_training_step_with_mixup_cutmix_and_smoothing(tiny_alt, tmp_pat
 def test_label_smoothing_without_the_collator_is_refused(tiny_alt, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), label_smoothing_factor=0.1, report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="soft targets to the model's own loss"):
-        SfarTrainer(model=tiny_alt, args=args)
+        VideoClassifierTrainer(model=tiny_alt, args=args)
 
 
 def test_sfar_trains_on_soft_targets_and_actionclip_refuses_them():

@@ -76,16 +76,40 @@ def test_torch_save_load_round_trip(tmp_path):
 
 
 def test_multi_view_logits_are_log_mean_probabilities():
+    """Multi-view testing folds the views into the batch and averages the softmax probabilities (predict_views); the
+    forward takes one shape, (B, T, 3, H, W), and names the helper for views."""
+    from modeling_sfar.evaluation.predict import predict_views
+
     model = tiny_classifier().eval()
     views = torch.randn(2, 3, 5, 3, 16, 16)
-    out = model(views).logits
-    per_view = torch.stack([model(views[:, v]).logits.softmax(-1) for v in range(3)], 1)
+    with torch.no_grad():
+        out, loss = predict_views(model, views, labels=torch.tensor([0, 1]))
+        per_view = torch.stack([model(views[:, v]).logits.softmax(-1) for v in range(3)], 1)
     torch.testing.assert_close(out.softmax(-1), per_view.mean(1))
-    # evaluation scores the view-averaged logits (the Trainer's eval loss); training refuses views
-    labels = torch.tensor([0, 1])
-    torch.testing.assert_close(model(views, labels=labels).loss, model.loss(out, labels))
-    with pytest.raises(ValueError, match="multi-view"):
-        model.train()(views, labels=labels)
+    # the evaluation scores the view-averaged logits (the Trainer's eval loss)
+    torch.testing.assert_close(loss, model.loss(out, torch.tensor([0, 1])))
+    with pytest.raises(ValueError, match="average_over_views"):
+        model(views)
+
+
+def test_multi_label_views_average_the_sigmoid_probabilities():
+    """A multi-label model's views are averaged as its loss reads them: per-class sigmoids, whose logit is returned."""
+    from modeling_sfar import average_over_views
+    from modeling_sfar.evaluation.predict import predict_views
+
+    model = tiny_classifier("sfar", problem_type="multi_label_classification").eval()
+    views = torch.randn(2, 3, 5, 3, 16, 16)
+    with torch.no_grad():
+        out, _ = predict_views(model, views)
+        per_view = torch.stack([model(views[:, v]).logits.sigmoid() for v in range(3)], 1)
+    torch.testing.assert_close(out.sigmoid(), per_view.mean(1))
+    # a class no view sees keeps its logit (near the bias of -10, not the -5.4 a softmax average would give); a class
+    # one view sees gets the logit of the mean of its two probabilities
+    logits = torch.tensor([[[-10.1, 2.0], [-10.1, -3.0]]])  # (B=1, V=2, C=2)
+    averaged = average_over_views(logits, multi_label=True)
+    torch.testing.assert_close(averaged[0, 0], torch.tensor(-10.1), atol=1e-4, rtol=0)
+    mean = (torch.tensor(2.0).sigmoid() + torch.tensor(-3.0).sigmoid()) / 2
+    torch.testing.assert_close(averaged[0, 1], torch.log(mean / (1 - mean)))
 
 
 def test_set_label_set_encodes_once_and_replaces_labels(converted):
@@ -316,7 +340,7 @@ def reference_softmax_attention(query, key, value, scaling):
 @pytest.mark.parametrize("block_bytes", [1, 2 * 7 * 7 * 3, 2**21], ids=["one-head", "three-heads", "default"])
 def test_blocked_attention_is_softmax_attention_in_any_block_size(block_bytes, monkeypatch):
     """bfloat16 inference on a CPU takes the blocked path; blocks of 1, 3 (not dividing the 2 x 5 heads) or all."""
-    import modeling_sfar.remote_code.modeling_sfar as modeling
+    import modeling_sfar.remote_code.cpu_kernels as modeling
 
     monkeypatch.setattr(modeling, "ATTENTION_BLOCK_BYTES", block_bytes)
     torch.manual_seed(0)
@@ -332,7 +356,7 @@ def test_blocked_attention_is_transformers_sdpa_everywhere_else():
     """float32, training (gradients), a mask, or a causal module: exactly transformers' SDPA attention."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from modeling_sfar.remote_code.modeling_sfar import blocked_sdpa_attention
+    from modeling_sfar.remote_code.cpu_kernels import blocked_sdpa_attention
 
     torch.manual_seed(0)
     module = torch.nn.Module()

@@ -20,7 +20,7 @@ import datasets_scripts
 import hub_cards
 import modeling_sfar
 from datasets_scripts.generate_subtexts import SamplingOptions, subtext_card
-from hub_cards import MODEL_CARD, template_path
+from hub_cards import SFAR_MODEL_CARD, template_path
 from modeling_sfar.evaluation.metrics import classification_metrics
 
 for module in (datasets_scripts, hub_cards, modeling_sfar):
@@ -30,7 +30,7 @@ rows = [{"label": "a", "tpp": 50.0, "selected": True, "generator": "org/llm"}]
 card = subtext_card(rows, rows, [{"rejected": None, "generator": "org/llm"}], [{"model": "org/llm", "revision": "r"}],
                     SamplingOptions(), "org/clip", "This is a video about {}", 4)
 assert "org/llm" in str(card)
-card = ModelCard.from_template(ModelCardData(license="apache-2.0"), template_path=template_path(MODEL_CARD),
+card = ModelCard.from_template(ModelCardData(license="apache-2.0"), template_path=template_path(SFAR_MODEL_CARD),
                                repo_id="org/sfar", revision="abc", model_name="sfar")
 assert 'model="org/sfar"' in str(card)
 # the entity corpus: its card template and the stop words (the `stopwords` package's shipped list)

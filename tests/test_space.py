@@ -158,7 +158,7 @@ def test_upload_a_video_in_chromium_and_read_the_prediction(converted, video_pat
 def test_the_staged_space_draws_with_its_copy_of_the_library_plot(tmp_path):
     """The Space repo holds app.py and a copy of `modeling_sfar/demo/plots.py`; on the Hub (no package installed) the
     app takes the picture code from that copy, so the demo and the Space draw with one implementation."""
-    from modeling_sfar.hub.cards import push_space
+    from modeling_sfar.hub.push import push_space
 
     staging = tmp_path / "space-hub"
     files = push_space(REPO / "space", "org/sfar-demo", dry_run=True, staging=staging)

@@ -13,7 +13,7 @@ from modeling_sfar.hub.staging import STAGING_MARKER, prepare_staging
 
 REPO = Path(__file__).resolve().parents[1]
 
-from modeling_sfar.hub import cards  # noqa: E402
+from modeling_sfar.hub import push  # noqa: E402
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def model_folder(tmp_path) -> Path:
     """A folder shaped like a trained run (the staging reads only names and bytes)."""
     folder = tmp_path / "runs" / "model"
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"id2label": {"0": "a"}}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "sfar", "id2label": {"0": "a"}}))
     (folder / "model.safetensors").write_bytes(b"weights")
     (folder / "README.md").write_text("card")
     return folder
@@ -39,7 +39,7 @@ def stage(load_script):
 def _stage(push_to_hub, folder, staging, *extra) -> list[str]:
     """Stage from the command line; without --dry_run only staging is run (it is what deletes), nothing is sent."""
     if "--dry_run" not in extra:
-        return cards.stage_model_repo(folder, staging)
+        return push.stage_model_repo(folder, staging)
     return push_to_hub.main(["model", "--folder", str(folder), "--repo_id", "org/m", "--staging", str(staging), *extra])
 
 

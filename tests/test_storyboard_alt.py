@@ -21,7 +21,7 @@ from modeling_sfar.data.storyboard import (
     storyboard_entities,
 )
 from modeling_sfar.demo import recipe as recipe
-from modeling_sfar.training.run import ModelArguments, check_model_arguments, load_entities
+from modeling_sfar.families.alt import load_entities
 from tests.conftest import run_python_offline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_the_storyboard_entities_are_a_corpus_the_library_reads(tmp_path):
     assert [row["unit"] for row in rows] == sorted(row["unit"] for row in rows)  # the generator's order
     assert all(row["text"] == entity_text(row["unit"], row["description"]) for row in rows)
     # `--entities folder` reads it unchanged, also by kind
-    assert load_entities(ModelArguments(model_type="alt", entities=str(folder))) == texts
+    assert load_entities(str(folder), []) == texts
     body = entity_texts(folder, ["body part"])
     assert {text.split(":")[0] for text in body} == set(DEFAULT_BODY_PARTS)  # the default parts, though none occurs
     by_unit = {row["unit"]: row for row in rows}
@@ -81,8 +81,9 @@ def test_every_row_of_the_ablation_builds_its_training_arguments(tmp_path, load_
     assert ablation.AblationArguments().variants == list(ablation.VARIANTS)  # `make ablation` runs every row
     assert recipe.RECIPE == MEASURED_RECIPE
     for variant in ablation.VARIANTS:
-        model, data, training = recipe.variant_arguments(PATHS, str(tmp_path / variant), variant, seed=1, epochs=40)
-        check_model_arguments(model, data)  # a combination the training run accepts
+        run = recipe.variant_arguments(PATHS, str(tmp_path / variant), variant, seed=1, epochs=40)
+        model, own, data, training = run
+        run.family.check_arguments(own, model)  # a combination the training run accepts
         # the same data, frames, batch, augmentation, epochs and optimiser for every row
         assert (model.base, data.dataset, model.num_frames, data.flip_probability, data.crop_area_min) == (
             "tiny-clip", "data/dataset", 8, 0, 0.6
@@ -93,25 +94,25 @@ def test_every_row_of_the_ablation_builds_its_training_arguments(tmp_path, load_
         if variant in SFAR_VARIANTS:  # what the ablation's folders were claimed with before the new rows
             assert claimed == {"variant": variant, "seed": 1, "epochs": 40, "base": "tiny-clip",
                                "dataset": "data/dataset", **MEASURED_RECIPE}  # fmt: skip
-            assert (model.model_type, model.variant, model.token_merging_r) == ("sfar", variant, None)
-            assert data.subtexts == "subtexts"
+            assert (model.model_type, own.variant, model.token_merging_r) == ("sfar", variant, None)
+            assert own.subtexts == "subtexts"
 
-    model, data, _ = recipe.variant_arguments(PATHS, str(tmp_path / "alt"), "alt", 0, 40)
-    assert (model.model_type, model.entities, model.no_entity_corpus, data.subtexts) == ("alt", "entities", False, None)
-    assert (model.num_decoder_layers, model.num_temporal_layers, model.token_merging_r) == (2, None, None)  # ALT: r 8
+    model, own, data, _ = recipe.variant_arguments(PATHS, str(tmp_path / "alt"), "alt", 0, 40)
+    assert (model.model_type, own.entities, own.no_entity_corpus) == ("alt", "entities", False)
+    assert (own.num_decoder_layers, model.token_merging_r) == (2, None)  # ALT: r 8
     assert recipe.variant_recipe(PATHS, "alt", 0, 40)["entities"] == "entities"
-    model, data, _ = recipe.variant_arguments(PATHS, str(tmp_path / "alt0"), "alt_no_corpus", 0, 40)
-    assert (model.model_type, model.entities, model.no_entity_corpus, data.subtexts) == ("alt", None, True, None)
-    assert model.num_decoder_layers == 2
+    model, own, data, _ = recipe.variant_arguments(PATHS, str(tmp_path / "alt0"), "alt_no_corpus", 0, 40)
+    assert (model.model_type, own.entities, own.no_entity_corpus) == ("alt", None, True)
+    assert own.num_decoder_layers == 2
     for variant, r in (("sfar_r8", 8), ("sfar_r16", 16)):
-        model, data, _ = recipe.variant_arguments(PATHS, str(tmp_path / variant), variant, 0, 40)
-        assert (model.model_type, model.variant, model.token_merging_r, data.subtexts) == (
+        model, own, data, _ = recipe.variant_arguments(PATHS, str(tmp_path / variant), variant, 0, 40)
+        assert (model.model_type, own.variant, model.token_merging_r, own.subtexts) == (
             "sfar",
             "sfar",
             r,
             "subtexts",
         )
-        assert model.num_temporal_layers == 2 and recipe.variant_recipe(PATHS, variant, 0, 40)["token_merging_r"] == r
+        assert own.num_temporal_layers == 2 and recipe.variant_recipe(PATHS, variant, 0, 40)["token_merging_r"] == r
     with pytest.raises(ValueError, match=r"unknown variant 'alt_r4'; choose from \['clip', .*'sfar_r16'\]"):
         recipe.variant_arguments(PATHS, str(tmp_path / "x"), "alt_r4", 0, 40)
 
@@ -165,7 +166,7 @@ def test_demo_trains_alt_and_draws_its_grounding(tmp_path, load_script):
 
     with pytest.raises(ValueError, match="--variant clip is one of SFAR's variants; --model_type alt trains ALT"):
         load_script("demo").check_arguments(load_script("demo").DemoArguments(model_type="alt", variant="clip"))
-    with pytest.raises(ValueError, match="--model_type must be sfar or alt, got 'vit'"):
+    with pytest.raises(ValueError, match=r"--model_type must be one of \['sfar', 'alt'\], got 'vit'"):
         load_script("demo").check_arguments(load_script("demo").DemoArguments(model_type="vit"))
 
 

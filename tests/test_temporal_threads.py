@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeling_sfar.remote_code import modeling_sfar
+from modeling_sfar.remote_code import cpu_kernels
 from tests.conftest import tiny_classifier
 
 
@@ -33,10 +33,10 @@ def test_short_batches_run_the_temporal_module_on_one_thread_and_restore_the_thr
     pixel_values = torch.randn(2, 5, 3, 16, 16)
     with torch.no_grad():
         reference = model(pixel_values).logits  # the default: the threads as set
-        model.sfar.small_temporal_macs = modeling_sfar.SMALL_TEMPORAL_MACS
+        model.sfar.small_temporal_macs = cpu_kernels.SMALL_TEMPORAL_MACS
         seen = threads_seen(model)
         logits = model(pixel_values).logits
-        head = model.sfar.head(model.sfar.get_frame_features(pixel_values)).logits
+        head = model.sfar.forward_head(model.sfar.get_frame_features(pixel_values)).logits
     assert seen == {"temporal": [1, 1], "head": [2, 2]}
     assert torch.get_num_threads() == 2
     torch.testing.assert_close(logits, reference)
@@ -51,7 +51,7 @@ def test_long_batches_training_and_one_thread_keep_the_threads(two_threads):
         model(pixel_values)  # the default
     assert set(seen["temporal"]) == {2}
     seen["temporal"].clear()
-    model.sfar.small_temporal_macs = modeling_sfar.SMALL_TEMPORAL_MACS
+    model.sfar.small_temporal_macs = cpu_kernels.SMALL_TEMPORAL_MACS
     model(pixel_values)  # gradients enabled: as in training
     assert set(seen["temporal"]) == {2}
     seen["temporal"].clear()
@@ -61,7 +61,7 @@ def test_long_batches_training_and_one_thread_keep_the_threads(two_threads):
         model(pixel_values)
     assert set(seen["temporal"]) == {2}
     seen["temporal"].clear()
-    model.sfar.small_temporal_macs = modeling_sfar.SMALL_TEMPORAL_MACS
+    model.sfar.small_temporal_macs = cpu_kernels.SMALL_TEMPORAL_MACS
     torch.set_num_threads(1)
     with torch.no_grad():
         model(pixel_values)
@@ -70,7 +70,7 @@ def test_long_batches_training_and_one_thread_keep_the_threads(two_threads):
 
 def test_the_threads_are_restored_when_the_temporal_module_fails(two_threads):
     model = tiny_classifier("sfar").eval()
-    model.sfar.small_temporal_macs = modeling_sfar.SMALL_TEMPORAL_MACS
+    model.sfar.small_temporal_macs = cpu_kernels.SMALL_TEMPORAL_MACS
 
     def fail(module, args):
         assert torch.get_num_threads() == 1

@@ -226,7 +226,7 @@ def test_the_throughput_benchmark_runs_at_a_tiny_size(tmp_path):
 def test_blocked_bfloat16_attention_takes_the_key_bias_of_proportional_attention(block_bytes, monkeypatch):
     """A (B, 1, 1, L) additive bias per key (log sizes) stays on SFAR's blocked bfloat16 path, against a
     head-by-head float64 reference of softmax(q k^T * scale + bias) v; a bias per query and key still goes to SDPA."""
-    import modeling_sfar.remote_code.modeling_sfar as modeling
+    import modeling_sfar.remote_code.cpu_kernels as modeling
 
     monkeypatch.setattr(modeling, "ATTENTION_BLOCK_BYTES", block_bytes)
     torch.manual_seed(0)

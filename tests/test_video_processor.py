@@ -103,10 +103,15 @@ def test_evaluation_transform_shape_and_normalisation(processor, video_path):
 
 
 def test_training_transform_is_random_and_keeps_shape(processor, video_path):
+    from modeling_sfar.training.augmentation import VideoAugmentation
+
     torch.manual_seed(0)
-    draws = [processor(video_path, training=True, return_tensors="pt")["pixel_values"] for _ in range(4)]
-    assert all(d.shape == (1, 4, 3, 32, 32) for d in draws)
+    draws = [VideoAugmentation(processor)(video_path) for _ in range(4)]
+    assert all(d.shape == (4, 3, 32, 32) for d in draws)
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
+    # the processor itself is for inference: it has no training mode
+    with pytest.raises(TypeError, match="unexpected keyword argument 'training'"):
+        processor(video_path, training=True)
 
 
 def test_training_crop_and_flip_are_shared_by_all_frames(processor, tmp_path):
@@ -124,9 +129,11 @@ def test_training_crop_and_flip_are_shared_by_all_frames(processor, tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    from modeling_sfar.training.augmentation import VideoAugmentation
+
     torch.manual_seed(1)
     for _ in range(3):
-        x = processor(str(still), training=True, return_tensors="pt")["pixel_values"][0]
+        x = VideoAugmentation(processor)(str(still))
         for t in range(1, 4):
             torch.testing.assert_close(x[t], x[0], atol=0.15, rtol=0)
 
@@ -214,7 +221,7 @@ def test_training_settings_are_not_saved_and_old_configs_with_them_load(processo
     trained.flip_probability, trained.crop_area_min = 0.0, 0.6  # as train.py once set them
     trained.save_pretrained(tmp_path / "new")
     saved = json.loads((tmp_path / "new" / "video_preprocessor_config.json").read_text())
-    assert not set(SfarVideoProcessor.training_only_settings) & set(saved), saved
+    assert not set(SfarVideoProcessor.legacy_training_settings) & set(saved), saved
     assert saved["num_frames"] == 4 and saved["crop_size"] == {"height": 32, "width": 32}
 
     # a repo saved before: its processor config holds the training settings; it loads, and evaluates as before
@@ -226,21 +233,23 @@ def test_training_settings_are_not_saved_and_old_configs_with_them_load(processo
     torch.testing.assert_close(loaded(video_path)["pixel_values"], processor(video_path)["pixel_values"])
     loaded.save_pretrained(tmp_path / "resaved")  # and saving it again drops them
     resaved = json.loads((tmp_path / "resaved" / "video_preprocessor_config.json").read_text())
-    assert not set(SfarVideoProcessor.training_only_settings) & set(resaved)
+    assert not set(SfarVideoProcessor.legacy_training_settings) & set(resaved)
 
 
 def test_the_training_transform_carries_the_augmentation_not_the_processor(processor, video_path):
-    from modeling_sfar.training.trainer import VideoTransform
+    from modeling_sfar.data.transform import VideoTransform
+    from modeling_sfar.training.augmentation import VideoAugmentation
 
-    def load(**augmentation):
-        transform = VideoTransform(processor, True, num_classes=2, multi_label=False, seed=3, **augmentation)
+    def load(**settings):
+        augmentation = VideoAugmentation(processor, **settings)
+        transform = VideoTransform(processor, num_classes=2, multi_label=False, augmentation=augmentation, seed=3)
         return transform.load(video_path, index=0)
 
     never, always = load(flip_probability=0.0), load(flip_probability=1.0)
     torch.testing.assert_close(always, never.flip(-1))  # the same draws, mirrored
-    assert processor.flip_probability == 0.5 and processor.crop_area_min == 0.08  # the processor is left alone
-    torch.testing.assert_close(load(), load())  # defaults: the processor's, seeded by the row
-    evaluation = VideoTransform(processor, False, num_classes=2, multi_label=False, flip_probability=1.0)
+    assert not hasattr(processor, "flip_probability")  # the processor holds no training setting
+    torch.testing.assert_close(load(), load())  # defaults: BIKE's, seeded by the row
+    evaluation = VideoTransform(processor, num_classes=2, multi_label=False)
     torch.testing.assert_close(evaluation.load(video_path, 0), processor(video_path)["pixel_values"][0])
 
 

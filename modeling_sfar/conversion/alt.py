@@ -1,7 +1,7 @@
 """Build an ALT model from a CLIP checkpoint (a Hub id such as `openai/clip-vit-base-patch16`, or a local folder).
 
 ALT keeps CLIP's towers under CLIP's own key names (token merging has no parameters), so the weight conversion is a
-renaming, `clip_to_alt_state_dict`; `convert_clip_to_alt` wires it to loading, the label set and the processor.
+renaming (`clip_to_state_dict` under ALT's prefix).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import torch
 from ..remote_code.configuration_alt import AltConfig
 from ..remote_code.modeling_alt import AltForVideoClassification
 from ..remote_code.processing_sfar import SfarProcessor
-from ..remote_code.video_processing_sfar import SfarVideoProcessor
-from .sfar import clip_to_sfar_state_dict
+from .clip import clip_config_fields, clip_to_state_dict, convert_from_clip
 
 __all__ = ["ALT_NEW_KEY_PREFIXES", "clip_to_alt_state_dict", "alt_config_from_clip", "convert_clip_to_alt"]
 
@@ -26,20 +25,13 @@ ALT_NEW_KEY_PREFIXES = ("alignment.", "learnable_queries", "decoder.", "label_se
 def clip_to_alt_state_dict(
     clip_state_dict: Mapping[str, torch.Tensor], prefix: str = "alt."
 ) -> dict[str, torch.Tensor]:
-    """Map a `CLIPModel` state dict onto ALT's keys (`prefix` + the CLIP key), as `clip_to_sfar_state_dict` does for
-    SFAR (the same CLIP towers under another prefix)."""
-    return clip_to_sfar_state_dict(clip_state_dict, prefix)
+    """A `CLIPModel` state dict under ALT's keys (`prefix` + the CLIP key); see `clip_to_state_dict`."""
+    return clip_to_state_dict(clip_state_dict, prefix)
 
 
 def alt_config_from_clip(clip_config: Any, **kwargs) -> AltConfig:
     """An `AltConfig` with the CLIP towers of `clip_config` (a `CLIPConfig`); `kwargs` are further fields."""
-    return AltConfig(
-        text_config=clip_config.text_config.to_dict(),
-        vision_config=clip_config.vision_config.to_dict(),
-        projection_dim=clip_config.projection_dim,
-        logit_scale_init_value=clip_config.logit_scale_init_value,
-        **kwargs,
-    )
+    return AltConfig(**clip_config_fields(clip_config), **kwargs)
 
 
 def convert_clip_to_alt(
@@ -58,23 +50,12 @@ def convert_clip_to_alt(
         entities: the entity corpus texts (required unless `use_entity_corpus=False`).
         config_kwargs: further `AltConfig` fields (`num_frames`, `token_merging_r`, `num_decoder_layers`, ...).
     """
-    from transformers import AutoTokenizer, CLIPModel
-
-    clip = CLIPModel.from_pretrained(clip_name_or_path, revision=revision)
-    tokenizer = AutoTokenizer.from_pretrained(clip_name_or_path, revision=revision)
-    config = alt_config_from_clip(clip.config, **config_kwargs)
-    config.text_config.eos_token_id = tokenizer.eos_token_id
-    config.converted_from = clip_name_or_path
-    model = AltForVideoClassification(config)
-    state = clip_to_alt_state_dict(clip.state_dict())
-    own = {k: v for k, v in model.state_dict().items() if k.removeprefix("alt.").startswith(ALT_NEW_KEY_PREFIXES)}
-    model.load_state_dict({**state, **own}, strict=True)
-    model.set_label_set(labels, tokenizer, entities)
-
-    image_size = config.vision_config.image_size
-    video_processor = SfarVideoProcessor(
-        num_frames=config.num_frames,
-        size={"shortest_edge": round(image_size * 256 / 224)},
-        crop_size={"height": image_size, "width": image_size},
+    return convert_from_clip(
+        clip_name_or_path,
+        lambda clip_config: alt_config_from_clip(clip_config, **config_kwargs),
+        AltForVideoClassification,
+        ALT_NEW_KEY_PREFIXES,
+        labels,
+        entities,
+        revision=revision,
     )
-    return model.eval(), SfarProcessor(video_processor=video_processor, tokenizer=tokenizer)

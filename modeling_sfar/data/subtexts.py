@@ -141,12 +141,12 @@ def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dic
 
 
 def subtexts_for_labels(
-    labels: list[str], source: str | os.PathLike | None, needed: bool, what: str
+    labels: list[str], source: str | os.PathLike | None, needed: bool, what: str, flag: str = "--subtexts"
 ) -> dict[str, list[str]] | None:
     """
     The sub-texts of `source` (see `load_subtexts`) for exactly `labels`, in their order; None without a `source`.
     Classes of `source` outside `labels` are dropped (logged). `what` names the label set in messages ("classes of
-    data/ucf101").
+    data/ucf101"), `flag` the argument that gives the sub-texts.
 
     Raises:
         ValueError: `needed` and no `source` (the variant uses sub-texts), or a class of `labels` without sub-texts in
@@ -154,7 +154,7 @@ def subtexts_for_labels(
     """
     if source is None:
         if needed:
-            raise ValueError(f"this variant needs sub-texts for the {what}: pass --subtexts")
+            raise ValueError(f"this variant needs sub-texts for the {what}: pass {flag}")
         return None
     subtexts = load_subtexts(source)
     missing = [label for label in labels if label not in subtexts]

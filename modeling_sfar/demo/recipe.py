@@ -21,15 +21,18 @@ from ..data.storyboard import (
     storyboard_entities,
 )
 from ..data.subtexts import save_subtext_dataset
+from ..families import FAMILIES, get_family
 from ..generation.tpp import select_candidates
 from ..remote_code.configuration_sfar import SFAR_VARIANTS
 from ..testing_utils import build_tiny_clip
-from ..training.run import DataArguments, ModelArguments, SfarTrainingArguments, run_training
+from ..training.arguments import DataArguments, ModelArguments, TrainingRun, VideoTrainingArguments
+from ..training.run import run_training
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "TINY_CLIP",
+    "DEMOS",
     "RECIPE",
     "RECIPE_FILE",
     "ROWS",
@@ -68,8 +71,9 @@ RECIPE = {
 # reads the storyboard's entity corpus (`prepare`'s `entities`), or none (the paper's Table C3 baseline). SFAR with
 # token merging is the "sfar" variant with r tokens merged in each block (r = 16 leaves 33 of 65).
 ROWS = {
-    "alt": {"model_type": "alt", "num_temporal_layers": None, "num_decoder_layers": 2},
-    "alt_no_corpus": {"model_type": "alt", "num_temporal_layers": None, "num_decoder_layers": 2,
+    "alt": {"model_type": "alt", "num_temporal_layers": None, "num_decoder_layers": 2, "subtexts": None,
+            "entities": "{entities}"},
+    "alt_no_corpus": {"model_type": "alt", "num_temporal_layers": None, "num_decoder_layers": 2, "subtexts": None,
                       "no_entity_corpus": True},
     "sfar_r8": {"token_merging_r": 8},
     "sfar_r16": {"token_merging_r": 16},
@@ -83,6 +87,16 @@ GROUP_COLUMNS = ("ambiguous", "timing")
 SUBSETS = {"all": None, "ambiguous": "ambiguous", "non-uniform": "timing=non-uniform", "uniform": "timing=uniform"}
 
 RECIPE_FILE = "sfar_recipe.json"
+
+# What `scripts/demo.py --model_type <family>` trains and writes: the benchmark row (None: `--variant`), the model
+# folder (each family its own, so that one demo's folder, claimed for its recipe, stays resumable beside the other's),
+# the picture and the results file, and what its headline says of the model.
+DEMOS = {
+    "sfar": {"row": None, "folder": "model", "picture": "frame_weights.png", "results": "results.json",
+             "about": "variant {variant}", "picture_name": "frame weights"},
+    "alt": {"row": "alt", "folder": "alt-model", "picture": "entity_regions.png", "results": "alt_results.json",
+            "about": "the storyboard's entity corpus: {entities}", "picture_name": "entity regions"},
+}  # fmt: skip
 
 
 def claim_folder(folder: str, recipe: dict, what: str) -> None:
@@ -153,8 +167,7 @@ def prepare(output_dir: str, base: str | None, seed: int, train_per_class: int, 
 def row_settings(variant: str, paths: dict) -> dict:
     """
     The training arguments that the row `variant` changes in RECIPE: the model variant of one of SFAR's variants;
-    for a `ROWS` name, its entry on SFAR's "sfar" variant (with `paths["entities"]` and no sub-texts for ALT with a
-    corpus, no sub-texts for ALT without one).
+    for a `ROWS` name, its entry on SFAR's "sfar" variant, a "{name}" in it replaced by `paths[name]` (ALT's corpus).
 
     Raises:
         ValueError: a name that is neither, naming the choices.
@@ -164,16 +177,12 @@ def row_settings(variant: str, paths: dict) -> dict:
     if variant not in ROWS:
         raise ValueError(f"unknown variant {variant!r}; choose from {[*SFAR_VARIANTS, *ROWS]}")
     row = {"variant": "sfar", **ROWS[variant]}
-    if row.get("model_type") == "alt":
-        row["subtexts"] = None  # ALT reads entities, not sub-texts
-        if not row.get("no_entity_corpus"):
-            row["entities"] = paths["entities"]
-    return row
+    return {key: value.format(**paths) if isinstance(value, str) else value for key, value in row.items()}
 
 
 def variant_arguments(
     paths: dict, output_dir: str, variant: str, seed: int, epochs: float
-) -> tuple[ModelArguments, DataArguments, SfarTrainingArguments]:
+) -> TrainingRun:
     """
     The training arguments of one row of the benchmark (see `train_variant`) with the demo recipe, as `run_training`
     takes them.
@@ -198,14 +207,17 @@ def variant_arguments(
         **RECIPE,
         **row_settings(variant, paths),
     }
+    family = get_family(settings.get("model_type", "sfar"))
     arguments = []
-    for cls in (ModelArguments, DataArguments, SfarTrainingArguments):
+    for cls in (ModelArguments, family.arguments, DataArguments, VideoTrainingArguments):
         names = {f.name for f in fields(cls) if f.init}
         arguments.append(cls(**{key: settings.pop(key) for key in list(settings) if key in names}))
+    # another family's flag at its default (SFAR's variant for an ALT row) is no setting of this run
+    defaults = {f.name: f.default for other in FAMILIES.values() for f in fields(other.arguments)}
+    settings = {key: value for key, value in settings.items() if key not in defaults or value != defaults[key]}
     if settings:  # a recipe key that no argument takes would otherwise be dropped silently
         raise ValueError(f"the demo recipe has settings no training argument takes: {sorted(settings)}")
-    model_args, data_args, training_args = arguments
-    return model_args, data_args, training_args
+    return TrainingRun(family, *arguments)
 
 
 def variant_recipe(paths: dict, variant: str, seed: int, epochs: float) -> dict:
@@ -229,4 +241,4 @@ def train_variant(paths: dict, output_dir: str, variant: str, seed: int, epochs:
     """
     arguments = variant_arguments(paths, output_dir, variant, seed, epochs)
     claim_folder(output_dir, variant_recipe(paths, variant, seed, epochs), "training run")
-    return run_training(*arguments)
+    return run_training(arguments)
