@@ -5,10 +5,13 @@ PY := $(VENV)/bin/python
 TRANSFORMERS_VERSION := 5.19.0
 TRANSFORMERS_CACHE := .cache/transformers-$(TRANSFORMERS_VERSION)
 TRANSFORMERS_TESTS := $(TRANSFORMERS_CACHE)/tests
+OPEN_CLIP_VERSION := 3.3.0
+OPEN_CLIP_CACHE := .cache/open_clip-$(OPEN_CLIP_VERSION)
+OPEN_CLIP_WHEELS := open_clip_torch==$(OPEN_CLIP_VERSION) ftfy==6.3.1 wcwidth==0.9.4
 
 .PHONY: demo test lint setup clean ablation bench setup-generate test-generate
 
-setup: $(VENV)/.installed $(TRANSFORMERS_TESTS)/.fetched
+setup: $(VENV)/.installed $(TRANSFORMERS_TESTS)/.fetched $(OPEN_CLIP_CACHE)/.fetched
 
 # transformers' own common model tests (ModelTesterMixin, ConfigTester), run against SFAR by
 # tests/test_transformers_common.py. The released sdist on PyPI ships them; it is fetched once, pinned to the installed
@@ -22,6 +25,19 @@ $(TRANSFORMERS_TESTS)/.fetched: | $(VENV)/.installed
 		--strip-components=1 transformers-$(TRANSFORMERS_VERSION)/tests
 	@# the repository's tests/ is a package (an empty __init__.py, which the sdist leaves out); the common tests load it
 	touch $(TRANSFORMERS_TESTS)/__init__.py
+	touch $@
+
+# CLIP's own BPE vocabulary (open_clip/bpe_simple_vocab_16e6.txt.gz), from which tests/test_real_tokenizer.py builds
+# the tokenizer of openai/clip-vit-base-patch16, and open_clip's pure-Python tokenizer beside it, the reference that
+# tokenizer is checked against (with ftfy and wcwidth, which its text cleaning imports). The pinned wheels are
+# installed into a git-ignored folder outside the venv (`--target`, no dependencies), so the project's torch stack is
+# untouched; the tests load open_clip's tokenizer module from its file, never the `open_clip` package.
+$(OPEN_CLIP_CACHE)/.fetched: | $(VENV)/.installed
+	rm -rf $(OPEN_CLIP_CACHE) && mkdir -p $(OPEN_CLIP_CACHE)
+	$(PY) -m pip download --quiet --no-deps --dest $(OPEN_CLIP_CACHE) $(OPEN_CLIP_WHEELS)
+	$(PY) -m pip install --quiet --no-deps --no-index --no-compile --find-links $(OPEN_CLIP_CACHE) \
+		--target $(OPEN_CLIP_CACHE)/site $(OPEN_CLIP_WHEELS)
+	test -f $(OPEN_CLIP_CACHE)/site/open_clip/bpe_simple_vocab_16e6.txt.gz
 	touch $@
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -85,4 +101,4 @@ lint: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(GENERATE_VENV) outputs .cache/transformers-*
+	rm -rf $(VENV) $(GENERATE_VENV) outputs .cache/transformers-* .cache/open_clip-*

@@ -1,16 +1,24 @@
 """Testing utilities: tiny checkpoints saved in the layout of Hub repositories, for the tests, the benchmarks and the
 offline demo (a random CLIP; Llama and LLaVA chat models, random or with weights set so that they answer like a small
-Markov chain), and a generated test video. Nothing here is downloaded."""
+Markov chain), CLIP's real tokenizer built from its BPE merges file, and a generated test video. Nothing here is
+downloaded."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+from pathlib import Path
 
 import torch
 
 from .data.video_io import write_frames
 
 __all__ = [
+    "CLIP_CONTEXT_LENGTH",
+    "CLIP_NUM_MERGES",
+    "CLIP_VOCAB_SIZE",
+    "build_clip_tokenizer",
     "build_tiny_clip",
     "build_tiny_llama_chat",
     "build_tiny_llava_chat",
@@ -33,6 +41,84 @@ def _byte_level_alphabet() -> list[str]:
     return chars
 
 
+# OpenAI's CLIP tokenizer (every OpenAI CLIP on the Hub, `openai/clip-vit-base-patch16` among them): a vocabulary of
+# the 256 byte characters, the same with the end-of-word suffix `</w>`, one token per merge and the two special tokens.
+CLIP_NUM_MERGES = 49152 - 256 - 2  # the first 48,894 lines of the merges file; the file holds 262,145
+CLIP_VOCAB_SIZE = 2 * 256 + CLIP_NUM_MERGES + 2  # 49,408: <|startoftext|> is 49406, <|endoftext|> 49407
+CLIP_CONTEXT_LENGTH = 77  # positions of the text tower, the start and end tokens included
+_CLIP_SPECIAL_TOKENS = {
+    "bos_token": "<|startoftext|>",
+    "eos_token": "<|endoftext|>",
+    "unk_token": "<|endoftext|>",
+    "pad_token": "<|endoftext|>",
+}
+
+
+def build_clip_tokenizer(bpe_path: str | os.PathLike, save_directory: str | os.PathLike) -> str:
+    """
+    Save OpenAI CLIP's tokenizer, built from CLIP's BPE merges file, to `save_directory` in the layout of the Hub's
+    `openai/clip-vit-base-patch16`: `vocab.json` and `merges.txt`, `tokenizer_config.json` (`CLIPTokenizer`, CLIP's
+    special tokens, `model_max_length` 77, lower-casing) and `special_tokens_map.json`, and the `tokenizer.json` that
+    transformers' `CLIPTokenizer` builds from them.
+
+    Args:
+        bpe_path: CLIP's merges file, `bpe_simple_vocab_16e6.txt.gz` (gzip, a header line then one merge per line, two
+            symbols separated by a space), as openai/CLIP and the `open_clip_torch` package ship it.
+        save_directory: the folder to write (created when missing); files of the same names are replaced.
+
+    Returns:
+        The folder, loadable with `AutoTokenizer.from_pretrained`: 49,408 tokens, `<|startoftext|>` = 49406,
+        `<|endoftext|>` = 49407 (also the padding and unknown token).
+
+    Raises:
+        ValueError: `bpe_path` is not a gzip file of that layout or holds fewer than 48,894 merges (the message names
+            the file).
+    """
+    from transformers import CLIPTokenizer
+
+    bpe_path = Path(bpe_path)
+    try:
+        with gzip.open(bpe_path, "rt", encoding="utf-8") as file:
+            lines = file.read().rstrip("\n").split("\n")
+    except (OSError, UnicodeDecodeError, EOFError) as error:
+        raise ValueError(f"{bpe_path}: not CLIP's gzip BPE merges file ({error})") from error
+    if "#version" not in lines[0]:
+        raise ValueError(f"{bpe_path}: the first line should be the merges file's `#version` header, got {lines[0]!r}")
+    merges = lines[1 : 1 + CLIP_NUM_MERGES]
+    if len(merges) < CLIP_NUM_MERGES:
+        raise ValueError(f"{bpe_path}: {len(merges)} merges, CLIP's tokenizer uses the first {CLIP_NUM_MERGES}")
+    for number, merge in enumerate(merges, start=2):
+        if len(merge.split(" ")) != 2:
+            raise ValueError(f"{bpe_path}, line {number}: a merge is two symbols separated by a space, got {merge!r}")
+    # The byte characters in the order of the byte-to-character table's values: the printable bytes (which stand for
+    # themselves) first, then the others (256 and up), i.e. by code point.
+    characters = sorted(_byte_level_alphabet())
+    tokens = characters + [c + "</w>" for c in characters] + [merge.replace(" ", "") for merge in merges]
+    tokens += [_CLIP_SPECIAL_TOKENS["bos_token"], _CLIP_SPECIAL_TOKENS["eos_token"]]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    if len(vocab) != CLIP_VOCAB_SIZE:
+        raise ValueError(f"{bpe_path}: the merges give {len(vocab)} distinct tokens, CLIP has {CLIP_VOCAB_SIZE}")
+
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        **_CLIP_SPECIAL_TOKENS,
+        "model_max_length": CLIP_CONTEXT_LENGTH,
+        "do_lower_case": True,
+        "add_prefix_space": False,
+        "errors": "replace",
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / "special_tokens_map.json").write_text(json.dumps(_CLIP_SPECIAL_TOKENS, indent=2) + "\n", encoding="utf-8")
+    (folder / "tokenizer.json").unlink(missing_ok=True)  # built from the files above, never from an older one
+    tokenizer = CLIPTokenizer.from_pretrained(folder)
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    return os.fspath(save_directory)
+
+
 def build_tiny_clip(
     save_directory: str | os.PathLike,
     hidden_size: int = 32,
@@ -42,33 +128,39 @@ def build_tiny_clip(
     patch_size: int = 8,
     seed: int = 0,
     logit_scale_init_value: float = 2.6592,
+    bpe_path: str | os.PathLike | None = None,
 ) -> str:
     """
-    Save a randomly initialised small `CLIPModel` and a character-level CLIP tokenizer to `save_directory`.
+    Save a randomly initialised small `CLIPModel` and a CLIP tokenizer to `save_directory`.
 
-    The tokenizer is a real `CLIPTokenizer` whose vocabulary holds every byte character (with and without the
-    end-of-word suffix) and no merges, so any text tokenizes. Returns the folder, loadable with `from_pretrained`.
-    `logit_scale_init_value` is the log logit scale: CLIP's initial log(1/0.07) by default; trained CLIP checkpoints
-    hold log(100) = 4.6052.
+    By default the tokenizer is a real `CLIPTokenizer` whose vocabulary holds every byte character (with and without
+    the end-of-word suffix) and no merges, so any text tokenizes. With `bpe_path` (CLIP's merges file, see
+    `build_clip_tokenizer`) it is OpenAI CLIP's own tokenizer, and the text tower has its 49,408 token embeddings and
+    the token ids of the Hub's OpenAI CLIP configurations (start 0, end 2, padding 1: with the legacy end id 2,
+    transformers pools each text at its largest token id, the end token). Returns the folder, loadable with
+    `from_pretrained`. `logit_scale_init_value` is the log logit scale: CLIP's initial log(1/0.07) by default; trained
+    CLIP checkpoints hold log(100) = 4.6052.
     """
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    alphabet = _byte_level_alphabet()
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in alphabet:
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault(char + "</w>", len(vocab))
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    if bpe_path is None:
+        vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+        for char in _byte_level_alphabet():
+            vocab.setdefault(char, len(vocab))
+            vocab.setdefault(char + "</w>", len(vocab))
+        tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+        vocab_size, token_ids = len(vocab), {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    else:
+        tokenizer = CLIPTokenizer.from_pretrained(build_clip_tokenizer(bpe_path, save_directory))
+        vocab_size, token_ids = CLIP_VOCAB_SIZE, {"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1}
     text = {
-        "vocab_size": len(vocab),
+        "vocab_size": vocab_size,
         "hidden_size": hidden_size,
         "intermediate_size": 4 * hidden_size,
         "num_hidden_layers": num_layers,
         "num_attention_heads": max(1, hidden_size // 16),
-        "max_position_embeddings": 77,
-        "bos_token_id": 0,
-        "eos_token_id": 1,
-        "pad_token_id": 1,
+        "max_position_embeddings": CLIP_CONTEXT_LENGTH,
+        **token_ids,
         "projection_dim": projection_dim,
     }
     vision = {
@@ -90,7 +182,8 @@ def build_tiny_clip(
         )
     )
     model.save_pretrained(save_directory)
-    tokenizer.save_pretrained(save_directory)
+    if bpe_path is None:  # the real tokenizer's folder is already written, in the Hub's layout
+        tokenizer.save_pretrained(save_directory)
     crop = {"height": image_size, "width": image_size}
     CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size=crop).save_pretrained(save_directory)
     return os.fspath(save_directory)
