@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-from datasets_scripts.build_dataset import build_charades, build_hmdb51, build_kinetics400, build_ucf101
+from modeling_sfar.data.benchmarks import build_charades, build_hmdb51, build_kinetics400, build_ucf101
 from modeling_sfar.testing_utils import write_video
 
 REPO = Path(__file__).resolve().parents[1]

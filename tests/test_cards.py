@@ -96,7 +96,8 @@ def test_the_card_takes_base_model_from_the_conversion_and_one_licence_for_the_p
 
 
 def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
-    from datasets_scripts.generate_subtexts import SamplingOptions, subtext_card
+    from modeling_sfar.generation.backends import SamplingOptions
+    from modeling_sfar.generation.subtexts import subtext_card
 
     row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 2.5, "generator": "m", "prompt": "table6-q1"}
     records = [{"generator": "m", "subtexts": None, "rejected": "empty answer"}]
@@ -118,7 +119,7 @@ def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
 def test_video_dataset_card_renders_and_parses_back(builder, tmp_path):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-    from datasets_scripts.build_dataset import BuildReport, dataset_card
+    from modeling_sfar.data.benchmarks import BuildReport, dataset_card
 
     names = ["ApplyEyeMakeup", "YoYo"]
     if builder == "charades":

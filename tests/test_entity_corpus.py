@@ -17,26 +17,26 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.entity_corpus import (
+from datasets_scripts.entity_corpus import main, parse_args
+from modeling_sfar.data.classes import read_classes
+from modeling_sfar.data.entities import ENTITY_CONFIGS, entity_texts, load_entity_config
+from modeling_sfar.generation.answers import read_log
+from modeling_sfar.generation.backends import SamplingOptions, TransformersBackend, request_seed
+from modeling_sfar.generation.entity_corpus import (
     BODY_CONTEXT,
     ChatRequest,
     generate_descriptions,
     generate_entity_corpus,
     generate_units,
     lesk_overlap,
-    main,
-    parse_args,
     select_senses,
 )
-from datasets_scripts.entity_prompts import DESCRIPTION_PROMPTS, UNIT_KINDS, description_messages, unit_messages
-from datasets_scripts.generate_subtexts import (
-    SamplingOptions,
-    TransformersBackend,
-    read_classes,
-    read_log,
-    request_seed,
+from modeling_sfar.generation.entity_prompts import (
+    DESCRIPTION_PROMPTS,
+    UNIT_KINDS,
+    description_messages,
+    unit_messages,
 )
-from modeling_sfar.data.entities import ENTITY_CONFIGS, entity_texts, load_entity_config
 from modeling_sfar.generation.tpp import encode_texts
 from modeling_sfar.testing_utils import build_tiny_llama_chat
 
@@ -339,18 +339,18 @@ def test_the_sense_that_shares_words_with_the_labels_wins_and_clip_breaks_ties(t
     assert sum(r["selected"] for r in rows) == 2
 
 
-def test_the_command_line_mirrors_generate_subtexts(llama):
-    args = parse_args(
+def test_the_command_line_mirrors_generate_subtexts(llama, capsys):
+    args, backend = parse_args(
         ["--classes", "c.txt", "--model", llama, "--model", "b@abc", "c", "--output", "o", "--backend", "vllm"]
     )
-    assert (
-        args.model == [llama, "b@abc", "c"] and args.backend == "vllm" and args.clip == "openai/clip-vit-base-patch16"
-    )
-    assert (args.kv_cache_gib, args.enforce_eager, args.batch_size, args.max_attempts) == (None, False, 8, 3)
+    assert args.model == [llama, "b@abc", "c"] and backend.backend == "vllm"
+    assert args.clip == "openai/clip-vit-base-patch16"
+    assert (backend.kv_cache_gib, backend.enforce_eager, backend.batch_size, args.max_attempts) == (None, False, 8, 3)
     with pytest.raises(SystemExit):
         parse_args(["--classes", "c.txt", "--model", llama, "--output", "out", "--backend", "openai"])
     with pytest.raises(SystemExit):
         parse_args(["--classes", "c.txt", "--model", llama, "--output", "out", "--max_unit_words", "0"])
+    assert "--max_unit_words must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, tmp_path):

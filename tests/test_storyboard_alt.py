@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.entity_prompts import DEFAULT_BODY_PARTS, content_words
 from modeling_sfar import SFAR_VARIANTS, AltConfig
 from modeling_sfar.data.entities import entity_text, entity_texts, load_entity_config
 from modeling_sfar.data.storyboard import (
@@ -21,6 +20,7 @@ from modeling_sfar.data.storyboard import (
     storyboard_entities,
 )
 from modeling_sfar.demo import recipe as recipe
+from modeling_sfar.generation.entity_prompts import DEFAULT_BODY_PARTS, content_words
 from modeling_sfar.training.run import ModelArguments, check_model_arguments, load_entities
 from tests.conftest import run_python_offline
 

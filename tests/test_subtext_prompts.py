@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.subtext_prompts import (
+from modeling_sfar.generation.subtext_prompts import (
     QUESTION_PROMPTS,
     SYSTEM_PROMPT,
     SubtextParseError,
