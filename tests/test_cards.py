@@ -112,7 +112,8 @@ def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
     assert [c["config_name"] for c in data["configs"]] == ["subtexts", "candidates"]
     assert data["configs"][0]["data_files"] == [{"split": "train", "path": "subtexts/*.parquet"}]
     assert 'load_dataset("org/subtexts", "subtexts", split="train")' in loaded.text
-    assert "| `m` | `abc` | 1 |" in loaded.text and '"empty answer" x1' in loaded.text
+    assert "| `m` | `abc` | 1 |" in loaded.text and "| empty answer | 1 | `m` 1 |" in loaded.text
+    assert "1 of 1 answers were refused" in loaded.text
 
 
 @pytest.mark.parametrize("builder", ["ucf101", "charades"])

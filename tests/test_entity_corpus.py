@@ -226,7 +226,15 @@ def test_the_card_records_provenance_prompts_and_counts(generated, llama, tiny_c
     assert f"{entities.num_rows} entities" in text and "2 action labels" in text
     assert f"`{llama}`" in text and "temperature 1.0" in text and "seed 0" in text and "alt-appendix-a/v1" in text
     assert DESCRIPTION_PROMPTS[1] in text and "What are identifying primitive motions of an action {label}?" in text
-    assert '"units: no units listed" x' in text and '"describe: no description" x' in text
+    # the refused answers, counted from the answer log per kind of question
+    records = read_log(generated / "answers.jsonl")
+    stages = (("units", "Units", "no units listed"), ("describe", "Descriptions", "no description"))
+    for stage, heading, reason in stages:
+        asked = [r for r in records if r["stage"] == stage]
+        refused = [r for r in asked if r["rejected"]]
+        assert refused and {r["rejected"] for r in refused} == {reason}
+        assert f"**{heading}.** {len(refused)} of {len(asked)} answers were" in text
+        assert f"| {reason} | {len(refused)} | `{llama}` {len(refused)} | None. |" in text
     assert f"`{tiny_clip_dir}`" in text and "Lesk decided" in text and "- body part: " in text
     assert any(f"`{t}`" in text for t in entities["text"]), "examples"
 
@@ -373,3 +381,44 @@ def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, t
     sent = push_entity_dataset(generated, "org/entities", private=True, api=api, staging=tmp_path / "push")
     assert sent == files
     assert api.repo == ("org/entities", "dataset", True) and api.commit == ("org/entities", "dataset", files)
+
+
+def test_a_chat_models_answers_leave_no_chat_in_the_corpus_and_the_card_counts_its_refusals(tiny_clip_dir, tmp_path):
+    """A tiny model that answers every question, as the seed draws, with answers of tests/chat_answers.py (a list
+    with a preamble and a sign-off, "Sure! A guitar pick is ...", senses with a note, a refusal): no stored unit or
+    description holds the chat, and the card counts the log's refusals per kind of question."""
+    from collections import Counter
+
+    from huggingface_hub import DatasetCard
+
+    from tests.chat_answers import CHAT, DESCRIPTION_ANSWERS, UNIT_ANSWERS
+
+    shapes = (
+        "numbered, preamble, sign-off",
+        "refusal",
+        "one sentence after Sure!",
+        "numbered senses with bold headings, note",
+    )
+    chatty = [case for case in UNIT_ANSWERS + DESCRIPTION_ANSWERS if case.shape in shapes]
+    model = build_tiny_llama_chat(tmp_path / "chatty", steps=(tuple(c.answer for c in chatty),), closing=None,
+                                  stop_early_probability=0.0)  # fmt: skip
+    output = generate_entity_corpus(
+        {"chatty": TransformersBackend(model)}, {"clean_and_jerk": "clean and jerk"}, tiny_clip_dir, tmp_path / "out",
+        SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=4, max_attempts=3), default_body_parts=("hands",),
+    )  # fmt: skip
+    records = read_log(output / "answers.jsonl")
+    assert {r["answer"] for r in records} == {c.answer for c in chatty}, "the seeds drew every answer"
+    refusal = next(c.answer for c in chatty if c.refused)
+    assert all(r["rejected"] == "refusal" for r in records if r["answer"] == refusal)
+    entities = load_entity_config(output, "entities")
+    stored = list(entities["unit"]) + list(entities["description"])
+    stored += [d for d in load_entity_config(output, "descriptions")["description"]]
+    assert not [text for text in stored if CHAT.search(text)]
+    assert "A guitar pick is a small, flat tool used to pluck or strum the strings of a guitar." in stored
+    text = DatasetCard.load(output / "README.md").text
+    for stage, heading in (("units", "Units"), ("describe", "Descriptions")):
+        asked = [r for r in records if r["stage"] == stage]
+        refused = Counter(r["rejected"] for r in asked if r["rejected"])
+        assert f"**{heading}.** {sum(refused.values())} of {len(asked)} answers were" in text
+        for reason, count in refused.items():
+            assert f"| {reason} | {count} | `chatty` {count} |" in text

@@ -149,7 +149,11 @@ def test_the_card_records_provenance_and_the_tpp_distribution(generated, llama):
     text = card.text
     assert f"`{llama}`" in text and "temperature 1.0" in text and "seed 0" in text
     assert "sfar-table6-7/v1" in text and QUESTION_PROMPTS[2] in text
-    assert '"found 3 steps, need 4" x' in text
+    # the refused answers, counted from the answer log
+    records = read_log(generated / "answers.jsonl")
+    refused = [r for r in records if r["rejected"]]
+    assert f"{len(refused)} of {len(records)} answers were refused" in text
+    assert f"| found 3 steps, need 4 | {len(refused)} | `{llama}` {len(refused)} | 1. This action is" in text
     assert "![TPP of every candidate" in text and (generated / "tpp_histogram.png").stat().st_size > 1000
 
 
@@ -271,3 +275,42 @@ def test_a_vision_language_chat_model_answers_text_only(tmp_path):
     assert len(records) >= len(QUESTION_PROMPTS) and all(isinstance(r["answer"], str) for r in records)
     rendered = backend.render(backend.asked[0].messages)
     assert SYSTEM_PROMPT in rendered and "Action: jump" in rendered and rendered.endswith("<|assistant|>")
+
+
+def test_a_chat_models_answers_leave_no_chat_in_the_dataset_and_the_card_counts_its_refusals(tiny_clip_dir, tmp_path):
+    """A tiny model that answers, as the seed draws, with answers of tests/chat_answers.py (preambles, closing
+    summaries, sign-offs, a note; a refusal, an answer cut off at the token limit): through `generate`, the answer log,
+    the parser and TPP selection, the dataset holds the steps only, and the card counts the refusals of the log."""
+    from collections import Counter
+
+    from huggingface_hub import DatasetCard
+
+    from tests.chat_answers import CHAT, SUBTEXT_ANSWERS
+
+    shapes = (
+        "step-labels, preamble, sign-off",
+        "numbered, two-sentence preamble, summary paragraph, sign-off",
+        "asterisk bullets, two-sentence note",
+        "refusal: violence",
+        "cut off at the token limit",
+    )
+    chatty = [case for case in SUBTEXT_ANSWERS if case.shape in shapes]
+    model = build_tiny_llama_chat(tmp_path / "chatty", steps=(tuple(c.answer for c in chatty),), closing=None,
+                                  stop_early_probability=0.0)  # fmt: skip
+    output = generate_subtext_dataset(
+        {"chatty": lambda: TransformersBackend(model)}, {"jump": "jump", "run": "run"}, tiny_clip_dir,
+        tmp_path / "out", SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=4, max_attempts=3),
+    )  # fmt: skip
+    records = read_log(output / "answers.jsonl")
+    by_answer = {case.answer: case for case in chatty}
+    assert {by_answer[r["answer"]].shape for r in records} == set(shapes), "the seeds drew every answer"
+    for record in records:  # every answer parsed as the corpus says, or refused with its reason
+        case = by_answer[record["answer"]]
+        assert (record["subtexts"] or [], record["rejected"]) == (list(case.parsed), case.refused)
+    stored = [text for row in load_subtext_config(output, "candidates") for text in row["subtexts"]]
+    assert stored and not [text for text in stored if CHAT.search(text)]
+    text = DatasetCard.load(output / "README.md").text
+    refused = Counter(r["rejected"] for r in records if r["rejected"])
+    assert f"{sum(refused.values())} of {len(records)} answers were refused" in text
+    for reason, count in refused.items():
+        assert f"| {reason} | {count} | `chatty` {count} |" in text

@@ -4,7 +4,8 @@ Every answer, accepted or rejected with its reason, is appended to a JSON-lines 
 an interrupted run restarts without asking again what was already answered (`read_log` reads it back). A rejected
 answer is asked again with the next attempt, and so the next seed (`backends.request_seed`), up to
 `SamplingOptions.max_attempts` times (`ask_until_parsed`). `generate_answers` asks the sub-text questions (the four
-prompts of the SFAR paper's Table 6 for every class) through that loop.
+prompts of the SFAR paper's Table 6 for every class) through that loop. `refusal_report` counts, from the log's
+records, how many answers were refused and why, for the dataset cards.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from .backends import Backend, Request, SamplingOptions, request_seed
 from .subtext_prompts import QUESTION_PROMPTS, SubtextParseError, parse_subtexts
 
-__all__ = ["read_log", "ask_until_parsed", "generate_answers"]
+__all__ = ["read_log", "ask_until_parsed", "generate_answers", "refusal_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,3 +170,49 @@ def generate_answers(
         (SubtextParseError,),
         chunk_size,
     )
+
+
+# What a log record holds besides the fields that identify its question.
+_ANSWER_FIELDS = {"generator", "revision", "attempt", "seed", "answer", "rejected"}
+
+
+def refusal_report(records: list[dict[str, Any]], result_field: str, example_chars: int = 100) -> dict[str, Any]:
+    """
+    How many of `records` (answer-log records whose parsed result is `result_field`) were refused, and why.
+
+    Returns:
+        `answers` (records), `refused` (records with a rejection reason), `questions` (a model asked one question:
+        the generator and the record's question fields), `unanswered` (questions refused at every attempt made), and
+        `reasons`: one row per reason, most frequent first, `{"reason", "count", "by_generator": {model: count},
+        "example": the first such answer on one line, cut to `example_chars` characters, with "|" escaped for a
+        markdown table}`.
+    """
+    question_fields = sorted({k for r in records for k in r} - _ANSWER_FIELDS - {result_field})
+
+    def question(record: dict[str, Any]) -> tuple:
+        return (record["generator"], *(json.dumps(record.get(f)) for f in question_fields))
+
+    accepted = {question(r) for r in records if not r["rejected"]}
+    asked = {question(r) for r in records}
+    counts = Counter(r["rejected"] for r in records if r["rejected"])
+    reasons = []
+    for reason, count in counts.most_common():
+        refused = [r for r in records if r["rejected"] == reason]
+        example = " ".join((refused[0].get("answer") or "").split())
+        if len(example) > example_chars:
+            example = example[: example_chars - 3].rstrip() + "..."
+        reasons.append(
+            {
+                "reason": reason,
+                "count": count,
+                "by_generator": dict(Counter(r["generator"] for r in refused).most_common()),
+                "example": example.replace("|", "\\|"),
+            }
+        )
+    return {
+        "answers": len(records),
+        "refused": sum(counts.values()),
+        "questions": len(asked),
+        "unanswered": len(asked - accepted),
+        "reasons": reasons,
+    }

@@ -42,7 +42,7 @@ from ..conversion.sfar import CLIP_VIT_B16
 from ..data.classes import read_classes
 from ..data.entities import entity_text, save_entity_dataset
 from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
-from .answers import ask_until_parsed, read_log
+from .answers import ask_until_parsed, read_log, refusal_report
 from .backends import Backend, BackendOptions, SamplingOptions, model_loaders, request_seed
 from .entity_prompts import (
     DEFAULT_BODY_PARTS,
@@ -321,7 +321,11 @@ def entity_card(
     license: str = "apache-2.0",
     repo_id: str | None = None,
 ):
-    """The dataset card of an entity corpus, from `hub_cards/entity_dataset_card.md`."""
+    """
+    The dataset card of an entity corpus, from `hub_cards/entity_dataset_card.md`: the corpus, provenance, and the
+    refused answers of `records` (the answer log's records of the generators, unit and description questions counted
+    apart, by reason, with `refusal_report`).
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from ..data.entities import config_metadata
@@ -335,9 +339,12 @@ def entity_card(
         configs=config_metadata(),
     )
     kinds = Counter(kind for row in entities for kind in row["kinds"])
-    rejected = Counter((r["stage"], r["rejected"]) for r in records if r["rejected"])
     per_generator = Counter(row["generator"] for row in entities)
     examples = [row for row in entities if not row["default"]][:5] or entities[:5]
+    refused = [
+        (stage, refusal_report([r for r in records if r.get("stage") == stage], result))
+        for stage, result in (("units", "units"), ("describe", "descriptions"))
+    ]
     return DatasetCard.from_template(
         data,
         template_path=os.fspath(CARD_TEMPLATE),
@@ -359,7 +366,8 @@ def entity_card(
         clip=clip,
         prompt_template=prompt_template,
         num_answers=len(records),
-        rejected=[(f"{stage}: {reason}", n) for (stage, reason), n in rejected.most_common()],
+        refused=refused,
+        num_refused=sum(report["refused"] for _, report in refused),
         lesk_decided=sum(row["lesk"] > 0 for row in entities),
         dropped=dropped,
         examples=examples,

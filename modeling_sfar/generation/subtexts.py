@@ -31,7 +31,7 @@ from hub_cards import SUBTEXT_DATASET_CARD, template_path
 from ..conversion.sfar import CLIP_VIT_B16
 from ..data.classes import read_classes
 from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
-from .answers import generate_answers
+from .answers import generate_answers, refusal_report
 from .backends import Backend, BackendOptions, SamplingOptions, model_loaders
 from .subtext_prompts import PROMPT_VERSION, QUESTION_PROMPTS, SYSTEM_PROMPT
 
@@ -139,7 +139,10 @@ def subtext_card(
     license: str = "apache-2.0",
     repo_id: str | None = None,
 ):
-    """The dataset card of a sub-text set, from `hub_cards/subtext_dataset_card.md`."""
+    """
+    The dataset card of a sub-text set, from `hub_cards/subtext_dataset_card.md`: provenance, the refused answers of
+    `records` (the answer log's records of the generators, counted by reason with `refusal_report`), TPP.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from ..data.subtexts import config_metadata
@@ -152,7 +155,6 @@ def subtext_card(
         tags=["sfar", "sub-texts", "action-recognition", "text-prompt-perplexity"],
         configs=config_metadata(),
     )
-    rejected = Counter(r["rejected"] for r in records if r["rejected"])
     per_generator = Counter(r["generator"] for r in selected)
     return DatasetCard.from_template(
         data,
@@ -170,7 +172,7 @@ def subtext_card(
         prompt_template=prompt_template,
         num_answers=len(records),
         num_candidates=len(rows),
-        rejected=rejected.most_common(),
+        refused=refusal_report(records, "subtexts"),
         selected_tpp=tpp_summary([r["tpp"] for r in selected]),
         candidate_tpp=tpp_summary([r["tpp"] for r in rows]),
         histogram=histogram,
