@@ -11,8 +11,12 @@ Layouts read (the archives' own names):
   Charades:     Charades_v1_classes.txt, Charades_v1_{train,test}.csv (actions "c092 11.90 21.20;...") and
                 Charades_v1_480/<id>.mp4 (the annotation files may sit in a Charades/ folder)
 
-Videos listed by the annotations but absent from disk are counted and reported (always the case for Kinetics), and
-listed in `<output>/missing_<split>.txt`; `strict` stops instead.
+Each benchmark's own conventions are kept (`CONVENTIONS`): the class order other codebases use (for HMDB-51 the sorted
+class names, not the order of its split files) and the split names, so that the split to evaluate on is `test`, or
+`validation` for Kinetics-400, whose test labels are not published. Videos listed by the annotations but absent from
+disk are counted and reported (always the case for Kinetics), and listed in `<output>/missing_<split>.txt`; `strict`
+stops instead. A Kinetics video found in two folders (CVDF's `replacement/replacement_for_corrupted_k400/` beside the
+original) is taken from the replacement, and reported.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hub_cards import VIDEO_DATASET_CARD, template_path
 from modeling_sfar import class_name_to_text
@@ -36,27 +41,64 @@ __all__ = [
     "build_charades",
     "BUILDERS",
     "BuildReport",
+    "CONVENTIONS",
+    "evaluation_split",
     "dataset_card",
     "BuildDatasetArguments",
     "build_benchmark",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+SPLITS = (1, 2, 3)  # the official train/test splits of UCF-101 and HMDB-51
+
+# How each benchmark numbers its classes, as the codebases that report on it do, and the split it is evaluated on.
+CONVENTIONS = {
+    "ucf101": {"class_order": "the order of `classInd.txt` (its 1-based indices minus one)", "evaluation": "test"},
+    "hmdb51": {
+        "class_order": "the sorted class names, the order of the class folders that other codebases use (`climb` 5, "
+        "`climb_stairs` 6; `kick` 20, `kick_ball` 21; `sword` 44, `sword_exercise` 45), not the sorted names of "
+        "the split files, which put `climb_stairs` before `climb`",
+        "evaluation": "test",
+    },
+    "kinetics400": {
+        "class_order": "the sorted label names of `train.csv`",
+        "evaluation": "validation",  # Kinetics-400's test labels are not published
+    },
+    "charades": {"class_order": "the order of `Charades_v1_classes.txt` (`c000` is 0)", "evaluation": "test"},
+}
 
 
 @dataclass
 class BuildReport:
-    """What a builder found: per split, the videos kept and those listed by the annotations but missing."""
+    """
+    What a builder found: per split, the videos kept and those listed by the annotations but missing; the videos found
+    in more than one place (`video_id`, `kept`, `skipped`, `replacement`: whether a replacement folder decided).
+    """
 
     kept: dict[str, int] = field(default_factory=dict)
     missing: dict[str, list[str]] = field(default_factory=dict)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
-        return ", ".join(
+        text = ", ".join(
             f"{split}: {self.kept[split]} videos"
             + (f" ({len(self.missing[split])} missing)" if self.missing[split] else "")
             for split in self.kept
         )
+        if self.duplicates:
+            replaced = sum(d["replacement"] for d in self.duplicates)
+            text += f"; {len(self.duplicates)} found in two places ({replaced} taken from a replacement folder)"
+        return text
+
+
+def evaluation_split(dataset) -> str | None:
+    """The split a run evaluates on: `test` where the index has it, else `validation` (Kinetics-400), else None."""
+    return next((name for name in ("test", "validation") if name in dataset), None)
+
+
+def _check_split(split: int) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"--split {split}: the official splits are {', '.join(map(str, SPLITS))}")
 
 
 def readable(name: str) -> str:
@@ -72,13 +114,24 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     return root
 
 
+def _videos_dir(root: Path, names: tuple[str, ...]) -> tuple[Path, str]:
+    """The folder of the videos, and where it was looked for, for an error that finds none there."""
+    folder = _first_dir(root, names)
+    if folder != root:
+        return folder, str(folder)
+    tried = ", ".join(f"{name}/" for name in names[:-1]) + f" or {names[-1]}/"
+    return root, f"{root} itself (it has no {tried} folder)"
+
+
 def _need(path: Path, what: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found; is --root the dataset's top folder?")
     return path
 
 
-def _finish(rows: dict[str, list[dict]], names: list[str], multi_label: bool, report: BuildReport, strict: bool):
+def _finish(
+    rows: dict[str, list[dict]], names: list[str], multi_label: bool, report: BuildReport, strict: bool, searched: str
+):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
     for split, missing in report.missing.items():
@@ -95,7 +148,11 @@ def _finish(rows: dict[str, list[dict]], names: list[str], multi_label: bool, re
     splits = {}
     for split, split_rows in rows.items():
         if not split_rows:
-            raise ValueError(f"split {split!r} is empty: no listed video was found on disk")
+            listed = len(report.missing.get(split, []))
+            raise ValueError(
+                f"split {split!r} is empty: none of its {listed} listed videos is in {searched}; is --root the "
+                "dataset's top folder?"
+            )
         columns = {key: [row[key] for row in split_rows] for key in features}
         splits[split] = Dataset.from_dict(columns, features=Features(features))
         report.kept[split] = len(split_rows)
@@ -104,9 +161,10 @@ def _finish(rows: dict[str, list[dict]], names: list[str], multi_label: bool, re
 
 def build_ucf101(root: str | os.PathLike, split: int = 1, strict: bool = False):
     """UCF-101, train/test split `split` (1-3). Returns (DatasetDict, BuildReport)."""
+    _check_split(split)
     root = Path(root)
     lists = _first_dir(root, ("ucfTrainTestlist",))
-    videos = _first_dir(root, ("UCF-101", "UCF101", "videos"))
+    videos, searched = _videos_dir(root, ("UCF-101", "UCF101", "videos"))
     class_file = _need(lists / "classInd.txt", "classInd.txt")
     folders = []
     for line_no, line in enumerate(class_file.read_text().splitlines(), 1):
@@ -134,22 +192,27 @@ def build_ucf101(root: str | os.PathLike, split: int = 1, strict: bool = False):
             rows[name].append(
                 {"video": str(video.resolve()), "video_id": Path(relative).stem, "label": index[folder.lower()]}
             )
-    return _finish(rows, [readable(f) for f in folders], False, report, strict), report
+    return _finish(rows, [readable(f) for f in folders], False, report, strict, searched), report
 
 
 def build_hmdb51(root: str | os.PathLike, split: int = 1, strict: bool = False):
-    """HMDB-51, split `split` (1-3) of the 70/30 split files. Returns (DatasetDict, BuildReport)."""
+    """
+    HMDB-51, split `split` (1-3) of the 70/30 split files. Classes are numbered in the order of their sorted names (the
+    class folders' order, `CONVENTIONS`). Returns (DatasetDict, BuildReport).
+    """
+    _check_split(split)
     root = Path(root)
     lists = _first_dir(root, ("testTrainMulti_7030_splits", "splits"))
-    videos = _first_dir(root, ("hmdb51_org", "videos"))
-    files = sorted(lists.glob(f"*_test_split{split}.txt"))
+    videos, searched = _videos_dir(root, ("hmdb51_org", "videos"))
+    suffix = f"_test_split{split}.txt"
+    files = {f.name[: -len(suffix)]: f for f in lists.glob(f"*{suffix}")}
     if not files:
-        raise FileNotFoundError(
-            f"{lists}: no '<class>_test_split{split}.txt' files; is --root the dataset's top folder?"
-        )
-    classes = [f.name[: -len(f"_test_split{split}.txt")] for f in files]
+        raise FileNotFoundError(f"{lists}: no '<class>{suffix}' files; is --root the dataset's top folder?")
+    # sorted by class name: sorting the file names instead puts "climb_stairs_test..." before "climb_test..."
+    classes = sorted(files)
     rows, report = {"train": [], "test": []}, BuildReport(missing={"train": [], "test": []})
-    for label, (cls, path) in enumerate(zip(classes, files, strict=True)):
+    for label, cls in enumerate(classes):
+        path = files[cls]
         for line_no, line in enumerate(path.read_text().splitlines(), 1):
             if not line.strip():
                 continue
@@ -164,17 +227,55 @@ def build_hmdb51(root: str | os.PathLike, split: int = 1, strict: bool = False):
                 report.missing[name].append(str(video))
                 continue
             rows[name].append({"video": str(video.resolve()), "video_id": video.stem, "label": label})
-    return _finish(rows, [readable(c) for c in classes], False, report, strict), report
+    return _finish(rows, [readable(c) for c in classes], False, report, strict, searched), report
 
 
-def _index_videos(root: Path) -> dict[str, Path]:
-    """Every video file under `root` by file stem."""
-    found = {}
+def _index_videos(root: Path) -> dict[str, list[Path]]:
+    """Every video file under `root` by file stem, each stem's paths sorted (one per folder it is in)."""
+    found: dict[str, list[Path]] = {}
     for directory, _, names in os.walk(root):
         for name in names:
             if name.lower().endswith(VIDEO_EXTENSIONS):
-                found.setdefault(Path(name).stem, Path(directory) / name)
-    return found
+                found.setdefault(Path(name).stem, []).append(Path(directory) / name)
+    return {stem: sorted(paths) for stem, paths in found.items()}
+
+
+def _is_replacement(path: Path, root: Path) -> bool:
+    """Whether `path` lies in a replacement folder under `root` (CVDF's `replacement/replacement_for_corrupted_k400/`,
+    re-encodings of videos whose first copy is corrupt)."""
+    return any(part.lower().startswith("replacement") for part in path.relative_to(root).parts[:-1])
+
+
+def _pick_copy(stem: str, paths: list[Path], root: Path, report: BuildReport) -> Path:
+    """The copy of a video to index: the only one; else the one in a replacement folder; else the first by path (a
+    choice that does not depend on the file system's listing order). A choice among several is recorded."""
+    if len(paths) == 1:
+        return paths[0]
+    replacements = [p for p in paths if _is_replacement(p, root)]
+    kept = (replacements or paths)[0]
+    skipped = [str(p) for p in paths if p != kept]
+    duplicate = {"video_id": stem, "kept": str(kept), "skipped": skipped, "replacement": bool(replacements)}
+    report.duplicates.append(duplicate)
+    return kept
+
+
+def _log_duplicates(report: BuildReport) -> None:
+    if not report.duplicates:
+        return
+    replaced = [d for d in report.duplicates if d["replacement"]]
+    other = [d for d in report.duplicates if not d["replacement"]]
+    if replaced:
+        example = replaced[0]
+        logger.info(
+            "%d listed videos are also in a replacement folder: the replacement is taken, e.g. %s over %s",
+            len(replaced), example["kept"], example["skipped"][0],
+        )  # fmt: skip
+    if other:
+        example = other[0]
+        logger.warning(
+            "%d listed videos are in two folders, none a replacement: the first by path is taken, e.g. %s over %s",
+            len(other), example["kept"], example["skipped"][0],
+        )  # fmt: skip
 
 
 def build_kinetics400(root: str | os.PathLike, strict: bool = False):
@@ -200,19 +301,20 @@ def build_kinetics400(root: str | os.PathLike, strict: bool = False):
             if row["label"] not in index:
                 raise ValueError(f"{path}:{line_no}: label {row['label']!r} is not a training class")
             stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
-            video = on_disk.get(stem)
-            if video is None:
+            if stem not in on_disk:
                 report.missing[split].append(stem)
                 continue
+            video = _pick_copy(stem, on_disk[stem], root, report)
             rows[split].append({"video": str(video.resolve()), "video_id": stem, "label": index[row["label"]]})
-    return _finish(rows, names, False, report, strict), report
+    _log_duplicates(report)
+    return _finish(rows, names, False, report, strict, f"{root} or any folder under it"), report
 
 
 def build_charades(root: str | os.PathLike, strict: bool = False):
     """Charades (multi-label: the classes of all actions of a video). Returns (DatasetDict, BuildReport)."""
     root = Path(root)
     notes = _first_dir(root, ("Charades",))
-    videos = _first_dir(root, ("Charades_v1_480", "Charades_v1", "videos"))
+    videos, searched = _videos_dir(root, ("Charades_v1_480", "Charades_v1", "videos"))
     class_file = _need(notes / "Charades_v1_classes.txt", "Charades_v1_classes.txt")
     codes, names = {}, []
     for line_no, line in enumerate(class_file.read_text().splitlines(), 1):
@@ -239,7 +341,7 @@ def build_charades(root: str | os.PathLike, strict: bool = False):
                     report.missing[split].append(str(video))
                     continue
                 rows[split].append({"video": str(video.resolve()), "video_id": row["id"], "labels": sorted(labels)})
-    return _finish(rows, names, True, report, strict), report
+    return _finish(rows, names, True, report, strict, searched), report
 
 
 BUILDERS = {
@@ -280,7 +382,10 @@ CARD_TEMPLATE = template_path(VIDEO_DATASET_CARD)
 
 
 def dataset_card(builder: str, dataset, report: BuildReport, output: str, split: int | None = None):
-    """The card of a built index (a `huggingface_hub.DatasetCard` from `hub_cards/video_dataset_card.md`)."""
+    """
+    The card of a built index (a `huggingface_hub.DatasetCard` from `hub_cards/video_dataset_card.md`): the splits and
+    which one is for evaluation, the class order (`CONVENTIONS`), the videos missing and those found twice.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from ..training.trainer import dataset_labels
@@ -312,6 +417,11 @@ def dataset_card(builder: str, dataset, report: BuildReport, output: str, split:
         num_classes=len(classes),
         splits=splits,
         any_missing=any(row["missing"] for row in splits),
+        evaluation_split=evaluation_split(dataset),
+        class_order=CONVENTIONS[builder]["class_order"],
+        duplicates=len(report.duplicates),
+        replaced=sum(d["replacement"] for d in report.duplicates),
+        duplicate_example=report.duplicates[0] if report.duplicates else None,
         output=output,
     )
 
@@ -322,7 +432,9 @@ class BuildDatasetArguments:
 
     root: str = field(metadata={"help": "The dataset's top folder, in its official layout."})
     output: str = field(metadata={"help": "Folder the index is saved to (save_to_disk), with its card."})
-    split: int = field(default=1, metadata={"help": "UCF-101 / HMDB-51: the official split (1-3)."})
+    split: int = field(
+        default=1, metadata={"help": "UCF-101 / HMDB-51: the official split (1, 2 or 3).", "choices": list(SPLITS)}
+    )
     strict: bool = field(default=False, metadata={"help": "Stop on a listed video missing from disk."})
 
 
