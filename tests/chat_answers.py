@@ -23,7 +23,7 @@ CHAT = re.compile(
     r"\b(?:sure|certainly|of course|happy to help|here (?:are|is)|i hope|let me know|feel free|any other questions|"
     r"note|please|summary|summarizing|in conclusion|overall|together, these|apologi[sz]e|as an ai|just an ai|"
     r"responsible|clarify|happy \w+ing|step \d|phase \d|perspective \d|movement \d|first,|second,|finally,)\b"
-    r"|\*\*|#|\U0001f60a|^\s*(?:\d+[.)]|[-*\u2022])",
+    r"|\*\*|#|---|[\U0001f300-\U0001faff\u2600-\u27bf]|^\s*(?:\d+[.)]|[-*\u2022])",  # markdown, emoji, list markers
     re.IGNORECASE,
 )
 
@@ -487,6 +487,26 @@ In summary, the pommel horse routine is a continuous flow of circles, travels an
             "the legs stay together.",
             "This action is the gymnast travelling along the horse while the legs keep circling.",
             "This action is the gymnast dismounting with a handstand and landing on both feet.",
+        ),
+    ),
+    ChatAnswer(
+        "markdown rule and an emoji line after the steps",
+        "llava-1.6",
+        "table6-q1",
+        "brushing teeth",
+        """1. This action is squeezing a pea-sized amount of toothpaste onto the bristles of the toothbrush.
+2. This action is brushing the outer surfaces of the teeth in small circles, upper and lower jaw.
+3. This action is brushing the inner and chewing surfaces of the teeth and the tongue.
+4. This action is rinsing the mouth with water and spitting it out.
+
+---
+
+🪥✨""",
+        (
+            "This action is squeezing a pea-sized amount of toothpaste onto the bristles of the toothbrush.",
+            "This action is brushing the outer surfaces of the teeth in small circles, upper and lower jaw.",
+            "This action is brushing the inner and chewing surfaces of the teeth and the tongue.",
+            "This action is rinsing the mouth with water and spitting it out.",
         ),
     ),
     ChatAnswer(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .chat import REFUSAL, is_closing, is_note, is_preamble, is_refusal, is_sign_off, split_sentences
+from .chat import REFUSAL, has_letters, is_closing, is_note, is_preamble, is_refusal, is_sign_off, split_sentences
 
 __all__ = [
     "PROMPT_VERSION",
@@ -169,7 +169,7 @@ def _list_steps(lines: list[str]) -> list[str] | None:
             numbered = (not bullet) if numbered is None else numbered
             items.append([line[match.end() :]])
             skipping = False
-        elif items and line.strip():
+        elif items and has_letters(line):  # a line of emoji or a markdown rule ("---") counts as blank
             text = _BULLET.sub("", line)
             # an introduction after the item's text and a blank line: "Here are some tips to keep in mind:"
             introduction = not items[-1][-1].strip() and any(items[-1]) and text.rstrip().endswith(":")
