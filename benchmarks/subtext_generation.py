@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.harness import interleaved, paired_ratio, write_report  # noqa: E402
-from datasets_scripts.generate_subtexts import (  # noqa: E402
+from modeling_sfar.generation.backends import (  # noqa: E402
     Request,
     SamplingOptions,
     TransformersBackend,
@@ -35,7 +35,7 @@ from datasets_scripts.generate_subtexts import (  # noqa: E402
     request_seed,
     vllm_status,
 )
-from datasets_scripts.subtext_prompts import QUESTION_PROMPTS  # noqa: E402
+from modeling_sfar.generation.subtext_prompts import QUESTION_PROMPTS  # noqa: E402
 from modeling_sfar.testing_utils import build_tiny_llama_chat  # noqa: E402
 
 # A CPU-sized Llama (6.3M parameters with its 4,000-token vocabulary) and Llama-2-7B's shape, both with random weights.

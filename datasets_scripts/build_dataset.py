@@ -6,339 +6,36 @@ DatasetDicts of (video path, label or labels) with human-readable class names, s
     python datasets_scripts/build_dataset.py kinetics400 --root /data/kinetics400 --output data/k400
     python datasets_scripts/build_dataset.py charades --root /data/Charades --output data/charades
 
-Layouts read (the archives' own names):
-  UCF-101:      UCF-101/<Class>/v_<Class>_gXX_cYY.avi and ucfTrainTestlist/{classInd,trainlist0N,testlist0N}.txt
-  HMDB-51:      <class>/<video>.avi (or hmdb51_org/<class>/...) and testTrainMulti_7030_splits/<class>_test_splitN.txt
-                (1 = train, 2 = test, 0 = unused)
-  Kinetics-400: annotations/{train,val}.csv (label,youtube_id,time_start,time_end,split[,is_cc]) and videos named
-                <youtube_id>_<start:06d>_<end:06d>.<ext> anywhere under the root (flat or one folder per class)
-  Charades:     Charades_v1_classes.txt, Charades_v1_{train,test}.csv (actions "c092 11.90 21.20;...") and
-                Charades_v1_480/<id>.mp4 (the annotation files may sit in a Charades/ folder)
-
 Videos listed by the annotations but absent from disk are counted and reported (always the case for Kinetics), and
-listed in `<output>/missing_<split>.txt`; `--strict` stops instead.
+listed in `<output>/missing_<split>.txt`; `--strict` stops instead. The layouts read, the splits and the card are
+`modeling_sfar.data.benchmarks`'s (docs/datasets.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
-import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from hub_cards import VIDEO_DATASET_CARD, template_path
-from modeling_sfar import class_name_to_text
+from transformers import HfArgumentParser
 
-logger = logging.getLogger("sfar.build_dataset")
-
-__all__ = [
-    "build_ucf101",
-    "build_hmdb51",
-    "build_kinetics400",
-    "build_charades",
-    "BUILDERS",
-    "BuildReport",
-    "dataset_card",
-]
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+from modeling_sfar.data.benchmarks import BUILDERS, BuildDatasetArguments, BuildReport, build_benchmark
 
 
-@dataclass
-class BuildReport:
-    """What a builder found: per split, the videos kept and those listed by the annotations but missing."""
-
-    kept: dict[str, int] = field(default_factory=dict)
-    missing: dict[str, list[str]] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        return ", ".join(
-            f"{split}: {self.kept[split]} videos"
-            + (f" ({len(self.missing[split])} missing)" if self.missing[split] else "")
-            for split in self.kept
-        )
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default shown, and this docstring's lines kept as written."""
 
 
-def readable(name: str) -> str:
-    """`ApplyEyeMakeup` -> `apply eye makeup`, `brush_hair` -> `brush hair` (Kinetics names are already readable): the
-    model's class-name normalisation (`class_name_to_text`), lower-cased for the label names of UCF-101 and HMDB-51."""
-    return class_name_to_text(name).lower()
-
-
-def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
-    for name in names:
-        if (root / name).is_dir():
-            return root / name
-    return root
-
-
-def _need(path: Path, what: str) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found; is --root the dataset's top folder?")
-    return path
-
-
-def _finish(rows: dict[str, list[dict]], names: list[str], multi_label: bool, report: BuildReport, strict: bool):
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
-
-    for split, missing in report.missing.items():
-        if missing and strict:
-            shown = "\n".join(f"  {p}" for p in missing[:20])
-            raise FileNotFoundError(f"{len(missing)} videos of split {split!r} are missing:\n{shown}")
-        if missing:
-            logger.warning(
-                "%d of %d videos of split %r are missing", len(missing), len(missing) + len(rows[split]), split
-            )
-    labels = ClassLabel(names=names)
-    features = {"video": Value("string"), "video_id": Value("string")}
-    features.update({"labels": Sequence(labels)} if multi_label else {"label": labels})
-    splits = {}
-    for split, split_rows in rows.items():
-        if not split_rows:
-            raise ValueError(f"split {split!r} is empty: no listed video was found on disk")
-        columns = {key: [row[key] for row in split_rows] for key in features}
-        splits[split] = Dataset.from_dict(columns, features=Features(features))
-        report.kept[split] = len(split_rows)
-    return DatasetDict(splits)
-
-
-def build_ucf101(root: str | os.PathLike, split: int = 1, strict: bool = False):
-    """UCF-101, train/test split `split` (1-3). Returns (DatasetDict, BuildReport)."""
-    root = Path(root)
-    lists = _first_dir(root, ("ucfTrainTestlist",))
-    videos = _first_dir(root, ("UCF-101", "UCF101", "videos"))
-    class_file = _need(lists / "classInd.txt", "classInd.txt")
-    folders = []
-    for line_no, line in enumerate(class_file.read_text().splitlines(), 1):
-        if line.strip():
-            parts = line.split()
-            if len(parts) != 2 or not parts[0].isdigit():
-                raise ValueError(f"{class_file}:{line_no}: expected '<index> <ClassName>', got {line!r}")
-            folders.append(parts[1])
-    index = {folder.lower(): i for i, folder in enumerate(folders)}
-    rows, report = {}, BuildReport()
-    for name, file in (("train", f"trainlist0{split}.txt"), ("test", f"testlist0{split}.txt")):
-        path = _need(lists / file, file)
-        rows[name], report.missing[name] = [], []
-        for line_no, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            relative = line.split()[0]
-            folder = relative.split("/")[0]
-            if folder.lower() not in index:
-                raise ValueError(f"{path}:{line_no}: class {folder!r} is not in {class_file}")
-            video = videos / relative
-            if not video.is_file():
-                report.missing[name].append(str(video))
-                continue
-            rows[name].append(
-                {"video": str(video.resolve()), "video_id": Path(relative).stem, "label": index[folder.lower()]}
-            )
-    return _finish(rows, [readable(f) for f in folders], False, report, strict), report
-
-
-def build_hmdb51(root: str | os.PathLike, split: int = 1, strict: bool = False):
-    """HMDB-51, split `split` (1-3) of the 70/30 split files. Returns (DatasetDict, BuildReport)."""
-    root = Path(root)
-    lists = _first_dir(root, ("testTrainMulti_7030_splits", "splits"))
-    videos = _first_dir(root, ("hmdb51_org", "videos"))
-    files = sorted(lists.glob(f"*_test_split{split}.txt"))
-    if not files:
-        raise FileNotFoundError(
-            f"{lists}: no '<class>_test_split{split}.txt' files; is --root the dataset's top folder?"
-        )
-    classes = [f.name[: -len(f"_test_split{split}.txt")] for f in files]
-    rows, report = {"train": [], "test": []}, BuildReport(missing={"train": [], "test": []})
-    for label, (cls, path) in enumerate(zip(classes, files, strict=True)):
-        for line_no, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise ValueError(f"{path}:{line_no}: expected '<video> <0|1|2>', got {line!r}")
-            if parts[1] == "0":
-                continue
-            name = "train" if parts[1] == "1" else "test"
-            video = videos / cls / parts[0]
-            if not video.is_file():
-                report.missing[name].append(str(video))
-                continue
-            rows[name].append({"video": str(video.resolve()), "video_id": video.stem, "label": label})
-    return _finish(rows, [readable(c) for c in classes], False, report, strict), report
-
-
-def _index_videos(root: Path) -> dict[str, Path]:
-    """Every video file under `root` by file stem."""
-    found = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            if name.lower().endswith(VIDEO_EXTENSIONS):
-                found.setdefault(Path(name).stem, Path(directory) / name)
-    return found
-
-
-def build_kinetics400(root: str | os.PathLike, strict: bool = False):
-    """Kinetics-400 train and validation from the CSV annotations. Returns (DatasetDict, BuildReport)."""
-    root = Path(root)
-    notes = _first_dir(root, ("annotations", "kinetics400"))
-    on_disk = _index_videos(root)
-    tables = {}
-    for name, file in (("train", "train.csv"), ("validation", "val.csv")):
-        path = _need(notes / file, file)
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            needed = {"label", "youtube_id", "time_start", "time_end"}
-            if not needed <= set(reader.fieldnames or ()):
-                raise ValueError(f"{path}: expected columns {sorted(needed)}, got {reader.fieldnames}")
-            tables[name] = (path, list(reader))
-    names = sorted({row["label"] for row in tables["train"][1]})
-    index = {n: i for i, n in enumerate(names)}
-    rows, report = {}, BuildReport()
-    for split, (path, table) in tables.items():
-        rows[split], report.missing[split] = [], []
-        for line_no, row in enumerate(table, 2):
-            if row["label"] not in index:
-                raise ValueError(f"{path}:{line_no}: label {row['label']!r} is not a training class")
-            stem = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
-            video = on_disk.get(stem)
-            if video is None:
-                report.missing[split].append(stem)
-                continue
-            rows[split].append({"video": str(video.resolve()), "video_id": stem, "label": index[row["label"]]})
-    return _finish(rows, names, False, report, strict), report
-
-
-def build_charades(root: str | os.PathLike, strict: bool = False):
-    """Charades (multi-label: the classes of all actions of a video). Returns (DatasetDict, BuildReport)."""
-    root = Path(root)
-    notes = _first_dir(root, ("Charades",))
-    videos = _first_dir(root, ("Charades_v1_480", "Charades_v1", "videos"))
-    class_file = _need(notes / "Charades_v1_classes.txt", "Charades_v1_classes.txt")
-    codes, names = {}, []
-    for line_no, line in enumerate(class_file.read_text().splitlines(), 1):
-        if line.strip():
-            code, _, name = line.strip().partition(" ")
-            if not re.fullmatch(r"c\d{3}", code) or not name:
-                raise ValueError(f"{class_file}:{line_no}: expected 'cNNN <class name>', got {line!r}")
-            codes[code] = len(names)
-            names.append(name.strip())
-    rows, report = {}, BuildReport()
-    for split, file in (("train", "Charades_v1_train.csv"), ("test", "Charades_v1_test.csv")):
-        path = _need(notes / file, file)
-        rows[split], report.missing[split] = [], []
-        with open(path, newline="") as f:
-            for line_no, row in enumerate(csv.DictReader(f), 2):
-                labels = set()
-                for action in filter(None, (row.get("actions") or "").split(";")):
-                    code = action.split()[0]
-                    if code not in codes:
-                        raise ValueError(f"{path}:{line_no}: action class {code!r} is not in {class_file}")
-                    labels.add(codes[code])
-                video = videos / f"{row['id']}.mp4"
-                if not video.is_file():
-                    report.missing[split].append(str(video))
-                    continue
-                rows[split].append({"video": str(video.resolve()), "video_id": row["id"], "labels": sorted(labels)})
-    return _finish(rows, names, True, report, strict), report
-
-
-BUILDERS = {
-    "ucf101": build_ucf101,
-    "hmdb51": build_hmdb51,
-    "kinetics400": build_kinetics400,
-    "charades": build_charades,
-}
-
-
-# name, homepage (also the card's licence link: the videos stay under their authors' terms), citation
-SOURCES = {
-    "ucf101": (
-        "UCF-101",
-        "https://www.crcv.ucf.edu/data/UCF101.php",
-        "Soomro, Zamir and Shah. UCF101: A Dataset of 101 Human Actions Classes From Videos in The Wild. "
-        "CRCV-TR-12-01, 2012.",
-    ),
-    "hmdb51": (
-        "HMDB-51",
-        "https://serre-lab.clps.brown.edu/resource/hmdb-a-large-human-motion-database/",
-        "Kuehne, Jhuang, Garrote, Poggio and Serre. HMDB: A Large Video Database for Human Motion Recognition. "
-        "ICCV 2011.",
-    ),
-    "kinetics400": (
-        "Kinetics-400",
-        "https://github.com/cvdfoundation/kinetics-dataset",
-        "Kay et al. The Kinetics Human Action Video Dataset. arXiv:1705.06950, 2017.",
-    ),
-    "charades": (
-        "Charades",
-        "https://prior.allenai.org/projects/charades",
-        "Sigurdsson, Varol, Wang, Farhadi, Laptev and Gupta. Hollywood in Homes: Crowdsourcing Data Collection for "
-        "Activity Understanding. ECCV 2016.",
-    ),
-}
-CARD_TEMPLATE = template_path(VIDEO_DATASET_CARD)
-
-
-def dataset_card(builder: str, dataset, report: BuildReport, output: str, split: int | None = None):
-    """The card of a built index (a `huggingface_hub.DatasetCard` from `hub_cards/video_dataset_card.md`)."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    from modeling_sfar.data.datasets import dataset_labels
-
-    name, homepage, citation = SOURCES[builder]
-    first = dataset[next(iter(dataset))]
-    classes, multi_label = dataset_labels(first)
-    pretty_name = f"{name} (video index for SFAR{f', split {split}' if split else ''})"
-    data = DatasetCardData(
-        pretty_name=pretty_name,
-        license="other",
-        license_name=f"{name.lower()}-terms",
-        license_link=homepage,
-        task_categories=["video-classification"],
-        tags=["sfar", "action-recognition", builder] + (["multi-label"] if multi_label else []),
-    )
-    splits = [{"name": s, "kept": report.kept.get(s, len(dataset[s])), "missing": len(report.missing.get(s, []))}
-              for s in dataset]  # fmt: skip
-    return DatasetCard.from_template(
-        data,
-        template_path=str(CARD_TEMPLATE),
-        pretty_name=pretty_name,
-        source_name=name,
-        homepage=homepage,
-        citation=citation,
-        builder=builder,
-        split=split,
-        multi_label=multi_label,
-        num_classes=len(classes),
-        splits=splits,
-        any_missing=any(row["missing"] for row in splits),
-        output=output,
-    )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", choices=sorted(BUILDERS))
-    parser.add_argument("--root", required=True, help="the dataset's top folder, in its official layout")
-    parser.add_argument("--split", type=int, default=1, help="UCF-101 / HMDB-51 split (1-3)")
-    parser.add_argument("--output", required=True, help="folder for save_to_disk")
-    parser.add_argument("--strict", action="store_true", help="stop on a listed video missing from disk")
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None) -> BuildReport:
+    parser = HfArgumentParser(BuildDatasetArguments, description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("benchmark", choices=sorted(BUILDERS), help="The benchmark whose layout --root holds.")
+    try:
+        args, command = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # a value the arguments refuse, or an unknown flag: a usage error, not a traceback
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    builder = BUILDERS[args.dataset]
-    kwargs = {"split": args.split} if args.dataset in ("ucf101", "hmdb51") else {}
-    dataset, report = builder(args.root, strict=args.strict, **kwargs)
-    dataset.save_to_disk(args.output)
-    split = kwargs.get("split")
-    dataset_card(args.dataset, dataset, report, args.output, split).save(os.path.join(args.output, "README.md"))
-    for split, missing in report.missing.items():
-        if missing:
-            with open(os.path.join(args.output, f"missing_{split}.txt"), "w") as f:
-                f.write("\n".join(missing) + "\n")
-    print(f"{args.dataset}: {report.summary()} -> {args.output}")
+    report = build_benchmark(command.benchmark, args)
+    print(f"{command.benchmark}: {report.summary()} -> {args.output}")
+    return report
 
 
 if __name__ == "__main__":

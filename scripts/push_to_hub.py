@@ -19,35 +19,56 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from transformers import HfArgumentParser
 
 from modeling_sfar.hub.cards import LICENSE, model_card, widget_examples
 from modeling_sfar.hub.push import push_dataset, push_model, push_space
 
 
+@dataclass
+class PushArguments:
+    """The command line after the kind of repo (`model`, `dataset` or `space`)."""
+
+    folder: str = field(metadata={"help": "The folder to push: a trained model, a sub-text set, or the Space."})
+    repo_id: str = field(metadata={"help": "The Hub repo, ORG/NAME."})
+    staging: str | None = field(
+        default=None, metadata={"help": "Where the repo is written first; unset, <folder>-hub."}
+    )
+    dry_run: bool = field(default=False, metadata={"help": "Write the staging folder and list it; send nothing."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    base_model: str | None = field(
+        default=None, metadata={"help": "model: the model it came from; unset, the one its config records."}
+    )
+    dataset_name: str = field(default="unknown", metadata={"help": "model: the dataset it was trained on."})
+    subtexts: str | None = field(default=None, metadata={"help": "model: the sub-text dataset repo it used."})
+    revision: str = field(default="main", metadata={"help": "model: the revision the card's snippets pin."})
+    license: str = field(default=LICENSE, metadata={"help": "The licence the card declares."})
+    widget_video: list[str] = field(
+        default_factory=list,
+        metadata={"help": "model: a video for the widget; repeat for several.", "action": "extend"},
+    )
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default shown, and this docstring's lines kept as written."""
+
+
 def main(argv: list[str] | None = None) -> list[str]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = HfArgumentParser(PushArguments, description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument(
         "kind", choices=["model", "dataset", "space"], help="A trained model folder, a sub-text set, or the Space."
     )
-    parser.add_argument("--folder", required=True)
-    parser.add_argument("--repo_id", required=True)
-    parser.add_argument("--staging", default=None, help="Where the repo is written first (default <folder>-hub).")
-    parser.add_argument("--dry_run", action="store_true", help="Write the staging folder and list it; send nothing.")
-    parser.add_argument("--private", action="store_true")
-    parser.add_argument(
-        "--base_model", default=None, help="model: the model it came from (default: recorded in its config)."
-    )
-    parser.add_argument("--dataset_name", default="unknown", help="model: the dataset it was trained on.")
-    parser.add_argument("--subtexts", default=None, help="model: the sub-text dataset repo it used.")
-    parser.add_argument("--revision", default="main", help="model: the revision the card's snippets pin.")
-    parser.add_argument("--license", default=LICENSE)
-    parser.add_argument("--widget_video", action="append", default=[], help="model: a video for the widget.")
-    args = parser.parse_args(argv)
+    try:
+        args, command = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # an unknown flag: a usage error, not a traceback
+        parser.error(str(error))
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if args.kind == "dataset":
+    if command.kind == "dataset":
         files = push_dataset(args.folder, args.repo_id, args.dry_run, staging=args.staging, private=args.private)
-    elif args.kind == "space":
+    elif command.kind == "space":
         files = push_space(args.folder, args.repo_id, args.dry_run, staging=args.staging, private=args.private)
     else:
         results = Path(args.folder) / "all_results.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-from datasets_scripts.build_dataset import build_charades, build_hmdb51, build_kinetics400, build_ucf101
+from modeling_sfar.data.benchmarks import build_charades, build_hmdb51, build_kinetics400, build_ucf101
 from modeling_sfar.testing_utils import write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,3 +183,122 @@ def test_command_line_saves_and_lists_missing(tmp_path, clip):
 
     card = DatasetCard.load(out / "README.md")  # the index's card (tests/test_cards.py checks its content)
     assert "kinetics400" in card.data.tags and "| train | 3 | 1 |" in card.text
+
+
+# HMDB-51's 51 classes, as its class folders (hmdb51_org/<class>/) and split files (<class>_test_splitN.txt) name them
+HMDB51_CLASSES = (
+    "brush_hair cartwheel catch chew clap climb climb_stairs dive draw_sword dribble drink eat fall_floor fencing "
+    "flic_flac golf handstand hit hug jump kick kick_ball kiss laugh pick pour pullup punch push pushup ride_bike "
+    "ride_horse run shake_hands shoot_ball shoot_bow shoot_gun sit situp smile smoke somersault stand swing_baseball "
+    "sword sword_exercise talk throw turn walk wave"
+).split()
+
+
+def make_hmdb51(root: Path, clip: Path, split: int = 1) -> None:
+    """The published layout: hmdb51_org/<class>/<video>.avi and one split file per class, lines "<video> <0|1|2> "."""
+    splits = root / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for cls in HMDB51_CLASSES:
+        videos = [f"{cls}_train_{i}.avi" for i in range(2)] + [f"{cls}_test_0.avi", f"{cls}_unused_0.avi"]
+        lines = [f"{video} {kind} \n" for video, kind in zip(videos, (1, 1, 2, 0), strict=True)]
+        (splits / f"{cls}_test_split{split}.txt").write_text("".join(lines))
+        for video in videos[:3]:
+            put(clip, root / "hmdb51_org" / cls / video)
+
+
+def test_hmdb51_numbers_its_classes_as_other_codebases_do(tmp_path, clip):
+    """Sorted class names, the class folders' order: climb 5 / climb_stairs 6, kick 20 / kick_ball 21, sword 44 /
+    sword_exercise 45 (sorting the split files' names instead swaps each pair: "climb_stairs_test" < "climb_test")."""
+    assert len(HMDB51_CLASSES) == 51
+    make_hmdb51(tmp_path, clip)
+    dataset, report = build_hmdb51(tmp_path, split=1)
+    names = dataset["train"].features["label"].names
+    folders = sorted(p.name for p in (tmp_path / "hmdb51_org").iterdir())
+    assert names == [name.replace("_", " ") for name in folders]
+    for index, name in ((5, "climb"), (6, "climb stairs"), (20, "kick"), (21, "kick ball"), (44, "sword"),
+                        (45, "sword exercise")):  # fmt: skip
+        assert names[index] == name
+    for split in ("train", "test"):  # every video carries the label of its folder
+        for video, label in zip(dataset[split]["video"], dataset[split]["label"], strict=True):
+            assert Path(video).parent.name.replace("_", " ") == names[label]
+    assert report.kept == {"train": 102, "test": 51}
+
+
+@pytest.mark.parametrize("builder", [build_ucf101, build_hmdb51])
+@pytest.mark.parametrize("split", [0, 4])
+def test_a_split_outside_1_to_3_is_refused_naming_the_argument(builder, split, tmp_path):
+    with pytest.raises(ValueError, match=rf"--split {split}: the official splits are 1, 2, 3"):
+        builder(tmp_path, split=split)
+
+
+def test_the_command_line_refuses_a_bad_split_with_the_choices(tmp_path, capsys):
+    from datasets_scripts.build_dataset import main
+
+    with pytest.raises(SystemExit):
+        main(["hmdb51", "--root", str(tmp_path), "--split", "4", "--output", str(tmp_path / "o")])
+    assert "argument --split: invalid choice: 4 (choose from 1, 2, 3)" in capsys.readouterr().err
+
+
+def test_kinetics400_takes_cvdfs_replacement_of_a_video_and_reports_it(tmp_path, clip, caplog):
+    """CVDF's download holds re-encodings of corrupt videos in replacement/replacement_for_corrupted_k400/, named as
+    the originals in train/: the replacement is indexed, whatever order the file system lists them in."""
+    import logging
+
+    from modeling_sfar.data.benchmarks import dataset_card
+
+    make_kinetics(tmp_path, clip)
+    replacement = tmp_path / "replacement" / "replacement_for_corrupted_k400" / "--nQbRBEz2s_000104_000114.mp4"
+    put(clip, replacement)
+    put(clip, tmp_path / "val" / "-0NiYgcJNoE_000000_000010.mp4")  # also in train/: no replacement decides
+    with caplog.at_level(logging.INFO, logger="modeling_sfar.data.benchmarks"):
+        dataset, report = build_kinetics400(tmp_path)
+    videos = dict(zip(dataset["train"]["video_id"], dataset["train"]["video"], strict=True))
+    assert videos["--nQbRBEz2s_000104_000114"] == str(replacement.resolve())
+    assert videos["-0NiYgcJNoE_000000_000010"] == str((tmp_path / "train" / "-0NiYgcJNoE_000000_000010.mp4").resolve())
+    assert [(d["video_id"], d["replacement"]) for d in report.duplicates] == [
+        ("--nQbRBEz2s_000104_000114", True),
+        ("-0NiYgcJNoE_000000_000010", False),
+    ]
+    assert "2 found in two places (1 taken from a replacement folder)" in report.summary()
+    taken = f"1 listed videos are also in a replacement folder: the replacement is taken, e.g. {replacement} over"
+    assert taken in caplog.text
+    assert "1 listed videos are in two folders, none a replacement: the first by path is taken" in caplog.text
+    card = dataset_card("kinetics400", dataset, report, "data/k400").text
+    assert "2 listed videos were found in two places; 1 of them in a replacement folder" in card
+    assert f"`--nQbRBEz2s_000104_000114` from `{replacement}`" in card
+
+
+def test_charades_with_root_at_its_annotations_names_where_it_looked(tmp_path, clip):
+    make_charades(tmp_path, clip)
+    notes = tmp_path / "Charades"
+    message = (
+        rf"split 'train' is empty: none of its 2 listed videos is in {notes} itself \(it has no Charades_v1_480/, "
+        r"Charades_v1/ or videos/ folder\); is --root the dataset's top folder\?"
+    )
+    with pytest.raises(ValueError, match=message):
+        build_charades(notes)
+
+
+def test_ucf101_without_its_video_folder_names_where_it_looked(tmp_path, clip):
+    make_ucf101(tmp_path, clip)
+    (tmp_path / "UCF-101").rename(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match=r"none of its 4 listed videos is in .* itself \(it has no UCF-101/, UCF101/"):
+        build_ucf101(tmp_path)
+
+
+def test_every_index_has_the_split_its_benchmark_is_evaluated_on(tmp_path, clip):
+    from modeling_sfar.data.benchmarks import CONVENTIONS, dataset_card, evaluation_split
+
+    make_ucf101(tmp_path / "ucf101", clip)
+    make_hmdb51(tmp_path / "hmdb51", clip)
+    make_kinetics(tmp_path / "kinetics400", clip)
+    make_charades(tmp_path / "charades", clip)
+    builders = {"ucf101": build_ucf101, "hmdb51": build_hmdb51, "kinetics400": build_kinetics400,
+                "charades": build_charades}  # fmt: skip
+    for name, builder in builders.items():
+        dataset, report = builder(tmp_path / name)
+        evaluation = CONVENTIONS[name]["evaluation"]
+        assert set(dataset) == {"train", evaluation} and evaluation_split(dataset) == evaluation
+        card = dataset_card(name, dataset, report, f"data/{name}").text
+        assert f"The split to evaluate on is `{evaluation}`" in card
+        assert f"classes, numbered in {CONVENTIONS[name]['class_order']}" in " ".join(card.split())

@@ -96,7 +96,8 @@ def test_the_card_takes_base_model_from_the_conversion_and_one_licence_for_the_p
 
 
 def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
-    from datasets_scripts.generate_subtexts import SamplingOptions, subtext_card
+    from modeling_sfar.generation.backends import SamplingOptions
+    from modeling_sfar.generation.subtexts import subtext_card
 
     row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 2.5, "generator": "m", "prompt": "table6-q1"}
     records = [{"generator": "m", "subtexts": None, "rejected": "empty answer"}]
@@ -111,14 +112,15 @@ def test_subtext_dataset_card_renders_and_parses_back(tmp_path):
     assert [c["config_name"] for c in data["configs"]] == ["subtexts", "candidates"]
     assert data["configs"][0]["data_files"] == [{"split": "train", "path": "subtexts/*.parquet"}]
     assert 'load_dataset("org/subtexts", "subtexts", split="train")' in loaded.text
-    assert "| `m` | `abc` | 1 |" in loaded.text and '"empty answer" x1' in loaded.text
+    assert "| `m` | `abc` | 1 |" in loaded.text and "| empty answer | 1 | `m` 1 |" in loaded.text
+    assert "1 of 1 answers were refused" in loaded.text
 
 
 @pytest.mark.parametrize("builder", ["ucf101", "charades"])
 def test_video_dataset_card_renders_and_parses_back(builder, tmp_path):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-    from datasets_scripts.build_dataset import BuildReport, dataset_card
+    from modeling_sfar.data.benchmarks import BuildReport, dataset_card
 
     names = ["ApplyEyeMakeup", "YoYo"]
     if builder == "charades":

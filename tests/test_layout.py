@@ -4,7 +4,8 @@
                                 huggingface_hub and the standard library, nothing else
     modeling_sfar, hub_cards    the library: the shipped code and each other, never the layers above; inside it,
                                 its sub-packages in the order of LIBRARY_LAYERS (each imports its own layer and
-                                the ones below)
+                                the ones below: generation, which writes text sets with language models, stands
+                                beside training, evaluation, the model card and the demo, not on them)
     datasets_scripts            dataset builders and generators (command lines) over the library
     scripts                     leaves over the library: no script imports another or touches sys.path
     tests, benchmarks           over everything
@@ -121,6 +122,22 @@ def touches_sys_path(tree: ast.AST) -> list[int]:
     ]
 
 
+def absolute_targets(relative: Path, tree: ast.AST) -> list[tuple[int, list[str]]]:
+    """(line, dotted names) of every import in the library file at `relative`: the modules it may bind, relative
+    imports resolved against the file's package (`from ..hub import cards` in modeling_sfar/generation/x.py:
+    modeling_sfar.hub and modeling_sfar.hub.cards)."""
+    package = relative.with_suffix("").parts[:-1]  # where a relative import starts (for __init__.py, its own package)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, [alias.name]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(filter(None, (base, node.module or "")))
+            out.append((node.lineno, [module, *(f"{module}.{alias.name}" for alias in node.names)]))
+    return out
+
+
 def violations(relative: Path, source: str) -> list[str]:
     """What the file at `relative` (inside the repository) with `source` imports against its layer's rules."""
     where = layer(relative)
@@ -137,16 +154,6 @@ def violations(relative: Path, source: str) -> list[str]:
                     allowed = sorted(SHIPPED_THIRD_PARTY) + [f"{name} inside functions" for name in SHIPPED_WHEN_USED]
                     problems.append(f"{at}: shipped code imports {module!r} (allowed: siblings, stdlib, {allowed})")
             continue
-        if where == "library":
-            target = module
-            if level > 0:  # resolve against the file's package
-                package = list(relative.with_suffix("").parts)
-                package = package if relative.name == "__init__.py" else package[:-1]
-                package = package[: len(package) - (level - 1)]
-                target = ".".join([*package, *([module] if module else [])])
-            own, theirs = library_layer(".".join(relative.with_suffix("").parts)), library_layer(target)
-            if own is not None and theirs is not None and theirs > own:
-                problems.append(f"{at}: a lower library layer imports {target!r}, a layer above it")
         if level > 0:
             continue  # relative: inside the file's own package, which is of its own layer
         if where == "scripts" and top in script_names():
@@ -157,6 +164,14 @@ def violations(relative: Path, source: str) -> list[str]:
             problems.append(f"{at}: the {where} layer imports {module!r}, a layer above it")
     if where == "scripts":
         problems.extend(f"{relative}:{line}: a script touches sys.path" for line in touches_sys_path(tree))
+    if where == "library":
+        own = library_layer(".".join(relative.with_suffix("").parts))
+        for line, modules in absolute_targets(relative, tree):
+            # what the import binds: the names after `import` (`from ..hub import sources` binds hub.sources)
+            for target in modules[1:] or modules:
+                theirs = library_layer(target)
+                if own is not None and theirs is not None and theirs > own:
+                    problems.append(f"{relative}:{line}: a lower library layer imports {target!r}, a layer above it")
     return problems
 
 
@@ -187,6 +202,9 @@ def test_every_file_imports_only_its_layer_and_below():
         ("modeling_sfar/remote_code/modeling_sfar.py", "from ..training import SfarTrainer\n", "outside its folder"),
         ("modeling_sfar/remote_code/modeling_sfar.py", "import datasets\n", "imports 'datasets'"),
         ("modeling_sfar/remote_code/modeling_sfar.py", "from modeling_sfar import x\n", "imports 'modeling_sfar'"),
+        ("modeling_sfar/generation/subtexts.py", "from ..training.trainer import x\n", "a lower library layer"),
+        ("modeling_sfar/generation/answers.py", "def f():\n    import modeling_sfar.demo.recipe\n", "a lower library"),
+        ("modeling_sfar/generation/__init__.py", "from ..hub import cards\n", "a lower library layer"),
         ("space/app.py", "from modeling_sfar import SfarModel\n", "a layer above"),
         ("modeling_sfar/data/datasets.py", "from ..training.run import run_training\n", "a lower library layer"),
         ("modeling_sfar/families/sfar.py", "from modeling_sfar.training import run\n", "a lower library layer"),

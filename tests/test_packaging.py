@@ -19,8 +19,9 @@ from huggingface_hub import ModelCard, ModelCardData
 import datasets_scripts
 import hub_cards
 import modeling_sfar
-from datasets_scripts.generate_subtexts import SamplingOptions, subtext_card
 from hub_cards import SFAR_MODEL_CARD, template_path
+from modeling_sfar.generation.backends import SamplingOptions
+from modeling_sfar.generation.subtexts import subtext_card
 from modeling_sfar.evaluation.metrics import classification_metrics
 
 for module in (datasets_scripts, hub_cards, modeling_sfar):
@@ -34,7 +35,7 @@ card = ModelCard.from_template(ModelCardData(license="apache-2.0"), template_pat
                                repo_id="org/sfar", revision="abc", model_name="sfar")
 assert 'model="org/sfar"' in str(card)
 # the entity corpus: its card template and the stop words (the `stopwords` package's shipped list)
-from datasets_scripts.entity_prompts import parse_units
+from modeling_sfar.generation.entity_prompts import parse_units
 from hub_cards import ENTITY_DATASET_CARD
 assert "{{ num_entities }}" in Path(template_path(ENTITY_DATASET_CARD)).read_text()
 # ALT's model card template, and the corpus reader the training run imports from the library

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.entity_prompts import DEFAULT_BODY_PARTS, content_words
 from modeling_sfar import SFAR_VARIANTS, AltConfig
 from modeling_sfar.data.entities import entity_text, entity_texts, load_entity_config
 from modeling_sfar.data.storyboard import (
@@ -22,6 +21,7 @@ from modeling_sfar.data.storyboard import (
 )
 from modeling_sfar.demo import recipe as recipe
 from modeling_sfar.families.alt import load_entities
+from modeling_sfar.generation.entity_prompts import DEFAULT_BODY_PARTS, content_words
 from tests.conftest import run_python_offline
 
 REPO = Path(__file__).resolve().parents[1]

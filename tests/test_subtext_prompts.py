@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.subtext_prompts import (
+from modeling_sfar.generation.subtext_prompts import (
     QUESTION_PROMPTS,
     SYSTEM_PROMPT,
     SubtextParseError,
@@ -76,7 +76,8 @@ def test_answers_in_every_layout_give_the_same_steps(answer):
         ("1. This action is one.\n2. This action is two.\n3. This action is three.", "found 3 steps, need 4"),
         ("\n".join(f"{i}. This action is step {i}." for i in range(1, 6)), "found 5 steps, need 4"),
         ("\n".join("1. This action is the same." for _ in range(4)), "steps repeat each other"),
-        ("I cannot help with that.", "found 0 steps, need 4"),
+        ("The clean and jerk is a two-part weightlifting lift.", "found 0 steps, need 4"),
+        ("I cannot help with that.", "refusal"),  # tests/chat_answers.py holds refusals as chat models write them
     ],
 )
 def test_answers_without_n_steps_are_rejected_with_the_reason(answer, reason):

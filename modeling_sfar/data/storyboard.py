@@ -6,15 +6,17 @@ only by their order or by one step (the paper's "ambiguous" case). Half of the v
 of the clip; the other half give the steps random, uneven shares with idle stretches between them (the paper's
 "non-uniform" case). Everything is drawn from one seed, so a seed gives the same files.
 
-The command line is `datasets_scripts/storyboard.py`; the demo recipe (`modeling_sfar.demo.recipe`) builds it too.
+The command line is `datasets_scripts/build_storyboard.py` (`write_storyboard`); the demo recipe
+(`modeling_sfar.demo.recipe`) builds it too.
 
 ALT's entity corpus of this visual world is written by hand (`storyboard_entities`, saved by
-`save_storyboard_entities` in the format of `datasets_scripts/entity_corpus.py`), as the sub-text candidates are
+`save_storyboard_entities` in the format of `modeling_sfar.generation.entity_corpus`), as the sub-text candidates are
 (`storyboard_candidates`): no language model runs here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -26,6 +28,7 @@ __all__ = [
     "STORYBOARDS",
     "ATOMIC_ACTIONS",
     "build_storyboard_dataset",
+    "write_storyboard",
     "storyboard_candidates",
     "storyboard_entities",
     "save_storyboard_entities",
@@ -229,8 +232,8 @@ STORYBOARD_LABEL_WORDS = {
     "turn": "to change orientation by rotating",
     "wait": "to stay in the same place without doing anything for a time",
 }
-# The default body parts of the corpus generator (`datasets_scripts.entity_prompts.DEFAULT_BODY_PARTS`, checked by
-# the tests), added to every corpus whether its actions show a body or not: here none does.
+# The default body parts of the corpus generator (`modeling_sfar.generation.entity_prompts.DEFAULT_BODY_PARTS`,
+# checked by the tests), added to every corpus whether its actions show a body or not: here none does.
 STORYBOARD_BODY_PARTS = {
     "head": "the top part of the body, holding the face and the brain",
     "face": "the front of the head, with the eyes, nose and mouth",
@@ -388,4 +391,15 @@ def build_storyboard_dataset(
     progress.close()
     dataset = DatasetDict(splits)
     dataset.save_to_disk(os.path.join(output_dir, "dataset"))
+    return dataset
+
+
+def write_storyboard(output_dir: str | os.PathLike, train_per_class: int = 30, test_per_class: int = 10, seed: int = 0):
+    """
+    The storyboard dataset (`build_storyboard_dataset`) and its sub-text candidates (`storyboard_candidates`, as
+    `candidates.json`) in `output_dir`: what `datasets_scripts/build_storyboard.py` writes. Returns the `DatasetDict`.
+    """
+    dataset = build_storyboard_dataset(output_dir, train_per_class, test_per_class, seed=seed)
+    with open(os.path.join(output_dir, "candidates.json"), "w") as f:
+        json.dump(storyboard_candidates(seed), f, indent=1)
     return dataset

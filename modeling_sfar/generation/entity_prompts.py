@@ -3,7 +3,9 @@
 ALT (Align before Adapt, ICLR 2024) aligns region tokens with a text corpus of action-related entities, each a unit
 (an object, a body part, a scene, a role, a primitive motion) with a description. The corpus generator
 (`entity_corpus.py`) asks these questions with the sub-text generator's back-ends; every back-end asks the same
-questions and reads the answers the same way, through this module.
+questions and reads the answers the same way, through this module. Chat models answer with more than the list or the
+sentence asked for (a preamble, a sign-off, notes; `chat.py`): the parsers keep the units and descriptions only, and
+refuse an answer that declines.
 
 Stop words are the English list of the `stopwords` package (PyPI, shipped with it, read offline): function words only
 (articles, pronouns, prepositions, auxiliaries), as NLTK's list that the paper uses; NLTK itself needs its word lists
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import re
+
+from .chat import REFUSAL, after_preamble, has_letters, is_note, is_refusal, is_sign_off, split_sentences
 
 __all__ = [
     "PROMPT_VERSION",
@@ -78,7 +82,10 @@ DEFAULT_BODY_PARTS = (
 
 
 class EntityParseError(ValueError):
-    """An LLM answer that lists no unit, or gives no description; `reason` says what was found."""
+    """
+    An LLM answer that lists no unit, or gives no description; `reason` says why, one of: "empty answer", "refusal"
+    (the model declined or asked back), "no units listed", "no description".
+    """
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -157,10 +164,29 @@ def _split_unit_text(text: str, max_words: int) -> list[str]:
     return units
 
 
+def _is_chat(text: str) -> bool:
+    """A sentence or list item that is chat, not content: a sign-off, a note, a refusal, nothing but a preamble."""
+    return is_sign_off(text) or is_note(text) or is_refusal(text) or not after_preamble(text)
+
+
+def _without_chat(line: str) -> str:
+    """A line without its chat sentences, and its content sentences without their preamble ("Sure, here are the
+    parts: hands, arms. I hope this helps, let me know!" -> "hands, arms.")."""
+    return " ".join(after_preamble(s) for s in split_sentences(line) if not _is_chat(s))
+
+
+def _refused(answer: str) -> bool:
+    """Whether the answer opens, after its preamble, by declining, apologising or asking back."""
+    opening = next((after_preamble(s) for s in split_sentences(_MARKDOWN.sub("", answer)) if after_preamble(s)), "")
+    return is_refusal(opening)
+
+
 def _comma_lines(lines: list[str]) -> list[str]:
     """The lines of an answer without list markers that hold its units: "Sure, here are the parts: hands, arms." ->
-    "hands, arms."; an introduction ending with a colon and a closing remark without commas are left out."""
+    "hands, arms."; chat sentences, an introduction ending with a colon and a closing remark without commas are left
+    out."""
     lines = [line for line in lines if not line.rstrip().endswith(":")]
+    lines = [text for line in lines if (text := _without_chat(line))]
     lines = [re.split(r":\s", line, maxsplit=1)[-1] if not _HEADING.match(line) else line for line in lines]
     listing = [line for line in lines if "," in line or ";" in line]
     return listing or lines[:1]
@@ -171,20 +197,27 @@ def parse_units(answer: str, max_words: int = 4) -> list[str]:
     Turn an LLM answer to a unit question into its units, in order, without repeats.
 
     A list (numbered or bulleted lines) gives one item per line, anything after the list (a closing remark) and
-    before it (an introduction) left out. An answer without list markers is read as comma-separated lines: the lines
-    with a comma (or the first line, when none has one), each without an introduction before a colon. An item
-    is cut at its explanation (" - ...", ": ...", "(...)", the end of its first sentence), split at commas, "and",
-    "or" and slashes, and stripped of leading and trailing stop words (`strip_stop_words`). A fragment between
-    commas with more than `max_words` words (a part of it, between "and"s) is a sentence, not a unit, and is left
-    out, as are "none", "n/a" and the like.
+    before it (an introduction) left out, as are items that are chat ("- Note: these may vary ..."). An answer
+    without list markers is read as comma-separated lines: the lines with a comma (or the first line, when none has
+    one), each without its chat sentences ("I hope this helps, let me know ...") and without an introduction before
+    a colon ("Sure, here are the parts: hands, arms" -> "hands, arms"). An item is cut at its explanation (" - ...",
+    ": ...", "(...)", the end of its first sentence), split at commas, "and", "or" and slashes, and stripped of
+    leading and trailing stop words (`strip_stop_words`). A fragment between commas with more than `max_words` words
+    (a part of it, between "and"s) is a sentence, not a unit, and is left out, as are "none", "n/a" and the like. An
+    answer without a list that opens (after its preamble) by declining, apologising or asking back is refused whole:
+    what follows is its reasons.
 
     Raises:
-        EntityParseError: the answer lists no unit (empty, a refusal, only sentences).
+        EntityParseError: the answer lists no unit: "empty answer", "refusal" (it declines, apologises or asks back),
+            "no units listed" (only sentences, "none").
     """
     if not answer or not answer.strip():
         raise EntityParseError("empty answer")
     lines = [line for line in _MARKDOWN.sub("", answer).splitlines() if line.strip()]
     items = [line[m.end() :] for line in lines if (m := _ITEM.match(line))]
+    items = [item for item in items if not _is_chat(item)]
+    if not items and _refused(answer):  # what follows a refusal is its reasons, not units
+        raise EntityParseError(REFUSAL)
     if not items:
         items = _comma_lines(lines)
     units: list[str] = []
@@ -194,12 +227,26 @@ def parse_units(answer: str, max_words: int = 4) -> list[str]:
             if unit and unit not in _NOTHING and unit not in units:
                 units.append(unit)
     if not units:
-        raise EntityParseError("no units listed")
+        raise EntityParseError(REFUSAL if _refused(answer) else "no units listed")
     return units
 
 
+# "In one sentence, ", "Concisely, ", "Simply put: " before a description
+_LEAD_IN = re.compile(
+    r"^(?:in (?:one|a single|a) (?:sentence|word|nutshell)|concisely|simply put|put simply|in short|in brief|briefly|"
+    r"in simple terms)\s*[,:]\s*",
+    re.IGNORECASE,
+)
+
+
 def _clean_description(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip().strip("\"'\u2018\u2019\u201c\u201d ").strip()
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"^[^\w\"'\u2018\u201c(]+", "", text)  # an emoji or a stray dash before the first word
+    text = text.strip("\"'\u2018\u2019\u201c\u201d ").strip()
+    lead_in = _LEAD_IN.match(text)
+    if lead_in:
+        text = text[lead_in.end() :]
+        text = text[:1].upper() + text[1:]
     heading = re.match(r"^[^.:]{1,40}:\s+(?=\S)", text)  # "Literal meaning: a bar ..." -> "a bar ..."
     if heading and len(heading.group().split()) <= 4:
         text = text[heading.end() :]
@@ -208,21 +255,41 @@ def _clean_description(text: str) -> str:
     return first.strip("\"'\u2018\u2019\u201c\u201d ")
 
 
+def _prose_description(lines: list[str]) -> str:
+    """
+    The description an answer without list markers gives: its first content sentence, after an introduction line
+    ("Here's a concise description of ...:"), a heading line that only names the unit ("Mascara wand"), preamble
+    sentences ("Sure!") and an interjection ("Sure, a pick is ..." -> "a pick is ...").
+    """
+    if len(lines) > 1:
+        lines = [line for line in lines if not line.rstrip().endswith(":")] or lines
+    if len(lines) > 1 and len(lines[0].split()) <= 4 and not lines[0].rstrip().endswith((".", "!", "?")):
+        lines = lines[1:]
+    sentences = [after_preamble(s) for line in lines for s in split_sentences(line)]
+    return next((s for s in sentences if s and has_letters(s) and not _is_chat(s)), "")
+
+
 def parse_descriptions(answer: str) -> list[str]:
     """
     Turn an LLM answer to a description prompt into candidate descriptions: one per list item when the answer is a
-    list ("list potential explanations"), else the answer; each is its first sentence, without a short heading
-    ("Literal meaning: ...") or quotes. "None", "n/a" and the like are no description.
+    list ("list potential explanations"), else the answer's first content sentence; each is its first sentence,
+    without a short heading ("Literal meaning: ..."), a lead-in ("In one sentence, ...") or quotes. The chat around it
+    (preambles, introductions, sign-offs, notes) is never a description, nor are "None", "n/a" and the like. An
+    answer without a list that opens (after its preamble) by declining, apologising or asking back is refused whole.
 
     Raises:
-        EntityParseError: no description in the answer.
+        EntityParseError: no description in the answer: "empty answer", "refusal" (it declines, apologises or asks
+            back), "no description".
     """
     if not answer or not answer.strip():
         raise EntityParseError("empty answer")
     lines = [line for line in _MARKDOWN.sub("", answer).splitlines() if line.strip()]
     items = [line[m.end() :] for line in lines if (m := _ITEM.match(line))]
-    candidates = [_clean_description(text) for text in (items or [" ".join(lines)])]
+    items = [item for item in items if not _is_chat(item)]
+    if not items and _refused(answer):  # what follows a refusal is its reasons, not a description
+        raise EntityParseError(REFUSAL)
+    candidates = [_clean_description(text) for text in (items or [_prose_description(lines)])]
     candidates = list(dict.fromkeys(c for c in candidates if content_words(c) and strip_stop_words(c) not in _NOTHING))
     if not candidates:
-        raise EntityParseError("no description")
+        raise EntityParseError(REFUSAL if _refused(answer) else "no description")
     return candidates
