@@ -271,6 +271,8 @@ def test_dataloader_workers_decode_the_same_frames(tmp_path):
 
 
 def test_decode_threads_are_set_saved_and_checked(tmp_path, monkeypatch):
+    import av
+
     import modeling_sfar.remote_code.video_decoding as video_processing
 
     path = write_video(tmp_path / "v.mp4", num_frames=24)
@@ -288,7 +290,13 @@ def test_decode_threads_are_set_saved_and_checked(tmp_path, monkeypatch):
     assert loaded.decode_threads == 1
     one_thread = loaded(path)["pixel_values"]
     default = SfarVideoProcessor(num_frames=4)(path)["pixel_values"]
-    assert threads == [1, 0]  # FFmpeg's own default (0: one per core) when not set
+    # not set: FFmpeg's own default, which an opened decoder reports as the count it chose (one per core, plus one;
+    # the reader has opened it by then, decoding a keyframe for the display matrix)
+    with av.open(path) as container:
+        untouched = container.streams.video[0]
+        next(container.decode(untouched))
+        ffmpeg_default = untouched.codec_context.thread_count
+    assert threads == [1, ffmpeg_default]
     torch.testing.assert_close(one_thread, default, rtol=0, atol=0)
     with pytest.raises(ValueError, match="threads must be at least 1"):
         read_video_pyav(path, threads=0)

@@ -1,5 +1,6 @@
 """Frame-exact video decoding with PyAV: frame i of a file is the i-th frame a player presents, whatever the container
-and the frame timing (docs/video_decoding.md).
+and the frame timing, and it comes out as the player shows it, turned and mirrored by the file's display matrix
+(docs/video_decoding.md).
 
 `read_video_pyav(path, sample_indices_fn)` decodes only the frames asked for, seeking where the container indexes its
 keyframes and checking every seek and frame against one pass over the packets; any doubt falls back to decoding from
@@ -11,8 +12,10 @@ This file is shipped to the Hub as remote code: PyAV is imported only when a fil
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from transformers.utils import logging
@@ -34,6 +37,10 @@ EXACT_SEEK_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi
 
 # Files already warned about (a seek or a frame that was not the one expected): one warning per file and process.
 _warned_paths: set[str] = set()
+# Files already warned about their display matrix (not a quarter turn or mirror, or not the same on every frame).
+_warned_orientation_paths: set[str] = set()
+# Keyframes decoded, at most, to find the display matrix of a file (where one does not yield a frame, the next may).
+_ORIENTATION_PROBES = 3
 
 
 def read_video_pyav(
@@ -51,8 +58,16 @@ def read_video_pyav(
     the one due; other containers are decoded from the start. A seek or a frame that is not the one expected makes
     the file decode from its start, with a warning once per file.
 
+    Frames come out as a player shows them: turned by quarter turns and mirrored as the display matrix of the
+    video says (a phone's portrait video is returned upright and tall), whether the container (MP4/MOV, Matroska)
+    or the video stream (H.264's display orientation message) carries it. The matrix is the one FFmpeg attaches to
+    the first frame, found by decoding one keyframe during the packet pass, and it applies to every frame of the
+    file. A matrix that is not a multiple of 90 degrees turns the frames by the nearest multiple instead (exactly
+    halfway, the smaller turn), with a warning once per file.
+
     Returns:
-        `(len(indices), H, W, 3)` uint8 RGB frames, in the order of the indices (repeats allowed), and the metadata.
+        `(len(indices), H, W, 3)` uint8 RGB frames as displayed, in the order of the indices (repeats allowed), and
+        the metadata, whose `width` and `height` are those of the displayed frames.
 
     Raises:
         FileNotFoundError: nothing exists at `path`.
@@ -82,12 +97,14 @@ def read_video_pyav(
         total = timeline.count
         if total < 1:
             raise VideoDecodingError(f"video has no frames: {path}")
+        _warn_about_orientation(timeline, path)
         fps = float(stream.average_rate) if stream.average_rate else None
+        width, height = timeline.orientation.displayed_size(stream.codec_context.width, stream.codec_context.height)
         metadata = VideoMetadata(
             total_num_frames=total,
             fps=fps,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
             duration=total / fps if fps else None,
             video_backend="pyav",
         )
@@ -162,20 +179,33 @@ class _NotTheFrameAsked(Exception):
 
 class _Timeline:
     """
-    The frames a video presents, from one pass over its packets (nothing is decoded).
+    The frames a video presents, from one pass over its packets, and how they are displayed.
 
     `presented`: `(count,)` ascending timestamps of the presented frames (packets that the decoder discards, such
     as the pre-roll before an edit list's start, are left out); `keyframes`: ascending timestamps of the keyframe
     packets, discarded ones included (decoding may start there). Both are None when the packets lack timestamps or
-    repeat one: then frames can only be counted from the start.
+    repeat one: then frames can only be counted from the start. `matrix`: the display matrix of the first frame
+    (`(a, b, c, d)`, see `_Orientation`), None without one; `orientation`: how every frame is turned for display;
+    `rotation`: PyAV's angle of that matrix (`frame.rotation`), which later frames are compared with.
     """
 
-    def __init__(self, count: int, presented: np.ndarray | None, keyframes: np.ndarray | None):
+    def __init__(
+        self,
+        count: int,
+        presented: np.ndarray | None,
+        keyframes: np.ndarray | None,
+        matrix: tuple[int, int, int, int] | None = None,
+        rotation: int = 0,
+    ):
         self.count, self.presented, self.keyframes = count, presented, keyframes
+        self.matrix, self.orientation, self.rotation = matrix, _Orientation.of(matrix), rotation
 
     @classmethod
     def read(cls, container, stream) -> _Timeline:
+        """Demux every packet of `stream`; decode one keyframe on the way, for the display matrix (the container's
+        matrix reaches the frames through the decoder, so a frame is the one place where FFmpeg has resolved it)."""
         presented, keyframes, timed = [], [], True
+        matrix, rotation, probes = None, 0, _ORIENTATION_PROBES
         for packet in container.demux(stream):
             if not packet.size:
                 continue  # the empty packets at the end, which flush a decoder
@@ -185,11 +215,15 @@ class _Timeline:
                 keyframes.append(pts)
             if not packet.is_discard:
                 presented.append(pts)
+                if probes and packet.is_keyframe:
+                    found, matrix, rotation = _probe_display_matrix(stream, packet)
+                    probes = 0 if found else probes - 1
         if timed:
             presented_pts = np.sort(np.asarray(presented, dtype=np.int64))  # (count,)
             if presented_pts.size and np.all(np.diff(presented_pts) > 0) and keyframes:
-                return cls(len(presented), presented_pts, np.sort(np.asarray(keyframes, dtype=np.int64)))
-        return cls(len(presented), None, None)
+                keyframe_pts = np.sort(np.asarray(keyframes, dtype=np.int64))
+                return cls(len(presented), presented_pts, keyframe_pts, matrix, rotation)
+        return cls(len(presented), None, None, matrix, rotation)
 
     def seekable(self, container) -> bool:
         """Whether frames can be reached by seeking: timestamps, an indexed container, no frame before the first
@@ -199,6 +233,133 @@ class _Timeline:
             and container.format.name in EXACT_SEEK_FORMATS
             and self.keyframes[0] <= self.presented[0]
         )
+
+    def check_matrix(self, frame, path: str) -> None:
+        """
+        Warn (once per file) where a decoded frame is turned otherwise than the first frame: every frame is still
+        turned like the first (the frames of a video share one size).
+
+        Only the turn is compared, through PyAV's `frame.rotation` (0 for a frame without a matrix, as after an
+        orientation message that only the first frame carries). `frame.side_data` is not read here: it ties the
+        frame and its side data into a reference cycle, which would keep every converted frame, with its
+        threaded RGB converter, alive until the garbage collector runs, and a DataLoader worker forked meanwhile
+        hangs when it collects one.
+        """
+        rotation = frame.rotation
+        if rotation not in (0, self.rotation) and path not in _warned_orientation_paths:
+            _warned_orientation_paths.add(path)
+            logger.warning(
+                f"{path}: the frame at timestamp {frame.pts} is turned by {rotation} degrees, the first frame by "
+                f"{self.rotation} (FFmpeg's counter-clockwise angles); every frame is shown as the first one, "
+                f"{self.orientation.describe()}"
+            )
+
+    def picture(self, frame) -> np.ndarray:
+        """`(H, W, 3)` uint8 RGB of a decoded frame, as displayed."""
+        return self.orientation.apply(frame.to_ndarray(format="rgb24"))
+
+
+def _probe_display_matrix(stream, packet) -> tuple[bool, tuple[int, int, int, int] | None, int]:
+    """
+    Decode the keyframe `packet` alone and return whether it gave a frame, that frame's display matrix and PyAV's
+    `rotation` of it.
+
+    The decoder is drained (it may hold a frame back for reordering) and then reset, so decoding later starts
+    afresh, as after a seek. A packet that fails to decode gives no frame. The frame is never converted to RGB
+    (reading its side data ties it into a reference cycle: it must not hold a converter, see `check_matrix`).
+    """
+    import av
+
+    try:
+        frames = stream.decode(packet) or stream.decode(None)
+    except av.error.FFmpegError:
+        frames = []
+    stream.codec_context.flush_buffers()
+    if not frames:
+        return False, None, 0
+    return True, _display_matrix(frames[0]), frames[0].rotation
+
+
+def _display_matrix(frame) -> tuple[int, int, int, int] | None:
+    """The `(a, b, c, d)` entries (16.16 fixed point) of the display matrix that FFmpeg attached to `frame`."""
+    from av.sidedata.sidedata import Type
+
+    side_data = frame.side_data.get(Type.DISPLAYMATRIX)
+    if side_data is None:
+        return None
+    a, b, _, c, d = np.frombuffer(bytes(side_data), dtype=np.int32)[:5].tolist()  # row-major 3 x 3, native order
+    return a, b, c, d
+
+
+@dataclass(frozen=True)
+class _Orientation:
+    """
+    How a stored picture becomes the displayed one: `turns` quarter turns counter-clockwise, then mirrored left to
+    right if `mirrored` (which with the turns gives all eight: the upside-down mirror is two turns and a mirror).
+
+    FFmpeg's display matrix (libavutil/display.h) maps the pixel in column p, row q of the stored picture to column
+    a * p + c * q, row b * p + d * q of the displayed one (rows counted downwards; the translation only moves the
+    picture back into view). A quarter turn or a mirror has one non-zero entry per row: a and d (no turn, or a half
+    turn), or b and c (a quarter turn: rows become columns).
+    """
+
+    turns: int = 0
+    mirrored: bool = False
+    exact: bool = True  # whether the matrix was this orientation; otherwise the nearest to it
+    degrees: float = 0.0  # the matrix's own counter-clockwise angle (for the mirrored ones, before the mirror)
+
+    @classmethod
+    def of(cls, matrix: tuple[int, int, int, int] | None) -> _Orientation:
+        """The orientation of a display matrix `(a, b, c, d)`, or the nearest quarter turn (and mirror) to it."""
+        if matrix is None:
+            return cls()
+        a, b, c, d = matrix
+        determinant = a * d - b * c
+        if determinant == 0:  # the picture collapses to a line or a point: not a display transform, shown as stored
+            return cls(exact=False, degrees=math.nan)
+        mirrored = determinant < 0
+        if mirrored:  # undo the mirror (which negates the column of a and c) to read the turn
+            a, c = -a, -c
+        degrees = math.degrees(math.atan2(-b, a))  # counter-clockwise, in (-180, 180]
+        quarters = round(degrees / 90, 6)  # to the precision of the 16.16 entries, so that halfway is halfway
+        turns = int(math.copysign(math.ceil(abs(quarters) - 0.5), quarters))  # the nearest; halfway: the smaller
+        exact = (b == 0 and c == 0) if turns % 2 == 0 else (a == 0 and d == 0)
+        return cls(turns % 4, mirrored, exact, degrees)
+
+    def displayed_size(self, width: int, height: int) -> tuple[int, int]:
+        """`(width, height)` of a displayed frame whose stored picture is `width` x `height`."""
+        return (height, width) if self.turns % 2 else (width, height)
+
+    def apply(self, picture: np.ndarray) -> np.ndarray:
+        """The displayed `(H', W', 3)` view of a stored `(H, W, 3)` picture (no copy)."""
+        picture = np.rot90(picture, self.turns)  # counter-clockwise, as displayed (rows counted downwards)
+        return picture[:, ::-1] if self.mirrored else picture
+
+    def describe(self) -> str:
+        """In words, for messages: "turned 90 degrees clockwise, then mirrored left to right"."""
+        turned = (
+            "unturned",
+            "turned 90 degrees counter-clockwise",
+            "turned 180 degrees",
+            "turned 90 degrees clockwise",
+        )
+        return turned[self.turns] + (", then mirrored left to right" if self.mirrored else "")
+
+
+def _warn_about_orientation(timeline: _Timeline, path: str) -> None:
+    """Once per file: a display matrix that is not a quarter turn or mirror, and what is done instead."""
+    orientation = timeline.orientation
+    if orientation.exact or path in _warned_orientation_paths:
+        return
+    _warned_orientation_paths.add(path)
+    if math.isnan(orientation.degrees):
+        what = "collapses the picture (its determinant is 0: not a display transform); its frames are shown as stored"
+    else:
+        what = (
+            f"turns the picture by {orientation.degrees:.1f} degrees, not a multiple of 90; its frames are shown "
+            f"{orientation.describe()}, the nearest quarter turn"
+        )
+    logger.warning(f"{path}: the display matrix {timeline.matrix} {what}")
 
 
 def _decode_seeking(container, stream, timeline: _Timeline, wanted: set[int], decoded: dict[int, np.ndarray]) -> None:
@@ -222,8 +383,9 @@ def _decode_seeking(container, stream, timeline: _Timeline, wanted: set[int], de
         if frames is None or first > position + 1:  # jump over the gap to the keyframe before the target
             frames = _frames_after_seek(container, stream, presented, key_pts)
         for position, frame in frames:
+            timeline.check_matrix(frame, container.name)
             if position in wanted:  # convert to RGB only the frames kept
-                decoded[position] = frame.to_ndarray(format="rgb24")
+                decoded[position] = timeline.picture(frame)
             if position >= target:
                 break
         else:
@@ -278,8 +440,9 @@ def _decode_sequentially(
                     f"{path}: the decoder's frame {index} (timestamp {frame.pts}) is not the one its packets "
                     f"announce; frames are counted in the order the decoder returns them"
                 )
+        timeline.check_matrix(frame, path)
         if index in wanted:
-            decoded[index] = frame.to_ndarray(format="rgb24")
+            decoded[index] = timeline.picture(frame)
         if index >= last:
             return
 
