@@ -95,7 +95,7 @@ $(GENERATE_VENV)/.installed: setup.cfg pyproject.toml requirements/generate-cpu.
 
 # The vLLM back-end's tests (sub-texts and the entity corpus), on the CPU (skipped with their reason in `make test`).
 test-generate: setup-generate
-	$(GPY) -m pytest -q tests/test_generate_subtexts_vllm.py tests/test_entity_corpus_vllm.py
+	$(GPY) -m pytest -q tests/generate
 
 lint: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks

@@ -23,6 +23,13 @@ TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests of the command lines (tests/scripts/) carry the `e2e` marker."""
+    for item in items:
+        if "scripts" in Path(str(item.fspath)).relative_to(Path(__file__).parent).parts[:1]:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def load_script():
     """`load_script("push_to_hub")`: the module of `scripts/push_to_hub.py`, loaded from its file (scripts are leaves,

@@ -384,14 +384,14 @@ def test_the_corpus_is_staged_and_pushed_in_one_commit_with_its_log(generated, t
 
 
 def test_a_chat_models_answers_leave_no_chat_in_the_corpus_and_the_card_counts_its_refusals(tiny_clip_dir, tmp_path):
-    """A tiny model that answers every question, as the seed draws, with answers of tests/chat_answers.py (a list
+    """A tiny model that answers every question, as the seed draws, with answers of library/chat_answers.py (a list
     with a preamble and a sign-off, "Sure! A guitar pick is ...", senses with a note, a refusal): no stored unit or
     description holds the chat, and the card counts the log's refusals per kind of question."""
     from collections import Counter
 
     from huggingface_hub import DatasetCard
 
-    from tests.chat_answers import CHAT, DESCRIPTION_ANSWERS, UNIT_ANSWERS
+    from tests.library.chat_answers import CHAT, DESCRIPTION_ANSWERS, UNIT_ANSWERS
 
     shapes = (
         "numbered, preamble, sign-off",

@@ -13,7 +13,7 @@ from datasets import load_from_disk
 from modeling_sfar.data.benchmarks import build_charades, build_hmdb51, build_kinetics400, build_ucf101
 from modeling_sfar.testing_utils import write_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +181,7 @@ def test_command_line_saves_and_lists_missing(tmp_path, clip):
     assert (out / "missing_train.txt").read_text().split() == ["gone1234567_000020_000030"]
     from huggingface_hub import DatasetCard
 
-    card = DatasetCard.load(out / "README.md")  # the index's card (tests/test_cards.py checks its content)
+    card = DatasetCard.load(out / "README.md")  # the index's card (tests/library/test_cards.py checks its content)
     assert "kinetics400" in card.data.tags and "| train | 3 | 1 |" in card.text
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from modeling_sfar.hub.staging import STAGING_MARKER, prepare_staging
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 from modeling_sfar.hub import push  # noqa: E402
 

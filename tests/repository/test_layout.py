@@ -26,7 +26,7 @@ import pytest
 
 from modeling_sfar.hub.push import SPACE_LIBRARY_FILES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Our top-level import names, and the layer each lives in (higher layers may import lower ones, not the reverse).
 PACKAGES = ("modeling_sfar", "hub_cards", "datasets_scripts", "scripts", "tests", "benchmarks", "space")
 SHIPPED_THIRD_PARTY = {"torch", "transformers", "numpy", "huggingface_hub"}

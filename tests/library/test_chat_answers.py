@@ -1,4 +1,4 @@
-"""The parsers on chat-model answers (tests/chat_answers.py): every answer parses cleanly or is refused with its
+"""The parsers on chat-model answers (tests/library/chat_answers.py): every answer parses cleanly or is refused with its
 reason, and nothing stored holds the chat around it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from modeling_sfar.generation import chat
 from modeling_sfar.generation.entity_prompts import EntityParseError, parse_descriptions, parse_units
 from modeling_sfar.generation.subtext_prompts import SubtextParseError, parse_subtexts
-from tests.chat_answers import CHAT, DESCRIPTION_ANSWERS, SUBTEXT_ANSWERS, UNIT_ANSWERS, ChatAnswer
+from tests.library.chat_answers import CHAT, DESCRIPTION_ANSWERS, SUBTEXT_ANSWERS, UNIT_ANSWERS, ChatAnswer
 
 PARSERS = {
     "table6": (lambda answer: parse_subtexts(answer, 4), SubtextParseError),

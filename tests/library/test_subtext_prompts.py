@@ -77,7 +77,7 @@ def test_answers_in_every_layout_give_the_same_steps(answer):
         ("\n".join(f"{i}. This action is step {i}." for i in range(1, 6)), "found 5 steps, need 4"),
         ("\n".join("1. This action is the same." for _ in range(4)), "steps repeat each other"),
         ("The clean and jerk is a two-part weightlifting lift.", "found 0 steps, need 4"),
-        ("I cannot help with that.", "refusal"),  # tests/chat_answers.py holds refusals as chat models write them
+        ("I cannot help with that.", "refusal"),  # library/chat_answers.py holds refusals as chat models write them
     ],
 )
 def test_answers_without_n_steps_are_rejected_with_the_reason(answer, reason):

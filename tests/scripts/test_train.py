@@ -19,7 +19,7 @@ from modeling_sfar.evaluation.run import parse_evaluation_args, run_evaluation
 from modeling_sfar.training.arguments import parse_training_args
 from modeling_sfar.training.run import run_training
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_train(argv: list[str], callbacks: list | None = None) -> dict:
@@ -74,6 +74,7 @@ def weights(folder) -> dict[str, torch.Tensor]:
     return load_file(os.path.join(folder, "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_train_evaluates_groups_and_saves_a_loadable_model(storyboard, tiny_clip_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
     metrics = run_train(
@@ -220,6 +221,7 @@ def launch(args: list[str], processes: int, tmp_path: Path) -> subprocess.Comple
     return run
 
 
+@pytest.mark.slow
 def test_two_processes_train_data_parallel_with_the_global_batch_loss(storyboard, tiny_clip_dir, tmp_path):
     """2 x 4 videos per step under accelerate (gloo) = 1 x 8: same first loss, same weights after 2 steps."""
     common = ("--max_steps", "2", "--eval_split", "", "--augment", "false", "--save_strategy", "no")

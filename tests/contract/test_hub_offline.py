@@ -17,7 +17,7 @@ import torch
 
 from tests.conftest import BLOCK_MODELING_SFAR, free_port, wait_for_server
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 from modeling_sfar.data import subtexts  # noqa: E402
 from modeling_sfar.hub import cards, push  # noqa: E402

@@ -18,7 +18,7 @@ import torch
 from modeling_sfar.remote_code.modeling_alt import SHIPPED_FILES as ALT_SHIPPED_FILES
 from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED_DIR = REPO / "modeling_sfar" / "remote_code"
 # the folder ships two models, SFAR and ALT (which shares SFAR's processor files): exactly the union of their files
 SHIPPED = sorted(set(SHIPPED_FILES) | set(ALT_SHIPPED_FILES))

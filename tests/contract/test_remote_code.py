@@ -6,6 +6,7 @@ import copy
 import json
 import textwrap
 
+import pytest
 import torch
 
 from modeling_sfar.remote_code.modeling_sfar import SHIPPED_FILES
@@ -111,6 +112,7 @@ def test_bfloat16_model_and_pipeline_agree_with_float32(converted, video_path):
         assert abs(scores[label] - float(expected[i])) < 0.02
 
 
+@pytest.mark.slow
 def test_compiled_model_gives_the_eager_logits(converted, video_path):
     """The compilation path (`model.compile()`, as `--compile` in eval.py does) changes nothing but speed."""
     model, processor = converted

@@ -16,7 +16,7 @@ import torch
 
 from tests.conftest import free_port, wait_for_server
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytest.importorskip("gradio", reason="gradio is installed by `make test`")
@@ -72,7 +72,7 @@ def test_classifier_draws_what_an_alt_model_grounded(app_module, tiny_clip_dir, 
     from modeling_sfar import convert_clip_to_alt
     from modeling_sfar.demo.plots import denormalize, entity_region_picture
     from tests.conftest import LABELS
-    from tests.test_alt_model import ENTITIES
+    from tests.shipped.test_alt_model import ENTITIES
 
     torch.manual_seed(0)
     model, processor = convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, token_merging_r=3)
@@ -101,6 +101,7 @@ def test_classifier_draws_what_an_alt_model_grounded(app_module, tiny_clip_dir, 
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`apt-get install chromium`)")
+@pytest.mark.slow
 def test_upload_a_video_in_chromium_and_read_the_prediction(converted, video_path, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by `make test`")
     model, processor = converted

@@ -37,7 +37,7 @@ from modeling_sfar.testing_utils import (
 )
 
 OPEN_CLIP = Path(
-    os.environ.get("SFAR_OPEN_CLIP", Path(__file__).parents[1] / ".cache" / "open_clip-3.3.0" / "site")
+    os.environ.get("SFAR_OPEN_CLIP", Path(__file__).parents[2] / ".cache" / "open_clip-3.3.0" / "site")
 ).resolve()
 BPE = OPEN_CLIP / "open_clip" / "bpe_simple_vocab_16e6.txt.gz"
 
