@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel, convert_clip_to_sfar
+from modeling_sfar import (
+    SFAR_VARIANTS,
+    SfarConfig,
+    SfarForVideoClassification,
+    SfarModel,
+    convert_clip_to_alt,
+    convert_clip_to_sfar,
+)
 from modeling_sfar.data.storyboard import build_storyboard_dataset, storyboard_candidates
 from modeling_sfar.testing_utils import build_tiny_clip, write_video
 
@@ -60,6 +67,24 @@ def converted(tiny_clip_dir):
     """A tiny SFAR converted from the tiny CLIP, with its processor (4 frames)."""
     torch.manual_seed(0)
     return convert_clip_to_sfar(tiny_clip_dir, LABELS, SUBTEXTS, num_frames=4, num_temporal_layers=2)
+
+
+# An entity corpus for ALT: "unit: description" texts, as the corpus generator writes them.
+ENTITIES = [
+    "hands: the hands of a person",
+    "head: the head of a person",
+    "feet: the feet of a person",
+    "brush: a tool with bristles",
+    "drum: a round percussion instrument",
+    "eye: the organ of sight",
+]
+
+
+@pytest.fixture(scope="session")
+def alt_converted(tiny_clip_dir):
+    """A tiny ALT converted from the tiny CLIP (4 frames of 32 pixels: 17 tokens, 2 blocks merging 3 each)."""
+    torch.manual_seed(0)
+    return convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, token_merging_r=3, num_decoder_layers=2)
 
 
 @pytest.fixture(scope="session")

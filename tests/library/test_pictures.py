@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modeling_sfar.demo.plots import denormalize, entity_region_picture, patch_entities, region_legend, tint_regions
-from tests.shipped.test_alt_model import ENTITIES, alt_converted  # noqa: F401  (the module fixture)
+from tests.conftest import ENTITIES
 
 
 def test_patch_entities_follow_each_patch_to_its_token():

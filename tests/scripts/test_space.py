@@ -71,8 +71,7 @@ def test_classifier_draws_what_an_alt_model_grounded(app_module, tiny_clip_dir, 
 
     from modeling_sfar import convert_clip_to_alt
     from modeling_sfar.demo.plots import denormalize, entity_region_picture
-    from tests.conftest import LABELS
-    from tests.shipped.test_alt_model import ENTITIES
+    from tests.conftest import ENTITIES, LABELS
 
     torch.manual_seed(0)
     model, processor = convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, token_merging_r=3)

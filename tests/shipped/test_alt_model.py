@@ -3,34 +3,13 @@ package, through the auto classes and the video-classification pipeline on an mp
 
 from __future__ import annotations
 
-import io
-import json
-import textwrap
-
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassError
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from modeling_sfar import AltConfig, AltForVideoClassification, clip_to_alt_state_dict, convert_clip_to_alt
-from modeling_sfar.remote_code.modeling_alt import SHIPPED_FILES
-from tests.conftest import BLOCK_MODELING_SFAR, LABELS, run_python_offline
-
-ENTITIES = [
-    "hands: the hands of a person",
-    "head: the head of a person",
-    "feet: the feet of a person",
-    "brush: a tool with bristles",
-    "drum: a round percussion instrument",
-    "eye: the organ of sight",
-]
-
-
-@pytest.fixture(scope="module")
-def alt_converted(tiny_clip_dir):
-    """A tiny ALT converted from the tiny CLIP (4 frames of 32 pixels: 17 tokens, 2 blocks merging 3 each)."""
-    torch.manual_seed(0)
-    return convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, token_merging_r=3, num_decoder_layers=2)
+from tests.conftest import ENTITIES, LABELS
 
 
 def test_conversion_takes_clip_weights_and_stores_the_label_set(alt_converted, tiny_clip_dir):
@@ -61,52 +40,6 @@ def test_outputs_show_what_each_region_grounded(alt_converted, video_path):
     assert out.patch_to_token.shape == (1, 4, 17) and out.patch_to_token.max() < tokens
     grounded = [model.config.entities[j] for j in out.entity_indices[0, 0].tolist()]
     assert all(text in ENTITIES for text in grounded)
-
-
-def test_save_and_load_round_trip(alt_converted, video_path, tmp_path):
-    model, processor = alt_converted
-    model.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".py") == sorted(SHIPPED_FILES)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["model_type"] == "alt_video" and config["auto_map"]["AutoModel"] == "modeling_alt.AltModel"
-    inputs = processor(videos=video_path)
-    with torch.no_grad():
-        expected = model.eval()(**inputs).logits
-        for auto in (AutoModel, AutoModelForVideoClassification):
-            loaded = auto.from_pretrained(tmp_path).eval()
-            assert type(loaded).__name__ in ("AltModel", "AltForVideoClassification")
-            torch.testing.assert_close(loaded(**inputs).logits, expected)
-    assert isinstance(AutoConfig.from_pretrained(tmp_path), AltConfig)
-
-
-def test_torch_save_load_round_trip(alt_converted):
-    model, _ = alt_converted
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    buffer.seek(0)
-    loaded = AltForVideoClassification(model.config)
-    loaded.load_state_dict(torch.load(buffer, weights_only=True))
-    for key, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-
-
-def test_the_label_set_as_a_forward_input_matches_the_stored_one(alt_converted, tiny_clip_dir):
-    model, processor = alt_converted
-    tokenizer = AutoTokenizer.from_pretrained(tiny_clip_dir)
-    tokens = model.alt.tokenize_label_set(LABELS, tokenizer, ENTITIES)
-    assert tokens["input_ids"].shape[:2] == (4, len(model.config.prompt_templates))
-    pixels = torch.randn(2, 4, 3, 32, 32)
-    with torch.no_grad():
-        stored = model.eval()(pixels).logits
-        given = model(pixels, **tokens).logits
-    torch.testing.assert_close(given, stored)
-    # a new model from the configuration has no label set until one is given
-    fresh = AltForVideoClassification(model.config).eval()
-    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "label_set_cache" not in k}, strict=False)
-    with pytest.raises(ValueError, match="no label set"):
-        fresh(pixels)
-    with torch.no_grad():
-        torch.testing.assert_close(fresh(pixels, **tokens).logits, stored)
 
 
 def test_bad_label_sets_and_configs_are_refused_with_a_reason(alt_converted, tiny_clip_dir):
@@ -143,78 +76,6 @@ def test_the_corpus_free_baseline_needs_no_entities(tiny_clip_dir):
     with torch.no_grad():
         out = model(torch.randn(1, 4, 3, 32, 32))
     assert out.entity_indices is None and out.logits.shape == (1, 4)
-
-
-def test_training_step_updates_vision_and_decoder_but_not_text(alt_converted):
-    model, _ = alt_converted
-    trained = AltForVideoClassification(model.config)  # a copy: the fixture's model stays as converted
-    trained.load_state_dict(model.state_dict())
-    trained.train()
-    out = trained(torch.randn(2, 4, 3, 32, 32), labels=torch.tensor([0, 3]))
-    out.loss.backward()
-    alt = trained.alt
-    assert alt.vision_model.encoder.layers[0].self_attn.q_proj.weight.grad is not None
-    assert alt.decoder.layers[0].temporal_conv.weight.grad is not None
-    assert alt.alignment.mlp.fc1.weight.grad is not None
-    assert all(p.grad is None for p in alt.text_model.parameters())
-
-
-REMOTE = BLOCK_MODELING_SFAR + textwrap.dedent(
-    """
-    import json, sys
-
-    import torch
-    from transformers import AutoModel, AutoModelForVideoClassification, AutoProcessor, pipeline
-
-    folder, video = sys.argv[1], sys.argv[2]
-    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    inputs = processor(videos=video)
-    result = {"processor": type(processor).__name__}
-    for auto in (AutoModel, AutoModelForVideoClassification):
-        model = auto.from_pretrained(folder, trust_remote_code=True).eval()
-        assert "transformers_modules" in type(model).__module__, type(model).__module__
-        with torch.no_grad():
-            out = model(**inputs)
-        result[auto.__name__] = {"class": type(model).__name__, "logits": out.logits.tolist(),
-                                 "entity_indices": out.entity_indices.tolist()}
-    classifier = pipeline("video-classification", model=folder, trust_remote_code=True)
-    result["pipeline"] = classifier(video, top_k=3)
-    print(json.dumps(result))
-    """
-)
-
-
-def test_remote_code_round_trip_through_auto_classes_and_pipeline(alt_converted, video_path, tmp_path):
-    model, processor = alt_converted
-    folder = tmp_path / "alt-tiny"
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    inputs = processor(videos=video_path)
-    with torch.no_grad():
-        expected = model.eval()(**inputs)
-    top = expected.logits.softmax(-1)[0].topk(3)
-
-    run = run_python_offline(["-c", REMOTE, str(folder), video_path], cwd=tmp_path, tmp_path=tmp_path)
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["processor"] == "SfarProcessor"
-    assert result["AutoModel"]["class"] == "AltModel"
-    assert result["AutoModelForVideoClassification"]["class"] == "AltForVideoClassification"
-    for name in ("AutoModel", "AutoModelForVideoClassification"):
-        torch.testing.assert_close(torch.tensor(result[name]["logits"]), expected.logits)
-        assert result[name]["entity_indices"] == expected.entity_indices.tolist()
-    assert [p["label"] for p in result["pipeline"]] == [model.config.id2label[i] for i in top.indices.tolist()]
-    torch.testing.assert_close(torch.tensor([p["score"] for p in result["pipeline"]]), top.values)
-
-
-def test_multi_view_input_averages_the_class_probabilities(alt_converted):
-    model, _ = alt_converted
-    from modeling_sfar.evaluation.predict import predict_views
-
-    views = torch.randn(2, 3, 4, 3, 32, 32)  # (B, V, T, 3, H, W)
-    with torch.no_grad():
-        out, _ = predict_views(model.eval(), views)
-        single = model(views.flatten(0, 1)).logits.softmax(-1).view(2, 3, -1).mean(1)
-    torch.testing.assert_close(out.exp(), single)
 
 
 def test_the_decoder_starts_as_clip_starts_its_transformer_layers(tiny_clip_dir, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarForVideoClassification, SfarModel
+from modeling_sfar import SFAR_VARIANTS, SfarConfig, SfarModel
 from tests.conftest import LABELS, SUBTEXTS, tiny_classifier, tiny_config
 
 
@@ -49,47 +49,6 @@ def test_text_tower_is_frozen():
     model = tiny_classifier()
     assert not any(p.requires_grad for p in model.sfar.text_model.parameters())
     assert not model.sfar.text_projection.weight.requires_grad
-
-
-def test_save_load_gives_identical_logits(tmp_path):
-    model = tiny_classifier().eval()
-    pixel_values = torch.randn(2, 5, 3, 16, 16)
-    expected = model(pixel_values).logits
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    assert not list(tmp_path.glob("*.bin"))
-    for cls in (SfarForVideoClassification, SfarModel):
-        loaded = cls.from_pretrained(tmp_path).eval()
-        torch.testing.assert_close(loaded(pixel_values).logits, expected)
-
-
-def test_torch_save_load_round_trip(tmp_path):
-    """`torch.save(model.state_dict())` and `load_state_dict` restore every tensor, the boolean masks included."""
-    model = tiny_classifier().eval()
-    torch.save(model.state_dict(), tmp_path / "weights.pt")
-    other = SfarForVideoClassification(model.config)
-    other.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(other.state_dict()[name], tensor), name
-    pixel_values = torch.randn(2, 5, 3, 16, 16)
-    torch.testing.assert_close(other.eval()(pixel_values).logits, model(pixel_values).logits)
-
-
-def test_multi_view_logits_are_log_mean_probabilities():
-    """Multi-view testing folds the views into the batch and averages the softmax probabilities (predict_views); the
-    forward takes one shape, (B, T, 3, H, W), and names the helper for views."""
-    from modeling_sfar.evaluation.predict import predict_views
-
-    model = tiny_classifier().eval()
-    views = torch.randn(2, 3, 5, 3, 16, 16)
-    with torch.no_grad():
-        out, loss = predict_views(model, views, labels=torch.tensor([0, 1]))
-        per_view = torch.stack([model(views[:, v]).logits.softmax(-1) for v in range(3)], 1)
-    torch.testing.assert_close(out.softmax(-1), per_view.mean(1))
-    # the evaluation scores the view-averaged logits (the Trainer's eval loss)
-    torch.testing.assert_close(loss, model.loss(out, torch.tensor([0, 1])))
-    with pytest.raises(ValueError, match="average_over_views"):
-        model(views)
 
 
 def test_multi_label_views_average_the_sigmoid_probabilities():
