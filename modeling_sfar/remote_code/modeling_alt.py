@@ -558,7 +558,7 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
 
     # -- video side --------------------------------------------------------------------------------------------
 
-    def get_frame_tokens(self, pixel_values: torch.Tensor, **kwargs) -> tuple[torch.Tensor, Any]:
+    def forward_features(self, pixel_values: torch.Tensor, **kwargs) -> tuple[torch.Tensor, Any]:
         """
         The region-aware image encoder (Eq. 1-3) on (B, T, 3, H, W) frames: the projected tokens X of every frame
         (B, T, G, D), class token first (CLIP's image embedding) then the regions, and the merging output (sizes,
@@ -606,7 +606,7 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
         self._check_pixel_values(pixel_values)
         batch_size, num_frames = pixel_values.shape[:2]
 
-        tokens, merged = self.get_frame_tokens(
+        tokens, merged = self.forward_features(
             pixel_values,
             # a list of block indices passes through (transformers' `output_hidden_states=[...]`)
             output_hidden_states=output_hidden_states
@@ -614,6 +614,21 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
             else bool(output_hidden_states),
             output_attentions=bool(output_attentions),
         )  # (B, T, G, D)
+        output = self.forward_head(tokens, label_set)
+        unfold = (batch_size, num_frames, -1)
+        output.token_sizes = merged.token_sizes.view(unfold)
+        output.patch_to_token = merged.patch_to_token.reshape(unfold)
+        output.hidden_states, output.attentions = merged.hidden_states, merged.attentions
+        return output
+
+    def forward_head(self, tokens: torch.Tensor, label_set: AltLabelSet | None = None) -> AltModelOutput:
+        """
+        Everything after the region-aware encoder: the alignment with the entities (Eq. 4-6, with Gumbel noise in
+        training mode), the video decoder (Eq. 7-9) and the logits, on the projected tokens (B, T, G, D) of
+        `forward_features`; `label_set` None: the stored one.
+        """
+        label_set = self.stored_label_set() if label_set is None else label_set
+        batch_size, num_frames = tokens.shape[:2]
         frames = tokens[:, :, 0]  # X^ (Eq. 7): the class tokens, (B, T, D)
         entity_indices = None
         if self.alignment is not None:
@@ -633,18 +648,13 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
 
         text_embeds = label_set.text_embeds.to(video_embeds.dtype)
         logits = self.logit_scale.exp() * F.normalize(video_embeds, dim=-1) @ text_embeds.t()  # (B, C)
-        unfold = (batch_size, num_frames, -1)
         return AltModelOutput(
             logits=logits,
             video_embeds=video_embeds,
             frame_embeds=frames,
             aligned_queries=queries,
             entity_indices=entity_indices,
-            token_sizes=merged.token_sizes.view(unfold),
-            patch_to_token=merged.patch_to_token.reshape(unfold),
             text_embeds=label_set.text_embeds,
-            hidden_states=merged.hidden_states,
-            attentions=merged.attentions,
         )
 
 

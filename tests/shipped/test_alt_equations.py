@@ -45,7 +45,7 @@ def test_frame_tokens_are_the_class_token_and_the_merged_regions():
     model = AltModel(alt_config()).eval()
     pixels = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
-        tokens, merged = model.get_frame_tokens(pixels)
+        tokens, merged = model.forward_features(pixels)
     # 16 patches + class token, r = 3 merged in each of the 2 blocks: N + 1 - L r = 11 (Eq. 2-3)
     assert tokens.shape == (2, 4, 17 - 2 * 3, 128)
     # the sizes of a frame's tokens add up to its patches and class token
@@ -53,7 +53,7 @@ def test_frame_tokens_are_the_class_token_and_the_merged_regions():
     # without merging the class token is CLIP's image embedding
     model.config.token_merging_r = 0
     with torch.no_grad():
-        tokens, _ = model.get_frame_tokens(pixels)
+        tokens, _ = model.forward_features(pixels)
         clip = model.visual_projection(model.vision_model(pixel_values=pixels.flatten(0, 1)).pooler_output)
     torch.testing.assert_close(tokens[:, :, 0].flatten(0, 1), clip)
     assert tokens.shape[2] == 17
@@ -216,7 +216,7 @@ def test_the_model_wires_the_equations_together():
     pixels = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
         out = model(pixels, label_set=label_set)
-        tokens, _ = model.get_frame_tokens(pixels)
+        tokens, _ = model.forward_features(pixels)
         queries, indices = model.alignment(tokens, label_set.entity_embeds)
         z = model.decoder(queries, tokens[:, :, 0])
     torch.testing.assert_close(out.aligned_queries, queries)
