@@ -32,17 +32,10 @@ class AltConfig(ClipVideoConfig):
     The label set (`id2label`, `entities`) is metadata: its encoded text features are an input of the model or the
     cache saved with its weights.
 
-    Args:
-        text_config (`dict` or `CLIPTextConfig`, *optional*):
-            The CLIP text tower. Frozen: it encodes the class prompts and the entities once per label set.
-        vision_config (`dict` or `CLIPVisionConfig`, *optional*):
-            The CLIP vision tower, fine-tuned.
-        projection_dim (`int`, *optional*, defaults to 512):
-            Width d of the joint text-video space (CLIP's projection width), the width of the decoder.
-        logit_scale_init_value (`float`, *optional*, defaults to 2.6592):
-            Initial value of CLIP's log logit scale (trainable); overwritten when converting from CLIP.
-        num_frames (`int`, *optional*, defaults to 8):
-            Frames per video T; the learnable queries of `use_entity_corpus=False` have this many entries.
+    Args (besides those of [`ClipVideoConfig`]: `text_config`, `vision_config`, `projection_dim` (also the decoder's
+    width), `logit_scale_init_value`, `num_frames` (the learnable queries of `use_entity_corpus=False` have this many
+    entries), `prompt_templates` (the class-prompt ensemble, `ALT_PROMPT_TEMPLATES` by default) and
+    `initializer_range`):
         token_merging_r (`int`, *optional*, defaults to 8):
             Tokens merged in every block of the vision tower (the paper's r); 0 disables merging.
         num_decoder_layers (`int`, *optional*, defaults to 4):
@@ -56,13 +49,8 @@ class AltConfig(ClipVideoConfig):
         use_entity_corpus (`bool`, *optional*, defaults to `True`):
             `False` replaces the aligned entities by learnable queries, one per frame position (the paper's Table C3
             baseline, "ALT without corpus"); the model then needs no entities.
-        prompt_templates (`list[str]`, *optional*):
-            The class-prompt ensemble: a class embedding is the normalised mean of the normalised embeddings of these
-            templates filled with the class name. Defaults to `ALT_PROMPT_TEMPLATES`.
         entities (`list[str]`, *optional*):
             The texts of the stored entity corpus, in the order of its embeddings (metadata, like `id2label`).
-        initializer_range (`float`, *optional*, defaults to 0.02):
-            Standard deviation of the normal initialisation of the new (non-CLIP) modules.
     """
 
     model_type = "alt_video"  # not "alt": transformers' registry has "altclip", a different model

@@ -60,17 +60,11 @@ class SfarConfig(ClipVideoConfig):
     text features are an input of the model or the cache saved with its weights, sized by the number of labels and
     `stored_prompt_words`.
 
-    Args:
-        text_config (`dict` or `CLIPTextConfig`, *optional*):
-            The CLIP text tower. Frozen: its features are computed once per label set.
-        vision_config (`dict` or `CLIPVisionConfig`, *optional*):
-            The CLIP vision tower, fine-tuned.
-        projection_dim (`int`, *optional*, defaults to 512):
-            Width D of the joint text-video space (CLIP's projection width).
-        logit_scale_init_value (`float`, *optional*, defaults to 2.6592):
-            Initial value of CLIP's log logit scale (trainable); overwritten when converting from CLIP.
-        num_frames (`int`, *optional*, defaults to 8):
-            Frames per video T (the paper's L); the temporal position embedding has this many entries.
+    Args (besides those of [`ClipVideoConfig`]: `text_config`, `vision_config`, `projection_dim`,
+    `logit_scale_init_value`, `num_frames` (the paper's L; the temporal position embedding has this many entries),
+    `token_merging_r` (0 by default: a speed option; the frame embedding is still the projected class token),
+    `prompt_templates` (an ensemble, as ActionCLIP's: the class embedding is the mean of the normalised embeddings of
+    its templates; the word embeddings still come from `prompt_template`) and `initializer_range`):
         num_temporal_layers (`int`, *optional*, defaults to 6):
             Depth of the temporal transformer; 0 disables the temporal module ("Baseline (CLIP)").
         temporal_layer_norm_eps (`float`, *optional*, defaults to 1e-5):
@@ -80,9 +74,6 @@ class SfarConfig(ClipVideoConfig):
             Sub-texts N per class (atomic-action descriptions).
         prompt_template (`str`, *optional*, defaults to `"This is a video about {}"`):
             Global prompt T_c, filled with the normalised class name (BIKE's template).
-        prompt_templates (`list[str]`, *optional*):
-            A prompt ensemble (ActionCLIP): the class embedding is the mean of the normalised embeddings of these
-            templates. Word embeddings still come from `prompt_template`.
         word_tokens (`str`, *optional*, defaults to `"words"`):
             Which token positions form a text's word embeddings: `"words"` (the text's own tokens and its end token,
             without start token and padding) or `"all"` (every context position, as BIKE).
@@ -98,11 +89,6 @@ class SfarConfig(ClipVideoConfig):
         subtexts (`dict[str, list[str]]`, *optional*):
             For every label of `id2label`, its N sub-texts: the text of the stored label set (the `"coarse"` and
             `"fine"` fusions read sub-texts).
-        initializer_range (`float`, *optional*, defaults to 0.02):
-            Standard deviation of the normal initialisation of the new (non-CLIP) modules.
-        token_merging_r (`int`, *optional*, defaults to 0):
-            Tokens merged in every block of the vision tower (ToMe, as ALT's encoder; `token_merging.py`), a speed
-            option; the frame embedding is still the projected class token. 0: CLIP's tower unchanged.
         stored_prompt_words (`int`, *optional*):
             Set by `set_label_set`, not by hand: the word positions W of the stored augmented prompt words (the
             longest class prompt of the stored label set; 0 for a fusion without the coarse branch), which size the

@@ -15,7 +15,6 @@ This file is shipped to the Hub as remote code: it imports only torch, transform
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,43 +23,29 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.clip.modeling_clip import eager_attention_forward
-from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
+from transformers.utils import ModelOutput, logging
 
 from .configuration_alt import AltConfig
 from .configuration_clip_video import class_name_to_text
 from .modeling_clip_video import (
+    SHARED_SHIPPED_FILES,
+    ClipVideoAttention,
+    ClipVideoClassifierMixin,
     ClipVideoLabelSet,
     ClipVideoLabelSetCache,
     ClipVideoModel,
     ClipVideoPreTrainedModel,
     check_class_indices,
     check_soft_targets,
+    family_auto_map,
 )
 from .token_merging import token_merging_vision_forward
 
 logger = logging.get_logger(__name__)
 
-# Every auto class a saved ALT folder answers to; ALT reads videos with SFAR's processors.
-AUTO_MAP = {
-    "AutoConfig": "configuration_alt.AltConfig",
-    "AutoModel": "modeling_alt.AltModel",
-    "AutoModelForVideoClassification": "modeling_alt.AltForVideoClassification",
-    "AutoProcessor": "processing_sfar.SfarProcessor",
-    "AutoVideoProcessor": "video_processing_sfar.SfarVideoProcessor",
-}
-SHIPPED_FILES = (
-    "configuration_clip_video.py",
-    "configuration_alt.py",
-    "modeling_clip_video.py",
-    "modeling_alt.py",
-    "token_merging.py",
-    "processing_sfar.py",
-    "video_processing_sfar.py",
-    "video_decoding.py",
-)
+# Every auto class a saved ALT folder answers to, and the remote-code files it ships.
+AUTO_MAP = family_auto_map("alt", "Alt")
+SHIPPED_FILES = ("configuration_alt.py", "modeling_alt.py", *SHARED_SHIPPED_FILES)
 
 __all__ = [
     "AltLabelSet",
@@ -216,8 +201,9 @@ class AltMLP(nn.Module):
 
 def _init_as_clip_layers(module: nn.Module, width: int, num_layers: int) -> None:
     """
-    Initialise the layers that carry the signal through an `AltAttention` or `AltMLP` of width D as CLIP initialises
-    those of its transformers (transformers' `CLIPPreTrainedModel._init_weights`), with the decoder's depth M:
+    Initialise the layers that carry the signal through a `ClipVideoAttention` or `AltMLP` of width D as CLIP
+    initialises those of its transformers (transformers' `CLIPPreTrainedModel._init_weights`), with the decoder's
+    depth M:
     attention values normal(0, D^-0.5 (2M)^-0.5) and output normal(0, D^-0.5); MLP first layer normal(0, (2D)^-0.5),
     second normal(0, D^-0.5 (2M)^-0.5). Queries and keys keep the library's normal(0, `initializer_range`), so that
     every attention starts close to an average (and float16 stays as close to float32 as before). Biases stay zero.
@@ -229,7 +215,7 @@ def _init_as_clip_layers(module: nn.Module, width: int, num_layers: int) -> None
     deviations keep the value paths near unit gain at any width (at 512, the ViT-B/16 width, 0.016-0.044).
     """
     in_std = width**-0.5 * (2 * max(num_layers, 1)) ** -0.5  # a decoder of 0 blocks still has its final MLP
-    if isinstance(module, AltAttention):
+    if isinstance(module, ClipVideoAttention):
         init.normal_(module.v_proj.weight, std=in_std)
         init.normal_(module.out_proj.weight, std=width**-0.5)
     elif isinstance(module, AltMLP):
@@ -265,39 +251,6 @@ class AltEntityAlignment(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class AltAttention(nn.Module):
-    """
-    Multi-head attention of width D with D/64 heads, for the decoder's self-attention (queries attend to queries)
-    and cross-attention (queries attend to frames). No mask: every frame is real. Dispatched like CLIP's attention
-    through transformers' `ALL_ATTENTION_FUNCTIONS` by `config._attn_implementation`.
-    """
-
-    def __init__(self, config: AltConfig):
-        super().__init__()
-        self.config = config
-        self.embed_dim = config.projection_dim
-        self.num_heads = config.decoder_num_heads
-        self.head_dim = self.embed_dim // self.num_heads
-        self.scale = self.head_dim**-0.5
-        self.is_causal = False
-        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
-        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
-        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
-        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
-
-    def forward(self, query: torch.Tensor, key_value: torch.Tensor) -> torch.Tensor:
-        """query (B, q, D), key_value (B, k, D) -> (B, q, D): q queries attend to k keys."""
-        batch_size, num_queries, width = query.shape
-        queries = self.q_proj(query).view(batch_size, num_queries, -1, self.head_dim).transpose(1, 2)  # (B, h, q, hd)
-        keys = self.k_proj(key_value).view(batch_size, key_value.shape[1], -1, self.head_dim).transpose(1, 2)
-        values = self.v_proj(key_value).view(batch_size, key_value.shape[1], -1, self.head_dim).transpose(1, 2)
-        interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        out, _ = interface(self, queries, keys, values, None, scaling=self.scale, dropout=0.0)  # (B, q, h, hd)
-        return self.out_proj(out.reshape(batch_size, num_queries, width))
-
-
 class AltDecoderLayer(nn.Module):
     """
     One block of the multi-modal video decoder (Eq. 8):
@@ -317,10 +270,10 @@ class AltDecoderLayer(nn.Module):
             width, width, config.decoder_kernel_size, padding=config.decoder_kernel_size // 2
         )
         self.self_attn_layer_norm = nn.LayerNorm(width, eps=eps)
-        self.self_attn = AltAttention(config)
+        self.self_attn = ClipVideoAttention(config)
         self.cross_attn_layer_norm = nn.LayerNorm(width, eps=eps)
         self.frame_layer_norm = nn.LayerNorm(width, eps=eps)
-        self.cross_attn = AltAttention(config)
+        self.cross_attn = ClipVideoAttention(config)
         self.mlp_layer_norm = nn.LayerNorm(width, eps=eps)
         self.mlp = AltMLP(width, 4 * width, "quick_gelu")
 
@@ -389,7 +342,7 @@ class AltPreTrainedModel(ClipVideoPreTrainedModel):
             # here, not on each layer: transformers skips custom-code modules that own no tensor themselves, and
             # calls a module after its children, so these values replace the library's
             for layer in module.modules():
-                if isinstance(layer, (AltAttention, AltMLP)):
+                if isinstance(layer, (ClipVideoAttention, AltMLP)):
                     _init_as_clip_layers(layer, module.config.projection_dim, module.config.num_decoder_layers)
         super()._init_weights(module)
         if isinstance(module, AltModel) and module.learnable_queries is not None:
@@ -406,7 +359,7 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
     """
 
     label_set_class = AltLabelSet
-    label_set_token_inputs = ("entity_input_ids",)
+    label_set_inputs = ("entity_input_ids", "entity_attention_mask")
 
     def __init__(self, config: AltConfig):
         super().__init__(config)
@@ -571,39 +524,21 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
         tokens = self.visual_projection(self.vision_model.post_layernorm(merged.last_hidden_state))  # (F, G, D)
         return tokens.view(batch_size, num_frames, *tokens.shape[1:]), merged
 
-    @can_return_tuple
-    def forward(
+    def _forward_video(
         self,
         pixel_values: torch.Tensor,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        entity_input_ids: torch.Tensor | None = None,
-        entity_attention_mask: torch.Tensor | None = None,
-        label_set: AltLabelSet | None = None,
-        **kwargs: Unpack[TransformersKwargs],
+        label_set: AltLabelSet | None,
+        output_hidden_states: Any,
+        output_attentions: Any,
+        **kwargs,
     ) -> AltModelOutput:
-        r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
-                Normalised frames. Several views of a video (multi-view testing) are folded into the batch and their
-                logits averaged with `average_over_views`.
-            input_ids, attention_mask (`torch.LongTensor` of shape `(C, R, L)` or `(C, L)`, *optional*):
-                The class prompts (see [`~AltModel.tokenize_label_set`]), encoded by the frozen text tower.
-            entity_input_ids, entity_attention_mask (`torch.LongTensor` of shape `(K, L)`, *optional*):
-                The entity corpus; required with `input_ids` by a model with a corpus.
-            label_set ([`AltLabelSet`], *optional*):
-                An encoded label set ([`~AltModel.encode_label_set`]) instead of token ids.
-
-            Without a label set the stored one is used. In training mode the alignment samples Gumbel noise; in
-            evaluation mode it takes the deterministic argmax.
         """
-        output_hidden_states, output_attentions = self._check_forward_kwargs(kwargs)
-        label_set = self._resolve_label_set(
-            label_set, input_ids, attention_mask=attention_mask, entity_input_ids=entity_input_ids,
-            entity_attention_mask=entity_attention_mask,
-        )  # fmt: skip
-        label_set = self.stored_label_set() if label_set is None else label_set
-        self._check_pixel_values(pixel_values)
+        The forward ([`ClipVideoModel.forward`]) after the label set is resolved: the region-aware encoder, the
+        alignment and the decoder. ALT's further label-set inputs (`label_set_inputs`) are `entity_input_ids`,
+        `entity_attention_mask` (K, L), the entity corpus, required with `input_ids` (class prompts, (C, R, L) or
+        (C, L)) by a model with a corpus. In training mode the alignment samples Gumbel noise; in evaluation mode it
+        takes the deterministic argmax.
+        """
         batch_size, num_frames = pixel_values.shape[:2]
 
         tokens, merged = self.forward_features(
@@ -658,54 +593,13 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
         )
 
 
-class AltForVideoClassification(AltPreTrainedModel):
-    """[`AltModel`] with the cross-entropy loss (Eq. 10), for `AutoModelForVideoClassification` and the
-    `video-classification` pipeline."""
+class AltForVideoClassification(ClipVideoClassifierMixin, AltPreTrainedModel):
+    """[`AltModel`] with the cross-entropy loss (Eq. 10, `loss`), for `AutoModelForVideoClassification` and the
+    `video-classification` pipeline; its forward is [`ClipVideoClassifierMixin.forward`] (ALT's `entity_input_ids`
+    and its mask pass on to [`AltModel.forward`])."""
 
-    def __init__(self, config: AltConfig):
-        super().__init__(config)
-        self.alt = AltModel(config)
-        self.post_init()
-
-    def set_label_set(
-        self, labels: list[str], tokenizer: Any, entities: list[str] | None = None, batch_size: int = 256
-    ) -> None:
-        """See [`AltModel.set_label_set`]."""
-        self.alt.set_label_set(labels, tokenizer, entities, batch_size)
-
-    @can_return_tuple
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        entity_input_ids: torch.Tensor | None = None,
-        entity_attention_mask: torch.Tensor | None = None,
-        label_set: AltLabelSet | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> AltVideoClassifierOutput:
-        r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
-                Normalised frames; see [`AltModel.forward`].
-            labels (`torch.LongTensor` of shape `(B,)` or `torch.FloatTensor` of shape `(B, C)`, *optional*):
-                Ground-truth classes, or soft targets (Mixup, CutMix, label smoothing; see [`alt_loss`]).
-            input_ids, attention_mask, entity_input_ids, entity_attention_mask, label_set:
-                The label set, given; see [`AltModel.forward`]. Without it the stored one is used.
-        """
-        output = self.alt(
-            pixel_values,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            entity_input_ids=entity_input_ids,
-            entity_attention_mask=entity_attention_mask,
-            label_set=label_set,
-            return_dict=True,
-            **kwargs,
-        )
-        loss = None if labels is None else self.loss(output.logits, labels)
-        return AltVideoClassifierOutput(loss=loss, **output)
+    base_model_class = AltModel
+    output_class = AltVideoClassifierOutput
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The cross-entropy of Eq. 10 ([`alt_loss`]) on `(B, C)` logits."""

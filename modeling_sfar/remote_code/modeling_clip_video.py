@@ -31,12 +31,19 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
-from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, create_bidirectional_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel, eager_attention_forward
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 
 from .configuration_clip_video import ClipVideoConfig
 
 __all__ = [
+    "SHARED_SHIPPED_FILES",
+    "ClipVideoAttention",
+    "family_auto_map",
+    "ClipVideoClassifierMixin",
     "ClipVideoLabelSet",
     "ClipVideoLabelSetCache",
     "ClipVideoPreTrainedModel",
@@ -46,6 +53,31 @@ __all__ = [
     "check_soft_targets",
     "gather_with_grad",
 ]
+
+
+# The remote-code files every family's saved folder ships (this base, the processors, the decoder, token merging);
+# a family adds its own configuration and model files.
+SHARED_SHIPPED_FILES = (
+    "configuration_clip_video.py",
+    "modeling_clip_video.py",
+    "token_merging.py",
+    "processing_sfar.py",
+    "video_processing_sfar.py",
+    "video_decoding.py",
+)
+
+
+def family_auto_map(family: str, prefix: str) -> dict[str, str]:
+    """Every auto class a saved folder of a family answers to: its configuration and models (in
+    `configuration_{family}.py` and `modeling_{family}.py`, classes `{prefix}Config`, `{prefix}Model`,
+    `{prefix}ForVideoClassification`) and the shared processors."""
+    return {
+        "AutoConfig": f"configuration_{family}.{prefix}Config",
+        "AutoModel": f"modeling_{family}.{prefix}Model",
+        "AutoModelForVideoClassification": f"modeling_{family}.{prefix}ForVideoClassification",
+        "AutoProcessor": "processing_sfar.SfarProcessor",
+        "AutoVideoProcessor": "video_processing_sfar.SfarVideoProcessor",
+    }
 
 
 @dataclass
@@ -64,6 +96,69 @@ class ClipVideoLabelSet(ModelOutput):
     @property
     def num_classes(self) -> int:
         return self.text_embeds.shape[0]
+
+
+class ClipVideoAttention(nn.Module):
+    """
+    Multi-head attention in the joint space (width D, D/64 heads), optionally with a key padding mask: SFAR's
+    cross-attention of Eq. 4-6 (the words of a class prompt attend to the words of its sub-texts) and ALT's decoder
+    attentions (queries attend to queries, and to frames).
+
+    Dispatched like CLIP's attention: `config._attn_implementation` picks the function from transformers'
+    `ALL_ATTENTION_FUNCTIONS` ("sdpa", "eager", "sfar_sdpa", ...), and the mask is built in the form that
+    function expects. Width D (`config.projection_dim`), D/64 heads.
+    """
+
+    def __init__(self, config: ClipVideoConfig):
+        super().__init__()
+        self.config = config
+        self.embed_dim = config.projection_dim
+        self.num_heads = config.joint_num_heads
+        self.head_dim = self.embed_dim // self.num_heads
+        self.scale = self.head_dim**-0.5
+        self.is_causal = False
+        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key_value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        """query (..., q, D), key_value (..., k, D), key_padding_mask (..., k), True for real keys -> (..., q, D)."""
+        *batch, num_queries, width = query.shape
+        num_keys = key_value.shape[-2]
+        query, key_value = query.reshape(-1, num_queries, width), key_value.reshape(-1, num_keys, width)  # (b, ., D)
+        queries = self.q_proj(query).view(len(query), num_queries, -1, self.head_dim).transpose(1, 2)  # (b, h, q, hd)
+        keys = self.k_proj(key_value).view(len(query), num_keys, -1, self.head_dim).transpose(1, 2)  # (b, h, k, hd)
+        values = self.v_proj(key_value).view(len(query), num_keys, -1, self.head_dim).transpose(1, 2)
+
+        implementation = self.config._attn_implementation
+        mask = None
+        if key_padding_mask is not None:
+            if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+                raise ValueError(
+                    f"attn_implementation {implementation!r} has no mask function registered with transformers' "
+                    "AttentionMaskInterface; the cross-attention of the coarse branch needs its key padding mask"
+                )
+            # (b, 1, q, k) in the form of the implementation (boolean for SDPA, additive for eager), or None when no
+            # key is padding
+            mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=query,
+                attention_mask=key_padding_mask.reshape(-1, num_keys),
+                encoder_hidden_states=key_value,
+            )
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        out, _ = attention_interface(
+            self, queries, keys, values, mask, scaling=self.scale, dropout=0.0, **kwargs
+        )  # (b, q, h, hd)
+        return self.out_proj(out.reshape(*batch, num_queries, width))
+
 
 
 class ClipVideoLabelSetCache(nn.Module):
@@ -221,8 +316,9 @@ class ClipVideoModel(ClipVideoPreTrainedModel):
     """
 
     label_set_class: type[ClipVideoLabelSet] = ClipVideoLabelSet
-    # The forward's token-id arguments that come with the class prompts' `input_ids` (named in errors).
-    label_set_token_inputs: tuple[str, ...] = ()
+    # The family's token inputs of a label set besides the class prompts' (`input_ids`, `attention_mask`): keyword
+    # arguments of `forward`, passed to `encode_label_set` (SFAR's sub-texts and prompt ensemble, ALT's entities).
+    label_set_inputs: tuple[str, ...] = ()
 
     def _build_clip_towers(self, config: ClipVideoConfig) -> None:
         """CLIP's text and vision towers, their projections into the joint space and the logit scale."""
@@ -312,8 +408,8 @@ class ClipVideoModel(ClipVideoPreTrainedModel):
             raise ValueError("give the label set once: either `label_set` or `input_ids`, not both")
         if input_ids is not None:
             label_set = self.encode_label_set(input_ids, **token_inputs)
-        elif any(token_inputs.get(name) is not None for name in self.label_set_token_inputs):
-            names = " and ".join(f"`{name}`" for name in self.label_set_token_inputs)
+        elif any(value is not None for name, value in token_inputs.items() if name.endswith("input_ids")):
+            names = " and ".join(f"`{name}`" for name in self.label_set_inputs if name.endswith("input_ids"))
             raise ValueError(f"{names} come with the class prompts' `input_ids`")
         if label_set is None:
             return None
@@ -323,6 +419,41 @@ class ClipVideoModel(ClipVideoPreTrainedModel):
         return label_set
 
     # -- the video side ----------------------------------------------------------------------------------------------
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        label_set: ClipVideoLabelSet | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ModelOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
+                Normalised frames. Several views of a video (multi-view testing) are folded into the batch and their
+                logits averaged with `average_over_views`.
+            input_ids, attention_mask (`torch.LongTensor`, *optional*):
+                The label set's class prompts (see the family's `tokenize_label_set`), encoded by the frozen text
+                tower for this call, with the family's further token inputs (`label_set_inputs`) as keyword
+                arguments.
+            label_set (the family's label set, *optional*):
+                An encoded label set (the family's `encode_label_set`), instead of token ids. The Trainer is told that
+                only `labels` holds labels (`label_names=["labels"]`), as it would otherwise take every forward
+                argument whose name contains "label" for one.
+
+            Without a label set the stored one is used (see the family's `set_label_set`). `output_hidden_states` and
+            `output_attentions` return the vision tower's (and SFAR's temporal module's).
+        """
+        token_inputs = {name: kwargs.pop(name) for name in self.label_set_inputs if name in kwargs}
+        output_hidden_states, output_attentions = self._check_forward_kwargs(kwargs)
+        label_set = self._resolve_label_set(label_set, input_ids, attention_mask=attention_mask, **token_inputs)
+        if label_set is None:
+            self.stored_label_set()  # fail before the vision tower runs when none is stored
+        self._check_pixel_values(pixel_values)
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("output_hidden_states", "output_attentions")}
+        return self._forward_video(pixel_values, label_set, output_hidden_states, output_attentions, **kwargs)
 
     def _check_forward_kwargs(self, kwargs: dict) -> tuple[Any, Any]:
         """Refuse unknown keyword arguments; return `output_hidden_states` and `output_attentions` (the config's
@@ -346,6 +477,59 @@ class ClipVideoModel(ClipVideoPreTrainedModel):
         logits = self.logit_scale.exp() * similarity
         bias = getattr(self, "logit_bias", None)  # a multi-label model's (SFAR); softmax objectives have none
         return logits if bias is None else logits + bias
+
+
+class ClipVideoClassifierMixin:
+    """
+    A family's `...ForVideoClassification`: its base model (`base_model_class`, under `base_model_prefix`) with the
+    family's training loss (`loss`), for `AutoModelForVideoClassification` and the `video-classification` pipeline.
+    Listed first among the family class's bases, so that its `forward` is the one called; the family's
+    `PreTrainedModel` gives the configuration class.
+    """
+
+    base_model_class: type
+    output_class: type[ModelOutput]
+
+    def __init__(self, config: ClipVideoConfig):
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.base_model_class(config))
+        self.post_init()
+
+    def set_label_set(self, labels: list[str], tokenizer: Any, texts: Any = None, batch_size: int = 256) -> None:
+        """Store a new label set in the base model: see its `set_label_set` (SFAR's sub-texts, ALT's entities)."""
+        self.base_model.set_label_set(labels, tokenizer, texts, batch_size)
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        label_set: ClipVideoLabelSet | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ModelOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
+                Normalised frames; see the base model's `forward`.
+            labels (`torch.LongTensor` of shape `(B,)`, or `torch.FloatTensor` of shape `(B, C)`, *optional*):
+                Ground-truth classes (or soft targets, or a multi-label model's targets); see the family's loss.
+            input_ids, attention_mask (`torch.LongTensor`, *optional*), label_set (*optional*):
+                The label set, given: the class prompts' token ids or an encoded label set. The family's further
+                token ids (SFAR's `subtext_input_ids`, `ensemble_input_ids`; ALT's `entity_input_ids`) and their
+                masks are keyword arguments of the base model's `forward`, passed on. Without a label set the stored
+                one is used.
+
+        Returns:
+            The family's classifier output: the loss (given `labels`), then the fields of the base model's output.
+        """
+        output = self.base_model(
+            pixel_values, input_ids=input_ids, attention_mask=attention_mask, label_set=label_set, return_dict=True,
+            **kwargs,
+        )  # fmt: skip
+        loss = None if labels is None else self.loss(output.logits, labels)
+        return self.output_class(loss=loss, **output)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ prompt, S words of a sub-text, D joint width, E a tower's width).
 This file is shipped to the Hub as remote code: it imports only torch, transformers and its sibling files.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,22 +20,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, create_bidirectional_mask
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.clip.configuration_clip import CLIPVisionConfig
-from transformers.models.clip.modeling_clip import CLIPEncoderLayer, eager_attention_forward
+from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
+from transformers.utils import ModelOutput, TransformersKwargs, logging
 
 from .configuration_clip_video import class_name_to_text
 from .configuration_sfar import SfarConfig
 from .cpu_kernels import intra_op_threads, temporal_threads
 from .label_set_sfar import SfarLabelSet, SfarLabelSetMixin, _masked_mean
 from .modeling_clip_video import (
+    SHARED_SHIPPED_FILES,
+    ClipVideoAttention,
+    ClipVideoClassifierMixin,
     ClipVideoModel,
     ClipVideoPreTrainedModel,
     check_class_indices,
     check_soft_targets,
+    family_auto_map,
     gather,
     gather_with_grad,
     is_distributed_training,
@@ -46,25 +47,10 @@ from .token_merging import token_merging_vision_forward
 logger = logging.get_logger(__name__)
 
 # Every auto class a saved SFAR folder answers to, and the remote-code files it ships.
-AUTO_MAP = {
-    "AutoConfig": "configuration_sfar.SfarConfig",
-    "AutoModel": "modeling_sfar.SfarModel",
-    "AutoModelForVideoClassification": "modeling_sfar.SfarForVideoClassification",
-    "AutoProcessor": "processing_sfar.SfarProcessor",
-    "AutoVideoProcessor": "video_processing_sfar.SfarVideoProcessor",
-}
+AUTO_MAP = family_auto_map("sfar", "Sfar")
 SHIPPED_FILES = (
-    "configuration_clip_video.py",
-    "configuration_sfar.py",
-    "modeling_clip_video.py",
-    "modeling_sfar.py",
-    "label_set_sfar.py",
-    "cpu_kernels.py",
-    "token_merging.py",
-    "processing_sfar.py",
-    "video_processing_sfar.py",
-    "video_decoding.py",
-)
+    "configuration_sfar.py", "modeling_sfar.py", "label_set_sfar.py", "cpu_kernels.py", *SHARED_SHIPPED_FILES
+)  # fmt: skip
 
 __all__ = [
     "SfarLabelSet",
@@ -158,67 +144,6 @@ class SfarVideoClassifierOutput(ModelOutput):
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """`x` in float32 when it is in a half-precision type (float16, bfloat16); as it is otherwise."""
     return x.float() if x.element_size() < 4 and x.is_floating_point() else x
-
-
-class SfarAttention(nn.Module):
-    """
-    The cross-attention of Eq. 4-6: the words of a class prompt (queries) attend to the words of its sub-texts
-    (keys and values), with a key padding mask.
-
-    Dispatched like CLIP's attention: `config._attn_implementation` picks the function from transformers'
-    `ALL_ATTENTION_FUNCTIONS` ("sdpa", "eager", "sfar_sdpa", ...), and the mask is built in the form that
-    function expects. Width D (`config.projection_dim`), D/64 heads.
-    """
-
-    def __init__(self, config: SfarConfig):
-        super().__init__()
-        self.config = config
-        self.embed_dim = config.projection_dim
-        self.num_heads = config.temporal_num_heads
-        self.head_dim = self.embed_dim // self.num_heads
-        self.scale = self.head_dim**-0.5
-        self.is_causal = False
-        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
-        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
-        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
-        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
-
-    def forward(
-        self,
-        query: torch.Tensor,
-        key_value: torch.Tensor,
-        key_padding_mask: torch.Tensor | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> torch.Tensor:
-        """query (..., q, D), key_value (..., k, D), key_padding_mask (..., k), True for real keys -> (..., q, D)."""
-        *batch, num_queries, width = query.shape
-        num_keys = key_value.shape[-2]
-        query, key_value = query.reshape(-1, num_queries, width), key_value.reshape(-1, num_keys, width)  # (b, ., D)
-        queries = self.q_proj(query).view(len(query), num_queries, -1, self.head_dim).transpose(1, 2)  # (b, h, q, hd)
-        keys = self.k_proj(key_value).view(len(query), num_keys, -1, self.head_dim).transpose(1, 2)  # (b, h, k, hd)
-        values = self.v_proj(key_value).view(len(query), num_keys, -1, self.head_dim).transpose(1, 2)
-
-        implementation = self.config._attn_implementation
-        mask = None
-        if key_padding_mask is not None:
-            if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
-                raise ValueError(
-                    f"attn_implementation {implementation!r} has no mask function registered with transformers' "
-                    "AttentionMaskInterface; the cross-attention of the coarse branch needs its key padding mask"
-                )
-            # (b, 1, q, k) in the form of the implementation (boolean for SDPA, additive for eager), or None when no
-            # key is padding
-            mask = create_bidirectional_mask(
-                config=self.config,
-                inputs_embeds=query,
-                attention_mask=key_padding_mask.reshape(-1, num_keys),
-                encoder_hidden_states=key_value,
-            )
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-        out, _ = attention_interface(
-            self, queries, keys, values, mask, scaling=self.scale, dropout=0.0, **kwargs
-        )  # (b, q, h, hd)
-        return self.out_proj(out.reshape(*batch, num_queries, width))
 
 
 def _temporal_layer_config(config: SfarConfig) -> CLIPVisionConfig:
@@ -457,7 +382,7 @@ class SfarModel(SfarLabelSetMixin, SfarPreTrainedModel, ClipVideoModel):
     """
 
     label_set_class = SfarLabelSet
-    label_set_token_inputs = ("subtext_input_ids", "ensemble_input_ids")
+    label_set_inputs = ("subtext_input_ids", "subtext_attention_mask", "ensemble_input_ids", "ensemble_attention_mask")
     # Below this many multiply-adds in its largest product, CPU inference runs the temporal module on one intra-op
     # thread; 0 (the default) keeps the threads as set. `cpu_kernels.SMALL_TEMPORAL_MACS` is the value for a busy
     # machine.
@@ -472,7 +397,7 @@ class SfarModel(SfarLabelSetMixin, SfarPreTrainedModel, ClipVideoModel):
         self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if multi_label else None
 
         self.temporal = SfarTemporalModule(config) if config.num_temporal_layers > 0 else None
-        self.subtext_attention = SfarAttention(config) if config.uses_coarse else None
+        self.subtext_attention = ClipVideoAttention(config) if config.uses_coarse else None
         self.coarse_ffn = SfarResidualMLP(width) if config.uses_coarse else None
         self.fine_ffn = SfarResidualMLP(width) if config.uses_fine else None
 
@@ -637,49 +562,22 @@ class SfarModel(SfarLabelSetMixin, SfarPreTrainedModel, ClipVideoModel):
             text_embeds=label_set.text_embeds,
         )
 
-    @can_return_tuple
-    def forward(
+    def _forward_video(
         self,
         pixel_values: torch.Tensor,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        subtext_input_ids: torch.Tensor | None = None,
-        subtext_attention_mask: torch.Tensor | None = None,
-        ensemble_input_ids: torch.Tensor | None = None,
-        ensemble_attention_mask: torch.Tensor | None = None,
-        label_set: SfarLabelSet | None = None,
-        **kwargs: Unpack[TransformersKwargs],
+        label_set: SfarLabelSet | None,
+        output_hidden_states: Any,
+        output_attentions: Any,
+        **kwargs,
     ) -> SfarModelOutput:
-        r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
-                Normalised frames. Several views of a video (multi-view testing) are folded into the batch and their
-                logits averaged with `average_over_views`.
-            input_ids, attention_mask (`torch.LongTensor` of shape `(C, L)`, *optional*):
-                The label set's class prompts (see [`~SfarModel.tokenize_label_set`]), encoded by the frozen text
-                tower for this call.
-            subtext_input_ids, subtext_attention_mask (`torch.LongTensor` of shape `(C, N, L)`, *optional*):
-                Its sub-texts, N per class; required with `input_ids` by the `"coarse"` and `"fine"` fusions.
-            ensemble_input_ids, ensemble_attention_mask (`torch.LongTensor` of shape `(C, R, L)`, *optional*):
-                A prompt ensemble of R prompts per class.
-            label_set ([`SfarLabelSet`], *optional*):
-                An encoded label set ([`~SfarModel.encode_label_set`]), instead of token ids. The Trainer is told
-                that only `labels` holds labels (`label_names=["labels"]`), as it would otherwise take every forward
-                argument whose name contains "label" for one.
-
-            Without a label set the stored one is used (see [`~SfarModel.set_label_set`]).
-            `output_hidden_states` and `output_attentions` return the vision tower's and the temporal module's.
         """
-        output_hidden_states, output_attentions = self._check_forward_kwargs(kwargs)
-        label_set = self._resolve_label_set(
-            label_set, input_ids, attention_mask=attention_mask, subtext_input_ids=subtext_input_ids,
-            subtext_attention_mask=subtext_attention_mask, ensemble_input_ids=ensemble_input_ids,
-            ensemble_attention_mask=ensemble_attention_mask,
-        )  # fmt: skip
-        if label_set is None:
-            self.stored_label_set()  # fail before the vision tower runs when none is stored
-        self._check_pixel_values(pixel_values)
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("output_hidden_states", "output_attentions")}
+        The forward ([`ClipVideoModel.forward`]) after the label set is resolved: the vision tower, the temporal
+        module and the text-guided poolings. SFAR's further label-set inputs (`label_set_inputs`) are
+        `subtext_input_ids`, `subtext_attention_mask` (C, N, L), the sub-texts, N per class, required with
+        `input_ids` by the `"coarse"` and `"fine"` fusions, and `ensemble_input_ids`, `ensemble_attention_mask`
+        (C, R, L), a prompt ensemble of R prompts per class. `output_hidden_states` and `output_attentions` return
+        the vision tower's and the temporal module's.
+        """
         frame_embeds, vision = self.forward_features(
             pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs
         )
@@ -694,65 +592,19 @@ class SfarModel(SfarLabelSetMixin, SfarPreTrainedModel, ClipVideoModel):
         return output
 
 
-class SfarForVideoClassification(SfarPreTrainedModel):
+class SfarForVideoClassification(ClipVideoClassifierMixin, SfarPreTrainedModel):
     """
-    [`SfarModel`] with the training loss, for `AutoModelForVideoClassification` and the `video-classification`
-    pipeline.
+    [`SfarModel`] with the training loss (`loss`: Eq. 12-14, ActionCLIP's, or the multi-label sigmoid loss), for
+    `AutoModelForVideoClassification` and the `video-classification` pipeline; its forward is
+    [`ClipVideoClassifierMixin.forward`] (SFAR's `subtext_input_ids`, `ensemble_input_ids` and masks pass on to
+    [`SfarModel.forward`]).
 
     When several processes train (DDP), the logits are gathered across processes with their gradient, so the
     text-to-video term contrasts each class over the global batch: 2 processes x 16 videos give the loss of 1 x 32.
     """
 
-    def __init__(self, config: SfarConfig):
-        super().__init__(config)
-        self.sfar = SfarModel(config)
-        self.post_init()
-
-    def set_label_set(
-        self, labels: list[str], tokenizer: Any, subtexts: dict[str, list[str]] | None = None, batch_size: int = 256
-    ) -> None:
-        """See [`SfarModel.set_label_set`]."""
-        self.sfar.set_label_set(labels, tokenizer, subtexts, batch_size)
-
-    @can_return_tuple
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        subtext_input_ids: torch.Tensor | None = None,
-        subtext_attention_mask: torch.Tensor | None = None,
-        ensemble_input_ids: torch.Tensor | None = None,
-        ensemble_attention_mask: torch.Tensor | None = None,
-        label_set: SfarLabelSet | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> SfarVideoClassifierOutput:
-        r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`):
-                Normalised frames; see [`SfarModel.forward`].
-            labels (`torch.LongTensor` of shape `(B,)`, or `torch.FloatTensor` of shape `(B, C)` for multi-label):
-                Ground-truth classes; for single-label training also `(B, C)` soft targets (Mixup, CutMix, label
-                smoothing; see [`sfar_loss`]).
-            input_ids, attention_mask, subtext_input_ids, subtext_attention_mask, ensemble_input_ids,
-            ensemble_attention_mask, label_set:
-                The label set, given; see [`SfarModel.forward`]. Without it the stored one is used.
-        """
-        output = self.sfar(
-            pixel_values,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            subtext_input_ids=subtext_input_ids,
-            subtext_attention_mask=subtext_attention_mask,
-            ensemble_input_ids=ensemble_input_ids,
-            ensemble_attention_mask=ensemble_attention_mask,
-            label_set=label_set,
-            return_dict=True,
-            **kwargs,
-        )
-        loss = None if labels is None else self.loss(output.logits, labels)
-        return SfarVideoClassifierOutput(loss=loss, **output)
+    base_model_class = SfarModel
+    output_class = SfarVideoClassifierOutput
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The configured loss on `(B, C)` logits, over the global batch when several processes train."""

@@ -209,7 +209,7 @@ def _temporal_layers_return_attention_weights() -> bool:
 
 @pytest.mark.skipif(
     not _temporal_layers_return_attention_weights(),
-    reason="the temporal layers' SfarAttention returns no attention weights; CLIPEncoderLayer-based layers do",
+    reason="the temporal layers' attention returns no attention weights; CLIPEncoderLayer-based layers do",
 )
 def test_temporal_attentions_are_returned_with_eager_attention():
     model = tiny_classifier(attn_implementation="eager").eval()

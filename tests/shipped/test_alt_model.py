@@ -82,7 +82,8 @@ def test_the_decoder_starts_as_clip_starts_its_transformer_layers(tiny_clip_dir,
     """The decoder's and the alignment's layers take CLIP's width-scaled standard deviations (not the library's fixed
     0.02, with which a small-width decoder's output is too small to depend on the video: docs/alt.md), converted
     models included; loading a checkpoint keeps its values."""
-    from modeling_sfar.remote_code.modeling_alt import AltAttention, AltMLP
+    from modeling_sfar.remote_code.modeling_alt import AltMLP
+    from modeling_sfar.remote_code.modeling_clip_video import ClipVideoAttention
 
     torch.manual_seed(0)
     model, _ = convert_clip_to_alt(tiny_clip_dir, LABELS, ENTITIES, num_frames=4, num_decoder_layers=2)
@@ -90,7 +91,7 @@ def test_the_decoder_starts_as_clip_starts_its_transformer_layers(tiny_clip_dir,
     inner = width**-0.5 * (2 * depth) ** -0.5
     expected = {}
     for name, module in model.named_modules():
-        if isinstance(module, AltAttention):
+        if isinstance(module, ClipVideoAttention):
             expected.update({f"{name}.q_proj.weight": 0.02, f"{name}.k_proj.weight": 0.02})  # the library's
             expected.update({f"{name}.v_proj.weight": inner, f"{name}.out_proj.weight": width**-0.5})
         elif isinstance(module, AltMLP):

@@ -17,7 +17,8 @@ from transformers.models.clip.modeling_clip import CLIPAttention, CLIPEncoderLay
 
 from modeling_sfar import SfarConfig, SfarForVideoClassification
 from modeling_sfar.remote_code.label_set_sfar import SfarLabelSet
-from modeling_sfar.remote_code.modeling_sfar import SfarAttention, SfarTemporalLayer, SfarTemporalModule
+from modeling_sfar.remote_code.modeling_clip_video import ClipVideoAttention
+from modeling_sfar.remote_code.modeling_sfar import SfarTemporalLayer, SfarTemporalModule
 from tests.conftest import randomize_text_features, tiny_classifier, tiny_config
 
 # Width 128: two heads of 64 (D/64), so that the attention functions split heads for real.
@@ -196,7 +197,7 @@ def test_the_default_is_transformers_choice_and_sfar_sdpa_is_chosen_by_name(tmp_
     words = SfarLabelSet(**{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in words.items()})
     with torch.no_grad():
         half.sfar.augmented_prompt_words(words)
-    assert attention_spy == [("SfarAttention", torch.bfloat16, "sdpa")]  # Eq. 4-6: a masked cross-attention
+    assert attention_spy == [("ClipVideoAttention", torch.bfloat16, "sdpa")]  # Eq. 4-6: a masked cross-attention
 
     plain = copy.deepcopy(half)
     plain.set_attn_implementation("sdpa")
@@ -232,7 +233,7 @@ def test_cross_attention_ignores_padded_keys_under_every_implementation():
     """Changing a padded sub-text word changes nothing; changing a real one does."""
     config = tiny_config(**WIDE)
     torch.manual_seed(0)
-    attention = SfarAttention(config).eval()
+    attention = ClipVideoAttention(config).eval()
     query, keys = torch.randn(3, 4, 128), torch.randn(3, 7, 128)
     mask = torch.arange(7) < torch.tensor([[2], [7], [5]])  # (3, 7): 2, 7 and 5 real keys
     changed = keys.clone()
@@ -249,7 +250,7 @@ def test_an_attention_function_without_a_mask_function_is_refused_by_name(monkey
 
     monkeypatch.setitem(AttentionInterface._global_mapping, "my_attention", sdpa_attention_forward)
     config = tiny_config(**WIDE)
-    attention = SfarAttention(config)
+    attention = ClipVideoAttention(config)
     config._attn_implementation = "my_attention"
     with pytest.raises(ValueError, match="'my_attention' has no mask function"):
         attention(torch.randn(1, 2, 128), torch.randn(1, 3, 128), torch.tensor([[True, True, False]]))
