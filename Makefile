@@ -13,9 +13,9 @@ OPEN_CLIP_WHEELS := open_clip_torch==$(OPEN_CLIP_VERSION) ftfy==6.3.1 wcwidth==0
 
 setup: $(VENV)/.installed $(TRANSFORMERS_TESTS)/.fetched $(OPEN_CLIP_CACHE)/.fetched
 
-# transformers' own common model tests (ModelTesterMixin, ConfigTester), run against SFAR by
-# tests/test_transformers_common.py. The released sdist on PyPI ships them; it is fetched once, pinned to the installed
-# version, into a git-ignored folder (never copied into the repository).
+# transformers' own common model tests (ModelTesterMixin, ConfigTester), run against both model families by
+# tests/contract/test_transformers_common.py. The released sdist on PyPI ships them; it is fetched once, pinned to
+# the installed version, into a git-ignored folder (never copied into the repository).
 
 $(TRANSFORMERS_TESTS)/.fetched: | $(VENV)/.installed
 	rm -rf $(TRANSFORMERS_CACHE) && mkdir -p $(TRANSFORMERS_CACHE)
@@ -27,8 +27,8 @@ $(TRANSFORMERS_TESTS)/.fetched: | $(VENV)/.installed
 	touch $(TRANSFORMERS_TESTS)/__init__.py
 	touch $@
 
-# CLIP's own BPE vocabulary (open_clip/bpe_simple_vocab_16e6.txt.gz), from which tests/test_real_tokenizer.py builds
-# the tokenizer of openai/clip-vit-base-patch16, and open_clip's pure-Python tokenizer beside it, the reference that
+# CLIP's own BPE vocabulary (open_clip/bpe_simple_vocab_16e6.txt.gz), from which tests/shipped/test_real_tokenizer.py
+# builds the tokenizer of openai/clip-vit-base-patch16, and open_clip's pure-Python tokenizer beside it, the reference that
 # tokenizer is checked against (with ftfy and wcwidth, which its text cleaning imports). The pinned wheels are
 # installed into a git-ignored folder outside the venv (`--target`, no dependencies), so the project's torch stack is
 # untouched; the tests load open_clip's tokenizer module from its file, never the `open_clip` package.
@@ -48,8 +48,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1)) ; } \
 		|| echo "note: chromium not installed; the Space's browser test will be skipped"
-	@# Debian's FFmpeg: its CLI writes the container cases of the decoding corpus (tests/test_video_corpus.py), its
-	@# libraries serve torchcodec in `make bench`; skipped with a reason when absent
+	@# Debian's FFmpeg: its CLI writes the container cases of the decoding corpus (tests/shipped/test_video_decoding.py),
+	@# its libraries serve torchcodec in `make bench`; skipped with a reason when absent
 	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get install -y -qq ffmpeg >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null 2>&1)) ; } \
 		|| echo "note: ffmpeg not installed; the container cases of the decoding corpus will be skipped"
@@ -70,6 +70,8 @@ bench: setup
 	$(PY) benchmarks/subtext_generation.py
 	$(PY) benchmarks/token_merging.py
 
+# Every test: tests/{shipped,contract,library,scripts,repository}, and tests/generate's skips (it runs in make
+# test-generate). The markers `e2e` (tests/scripts) and `slow` select a part: pytest -m "not e2e and not slow" tests.
 test: setup
 	$(VENV)/bin/ruff check modeling_sfar scripts datasets_scripts tests benchmarks
 	$(PY) -m pytest -q tests
