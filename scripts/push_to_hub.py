@@ -7,11 +7,11 @@
 
 The repo is first written to a staging folder (`--staging`, by default `<folder>-hub`) holding exactly what the repo
 will hold: for a model, the config (with `auto_map`), safetensors weights, processor and tokenizer files, the
-remote-code files, our card (`hub_cards/{sfar,alt}_model_card.md`; the Trainer's drops `pipeline_tag`), the results and the
-widget videos under `examples/` with the model's predictions for them, computed now; checkpoints, optimizer states
-and pickled files (`*.bin`, `*.pt`, `*.pth`, `*.pkl`) never. `--dry_run` stops there and lists the files; otherwise
-one commit adds every staged file. A Space gets the files of its folder and a copy of the library's `plots.py`, which
-its app imports. The work is done by `modeling_sfar.hub.cards`.
+remote-code files, our card (`hub_cards/{sfar,alt}_model_card.md`; the Trainer's drops `pipeline_tag`), the results
+and the widget videos under `examples/` with the model's predictions for them, computed now; checkpoints, optimizer
+states and pickled files (`*.bin`, `*.pt`, `*.pth`, `*.pkl`) never. `--dry_run` stops there and lists the files;
+otherwise one commit adds every staged file. A Space gets the files of its folder and a copy of the library's
+`plots.py`, which its app imports. The work is done by `modeling_sfar.hub.cards`.
 """
 
 from __future__ import annotations
