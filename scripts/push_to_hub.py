@@ -12,8 +12,8 @@ config (with `auto_map`), safetensors weights, processor and tokenizer files, th
 (videos of one file name told apart by their folders: `examples/archery-v1.mp4`) with the model's predictions for
 them, computed now; checkpoints, optimizer states and pickled files (`*.bin`, `*.pt`, `*.pth`, `*.pkl`) never.
 `--dry_run` stops there and lists the files: it stages in `--staging` when given (kept, to be read), otherwise in a
-temporary folder that it removes. Otherwise one commit adds every staged file. A Space gets the files of its folder and a copy of the library's `plots.py`, which
-its app imports. The work is done by `modeling_sfar.hub.cards`.
+temporary folder that it removes. Otherwise one commit adds every staged file. A Space gets the files of its folder
+and a copy of the library's `plots.py`, which its app imports. The work is done by `modeling_sfar.hub.push`.
 """
 
 from __future__ import annotations
