@@ -5,13 +5,16 @@
     python scripts/push_to_hub.py dataset --folder subtexts/k400 --repo_id org/sfar-subtexts-k400 [--dry_run]
     python scripts/push_to_hub.py space --folder space --repo_id org/sfar-demo [--dry_run]
 
-The repo is first written to a staging folder (`--staging`, by default `<folder>-hub`) holding exactly what the repo
-will hold: for a model, the config (with `auto_map`), safetensors weights, processor and tokenizer files, the
-remote-code files, our card (`hub_cards/{sfar,alt}_model_card.md`; the Trainer's drops `pipeline_tag`), the results
-and the widget videos under `examples/` with the model's predictions for them, computed now; checkpoints, optimizer
-states and pickled files (`*.bin`, `*.pt`, `*.pth`, `*.pkl`) never. `--dry_run` stops there and lists the files;
-otherwise one commit adds every staged file. A Space gets the files of its folder and a copy of the library's
-`plots.py`, which its app imports. The work is done by `modeling_sfar.hub.cards`.
+`--repo_id` is checked with huggingface_hub's validator first, in a dry run too. The repo is then written to a
+staging folder (`--staging`, by default `<folder>-hub`) holding exactly what the repo will hold: for a model, the
+config (with `auto_map`), safetensors weights, processor and tokenizer files, the remote-code files, our card
+(`hub_cards/{sfar,alt}_model_card.md`; the Trainer's drops `pipeline_tag`), the results and the widget videos under
+`examples/` (videos of one file name told apart by their folders: `examples/archery-v1.mp4`) with the model's
+predictions for them, computed now; checkpoints, optimizer states and pickled files (`*.bin`, `*.pt`, `*.pth`,
+`*.pkl`) never. `--dry_run` stops there and lists the files: it stages in `--staging` when given (kept, to be read),
+otherwise in a temporary folder that it removes. Otherwise one commit adds every staged file. A Space gets the files
+of its folder and a copy of the library's `plots.py`, which its app imports. The work is done by
+`modeling_sfar.hub.push`.
 """
 
 from __future__ import annotations
@@ -35,9 +38,13 @@ class PushArguments:
     folder: str = field(metadata={"help": "The folder to push: a trained model, a sub-text set, or the Space."})
     repo_id: str = field(metadata={"help": "The Hub repo, ORG/NAME."})
     staging: str | None = field(
-        default=None, metadata={"help": "Where the repo is written first; unset, <folder>-hub."}
+        default=None,
+        metadata={"help": "Where the repo is written first; unset, <folder>-hub (a dry run: a folder it removes)."},
     )
-    dry_run: bool = field(default=False, metadata={"help": "Write the staging folder and list it; send nothing."})
+    dry_run: bool = field(
+        default=False,
+        metadata={"help": "Stage and list the files; send nothing (the staging is kept only with --staging)."},
+    )
     private: bool = field(default=False, metadata={"help": "Create the repo private."})
     base_model: str | None = field(
         default=None, metadata={"help": "model: the model it came from; unset, the one its config records."}

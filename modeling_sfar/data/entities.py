@@ -151,18 +151,17 @@ def entity_texts(source: Any, kinds: list[str] | None = None, revision: str | No
     return texts
 
 
-def stage_entity_dataset(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
+def stage_entity_dataset(folder: str | os.PathLike, staging: str | os.PathLike) -> list[str]:
     """
     Write an entity corpus (parquet configurations, card, answer log) to `staging`, a separate folder emptied only of
-    what an earlier staging wrote (`modeling_sfar.hub.staging.prepare_staging`; with `dry_run` nothing is
-    deleted). Returns the staged files, sorted.
+    what an earlier staging wrote (`modeling_sfar.hub.staging.prepare_staging`). Returns the staged files, sorted.
     """
     from ..hub.staging import prepare_staging, record_staging
 
     folder = Path(folder)
     if not (folder / "README.md").is_file() or not list(folder.glob("entities/*.parquet")):
         raise FileNotFoundError(f"{folder}: not an entity corpus (README.md and entities/*.parquet expected)")
-    staging = prepare_staging(folder, staging, dry_run=dry_run)
+    staging = prepare_staging(folder, staging)
     keep = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     keep = [f for f in keep if not f.startswith(".cache/") and not f.endswith(".lock")]  # datasets' own files
     record_staging(staging, keep)
@@ -181,9 +180,9 @@ def push_entity_dataset(
 ) -> list[str]:
     """Stage an entity corpus (`stage_entity_dataset`, default staging folder `<folder>-hub`) and push it as a dataset
     repo in one commit; returns the repo's files."""
-    from ..hub.staging import upload_staged
+    from ..hub.staging import staging_folder, upload_staged
 
-    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_entity_dataset(folder, staging)
-    upload_staged(staging, repo_id, "dataset", api, private, "Upload ALT entity corpus")
+    with staging_folder(folder, staging) as where:
+        files = stage_entity_dataset(folder, where)
+        upload_staged(where, repo_id, "dataset", api, private, "Upload ALT entity corpus")
     return files

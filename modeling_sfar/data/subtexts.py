@@ -170,12 +170,11 @@ def subtexts_for_labels(
     return {label: subtexts[label] for label in labels}
 
 
-def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
+def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike) -> list[str]:
     """
     Write a sub-text set (parquet configurations, card, TPP histogram, answer log) to `staging`, a separate folder
-    emptied only of what an earlier staging wrote (see `modeling_sfar.hub.staging.prepare_staging`; with `dry_run`
-    nothing is deleted, and a dry run beside an earlier staging writes to a new folder). Returns the staged files,
-    sorted.
+    emptied only of what an earlier staging wrote (see `modeling_sfar.hub.staging.prepare_staging`). Returns the
+    staged files, sorted.
     """
     from modeling_sfar.hub.staging import prepare_staging, record_staging
 
@@ -183,7 +182,7 @@ def stage_dataset_repo(folder: str | os.PathLike, staging: str | os.PathLike, dr
     if not (folder / "README.md").is_file() or not list(folder.glob("subtexts/*.parquet")):
         raise FileNotFoundError(f"{folder}: not a sub-text dataset (README.md and subtexts/*.parquet expected)")
     ignore = shutil.ignore_patterns(".cache", "*.lock")
-    staging = prepare_staging(folder, staging, dry_run=dry_run)
+    staging = prepare_staging(folder, staging)
     planned = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     record_staging(staging, [f for f in planned if not f.startswith(".cache/") and not f.endswith(".lock")])
     shutil.copytree(folder, staging, ignore=ignore, dirs_exist_ok=True)
@@ -199,9 +198,9 @@ def push_subtext_dataset(
 ) -> list[str]:
     """Stage a sub-text set (see `stage_dataset_repo`, default `<folder>-hub`) and push it as a dataset repo in one
     commit; returns the repo's files."""
-    from modeling_sfar.hub.staging import upload_staged
+    from modeling_sfar.hub.staging import staging_folder, upload_staged
 
-    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_dataset_repo(folder, staging)
-    upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
+    with staging_folder(folder, staging) as where:
+        files = stage_dataset_repo(folder, where)
+        upload_staged(where, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
     return files

@@ -7,6 +7,7 @@ import os
 
 import torch
 
+from ..remote_code.configuration_clip_video import clean_clip_text
 from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 from ..remote_code.modeling_sfar import class_name_to_text, text_prompt_perplexity
 
@@ -70,15 +71,14 @@ def _load_text_encoder(clip_name_or_path: str, revision: str | None, stamp: tupl
 
 @torch.no_grad()
 def encode_texts(clip_name_or_path: str, texts: list[str], batch_size: int = 256, revision: str | None = None):
-    """CLIP class embeddings (projected end-of-text features) of `texts`: `(len, D)`. The CLIP is loaded once (see
-    `load_text_encoder`)."""
+    """CLIP class embeddings (projected end-of-text features) of `texts`, cleaned as the label set cleans them
+    (`clean_clip_text`): `(len, D)`. The CLIP is loaded once (see `load_text_encoder`)."""
     model, tokenizer = load_text_encoder(clip_name_or_path, revision)
     context = model.config.text_config.max_position_embeddings
     out = []
     for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(
-            texts[start : start + batch_size], padding=True, truncation=True, max_length=context, return_tensors="pt"
-        )
+        batch = [clean_clip_text(text) for text in texts[start : start + batch_size]]
+        tokens = tokenizer(batch, padding=True, truncation=True, max_length=context, return_tensors="pt")
         features = model.get_text_features(**tokens)
         out.append(getattr(features, "pooler_output", features))
     return torch.cat(out)

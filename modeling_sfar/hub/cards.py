@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -16,26 +17,57 @@ from ..evaluation.metrics import EVAL_PREFIX, MAP, TOP1, TOP5, ZERO_SHOT_PREFIX
 from ..families import family_of
 from .sources import is_hub_id
 
-__all__ = ["LICENSE", "widget_examples", "model_card"]
+__all__ = ["LICENSE", "widget_files", "widget_examples", "model_card"]
 
 # One licence for the project's code and what it publishes: setup.cfg's.
 LICENSE = "apache-2.0"
 
 
+def widget_files(videos: list[str]) -> list[str]:
+    """
+    The path in the repo of each widget video, one per video and all different: `examples/<file name>`, where several
+    videos share a file name the name prefixed with as many of its folders as tell them apart
+    (`archery/v1.mp4`, `diving/v1.mp4`: `examples/archery-v1.mp4`, `examples/diving-v1.mp4`), and where that cannot
+    (the same file given twice) a number (`examples/v1-2.mp4`). The same command line gives the same names.
+    """
+    paths = [Path(video).resolve() for video in videos]
+    names = []
+    for path in paths:
+        folders = path.parent.parts
+        others = [other.parent.parts for other in paths if other != path and other.name == path.name]
+        # the fewest of its folders, nearest first, that no other video of that name ends with (the root excluded)
+        depth = 0
+        if others:
+            depth = next((d for d in range(1, len(folders)) if all(o[-d:] != folders[-d:] for o in others)), 0)
+        names.append("-".join((*folders[len(folders) - depth :], path.name)) if depth else path.name)
+    unique, seen = [], set()
+    for name in names:
+        stem, suffix, number = Path(name).stem, Path(name).suffix, 1
+        while name in seen:
+            number += 1
+            name = f"{stem}-{number}{suffix}"
+        seen.add(name)
+        unique.append(f"examples/{name}")
+    return unique
+
+
 def widget_examples(folder: str | os.PathLike, videos: list[str], top_k: int = 5) -> list[dict[str, Any]]:
-    """Run the folder's model on each widget video (through the pipeline, as the Hub would) now, at push time."""
+    """
+    Run the folder's model on each widget video (through the pipeline, as the Hub would) now, at push time; each
+    example's `file` is its path in the repo (`widget_files`).
+    """
     from transformers import pipeline
 
     classifier = pipeline(
         "video-classification", model=os.fspath(folder), trust_remote_code=True, model_kwargs={"use_safetensors": True}
     )
     examples = []
-    for video in videos:
+    for video, file in zip(videos, widget_files(videos), strict=True):
         predictions = classifier(video, top_k=top_k)
         examples.append(
             {
-                "file": f"examples/{Path(video).name}",
-                "title": Path(video).stem.replace("_", " "),
+                "file": file,
+                "title": Path(file).stem.replace("_", " "),
                 "output": [{"label": p["label"], "score": round(float(p["score"]), 4)} for p in predictions],
             }
         )
@@ -90,7 +122,7 @@ def model_card(
     examples = examples or []
     widget = [
         {
-            "src": f"{constants.ENDPOINT}/{repo_id}/resolve/{revision}/{example['file']}",
+            "src": f"{constants.ENDPOINT}/{repo_id}/resolve/{revision}/{quote(example['file'])}",
             "example_title": example["title"],
             "output": example["output"],
         }

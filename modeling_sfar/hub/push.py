@@ -21,7 +21,9 @@ from huggingface_hub import ModelCard
 
 from ..data.subtexts import stage_dataset_repo
 from ..families import family_of
-from .staging import prepare_staging, record_staging, upload_staged
+from .cards import widget_files
+from .sources import check_repo_id
+from .staging import prepare_staging, record_staging, staging_folder, upload_staged
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +79,11 @@ def stage_model_repo(
     staging: str | os.PathLike,
     card: ModelCard | None = None,
     widget_videos: list[str] = (),
-    dry_run: bool = False,
 ) -> list[str]:
     """
     Write exactly what the model repo will hold to `staging` (see `prepare_staging`: a separate folder, emptied
-    only of what an earlier staging wrote; with `dry_run` nothing is deleted, and a dry run beside an earlier
-    staging writes to a new folder, logged). Returns the repo's files, sorted.
+    only of what an earlier staging wrote), the widget videos under the names of `widget_files`. Returns the repo's
+    files, sorted.
     """
     folder = Path(folder)
     files = files_to_upload(folder)
@@ -90,8 +91,8 @@ def stage_model_repo(
     for video in widget_videos:
         if not Path(video).is_file():
             raise FileNotFoundError(f"widget video {video} does not exist")
-    staging = prepare_staging(folder, staging, dry_run=dry_run)
-    examples = [f"examples/{Path(video).name}" for video in widget_videos]
+    staging = prepare_staging(folder, staging)
+    examples = widget_files(list(widget_videos))
     record_staging(staging, [*files, *examples, *(["README.md"] if card is not None else [])])
     for relative in files:
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -101,8 +102,6 @@ def stage_model_repo(
         shutil.copy2(video, staging / relative)
     if card is not None:
         card.save(staging / "README.md")
-    if dry_run:
-        logger.info("dry run: the repo is staged in %s; nothing is sent", staging)
     return record_staging(staging)
 
 
@@ -116,14 +115,19 @@ def push_model(
     staging: str | os.PathLike | None = None,
     private: bool = False,
 ) -> list[str]:
-    """Stage (see `stage_model_repo`) and, unless `dry_run`, upload a trained folder; returns the repo's files.
+    """
+    Stage (see `stage_model_repo`, and `staging_folder` for where) and, unless `dry_run`, upload a trained folder;
+    returns the repo's files. Without `card`, the folder's README.md (our card, written by train.py) is used.
 
-    Without `card`, the folder's README.md (our card, written by train.py) is used."""
-    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_model_repo(folder, staging, card, widget_videos, dry_run=dry_run)
-    if not dry_run:
-        family = family_of(json.loads((Path(folder) / "config.json").read_text()))
-        upload_staged(staging, repo_id, "model", api, private, f"Upload {family.title} model")
+    Raises:
+        ValueError: `repo_id` is not a Hub repo id (checked in a dry run too), named as `--repo_id`.
+    """
+    check_repo_id(repo_id)
+    with staging_folder(folder, staging, dry_run) as where:
+        files = stage_model_repo(folder, where, card, widget_videos)
+        if not dry_run:
+            family = family_of(json.loads((Path(folder) / "config.json").read_text()))
+            upload_staged(where, repo_id, "model", api, private, f"Upload {family.title} model")
     return files
 
 
@@ -135,12 +139,14 @@ def push_dataset(
     staging: str | os.PathLike | None = None,
     private: bool = False,
 ) -> list[str]:
-    """Stage (see `stage_dataset_repo`) and, unless `dry_run`, upload a sub-text set as a dataset repo; returns the
-    repo's files."""
-    staging = Path(staging or f"{os.fspath(folder).rstrip('/')}-hub")
-    files = stage_dataset_repo(folder, staging, dry_run=dry_run)
-    if not dry_run:
-        upload_staged(staging, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
+    """Stage (see `stage_dataset_repo`, and `staging_folder` for where) and, unless `dry_run`, upload a sub-text set
+    as a dataset repo; returns the repo's files. A `repo_id` that is not a Hub repo id is refused, as by `push_model`.
+    """
+    check_repo_id(repo_id)
+    with staging_folder(folder, staging, dry_run) as where:
+        files = stage_dataset_repo(folder, where)
+        if not dry_run:
+            upload_staged(where, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
     return files
 
 
@@ -150,7 +156,7 @@ def push_dataset(
 SPACE_LIBRARY_FILES = ("demo/plots.py",)
 
 
-def stage_space_repo(space: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> list[str]:
+def stage_space_repo(space: str | os.PathLike, staging: str | os.PathLike) -> list[str]:
     """
     Write exactly what the Space repo will hold to `staging`: the files of the `space` folder (`app.py`, its
     `requirements.txt` and card, `examples/`), and a copy of each of the library's `SPACE_LIBRARY_FILES`, which
@@ -167,7 +173,7 @@ def stage_space_repo(space: str | os.PathLike, staging: str | os.PathLike, dry_r
         for path in space.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
-    staging = prepare_staging(space, staging, dry_run=dry_run)
+    staging = prepare_staging(space, staging)
     record_staging(staging, [*files, *(Path(name).name for name in SPACE_LIBRARY_FILES)])
     for relative in files:
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -175,8 +181,6 @@ def stage_space_repo(space: str | os.PathLike, staging: str | os.PathLike, dry_r
     package = Path(__file__).resolve().parents[1]
     for name in SPACE_LIBRARY_FILES:
         shutil.copy2(package / name, staging / Path(name).name)
-    if dry_run:
-        logger.info("dry run: the Space is staged in %s; nothing is sent", staging)
     return record_staging(staging)
 
 
@@ -188,11 +192,11 @@ def push_space(
     staging: str | os.PathLike | None = None,
     private: bool = False,
 ) -> list[str]:
-    """Stage (see `stage_space_repo`) and, unless `dry_run`, upload the Space (Gradio SDK); returns its files."""
-    staging = Path(staging or f"{os.fspath(space).rstrip('/')}-hub")
-    files = stage_space_repo(space, staging, dry_run=dry_run)
-    if not dry_run:
-        upload_staged(staging, repo_id, "space", api, private, "Upload the SFAR Space", space_sdk="gradio")
+    """Stage (see `stage_space_repo`, and `staging_folder` for where) and, unless `dry_run`, upload the Space (Gradio
+    SDK); returns its files. A `repo_id` that is not a Hub repo id is refused, as by `push_model`."""
+    check_repo_id(repo_id)
+    with staging_folder(space, staging, dry_run) as where:
+        files = stage_space_repo(space, where)
+        if not dry_run:
+            upload_staged(where, repo_id, "space", api, private, "Upload the SFAR Space", space_sdk="gradio")
     return files
-
-

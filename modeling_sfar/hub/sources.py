@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["looks_local", "is_hub_id", "check_model_source"]
+__all__ = ["looks_local", "is_hub_id", "check_model_source", "check_repo_id"]
 
 
 def looks_local(source: str) -> bool:
@@ -42,3 +42,14 @@ def is_hub_id(name: str) -> bool:
     )
 
 
+def check_repo_id(repo_id: str, argument: str = "--repo_id") -> None:
+    """
+    Refuse a name the Hub would refuse as a repo id, naming `argument`, before anything is staged or trained: checked
+    by huggingface_hub's own validator (`name` or `owner/name`; letters, digits, `-`, `_`, `.`).
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"{argument} {repo_id!r}: not a Hub repo id ({error})") from error

@@ -3,6 +3,8 @@
 A staging folder is emptied before it is written again, so the tools that stage must never point that at anything
 else: `prepare_staging` refuses a folder that is, contains or lies inside the source, or that holds files an earlier
 staging did not write. The folders it owns carry a marker file (`STAGING_MARKER`) listing the files staged there.
+`staging_folder` says where a push or a dry run stages: a dry run that is not given a folder stages in a temporary
+one of its own and removes it, so that dry runs leave nothing behind.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGING_MARKER", "prepare_staging", "record_staging", "staged_files", "upload_staged"]
+__all__ = ["STAGING_MARKER", "prepare_staging", "record_staging", "staged_files", "staging_folder", "upload_staged"]
 
 STAGING_MARKER = ".sfar-staging.json"
 
@@ -33,13 +37,33 @@ def _within(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def prepare_staging(source: str | os.PathLike, staging: str | os.PathLike, dry_run: bool = False) -> Path:
+@contextmanager
+def staging_folder(
+    source: str | os.PathLike, staging: str | os.PathLike | None = None, dry_run: bool = False
+) -> Iterator[Path]:
+    """
+    Where a repo built from `source` is staged: `staging` when given (kept, for a dry run too, to be read); else,
+    for a push, `<source>-hub` (kept; the next push replaces it); else, for a dry run, a temporary folder beside
+    `source` (on the same disk as the default staging), removed when the block ends.
+    """
+    if staging is not None or not dry_run:
+        folder = Path(staging if staging is not None else f"{os.fspath(source).rstrip('/')}-hub")
+        yield folder
+        if dry_run:
+            logger.info("dry run: the repo is staged in %s; nothing is sent", folder)
+        return
+    parent = Path(source).resolve().parent
+    with tempfile.TemporaryDirectory(prefix=f"{Path(source).resolve().name}-dry-run-", dir=parent) as folder:
+        yield Path(folder)
+        logger.info("dry run: nothing is sent, and the staging folder %s is removed (--staging DIR keeps it)", folder)
+
+
+def prepare_staging(source: str | os.PathLike, staging: str | os.PathLike) -> Path:
     """
     Make `staging` an empty folder owned by the staging tools, for a repo built from `source`, and return it.
 
     A folder that does not exist is created, an empty one is taken over; one that an earlier staging wrote (its
-    marker lists every file in it) is emptied of those files. With `dry_run` nothing is deleted: an earlier staging
-    is left as it is and a new folder beside it (`<staging>-dry-*`) is returned instead.
+    marker lists every file in it) is emptied of those files, and of nothing else.
 
     Raises:
         ValueError: `staging` is, contains or lies inside `source`; it is a file; or it holds files that no staging
@@ -69,17 +93,12 @@ def prepare_staging(source: str | os.PathLike, staging: str | os.PathLike, dry_r
                 f"--staging {staging}: the folder holds files that no earlier staging wrote ({shown or 'no marker'}); "
                 "nothing was deleted. Pick a new or empty folder."
             )
-        if dry_run:
-            fresh = Path(tempfile.mkdtemp(prefix=f"{staging.name}-dry-", dir=staging.parent))
-            logger.warning("%s holds an earlier staging; a dry run deletes nothing, so it stages in %s", staging, fresh)
-            staging = fresh
-        else:
-            for relative in sorted(owned, reverse=True):
-                (staging / relative).unlink(missing_ok=True)
-            # folders left empty by those files, deepest first (the ones the staging made)
-            for folder in sorted((p for p in staging.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                if not any(folder.iterdir()):
-                    folder.rmdir()
+        for relative in sorted(owned, reverse=True):
+            (staging / relative).unlink(missing_ok=True)
+        # folders left empty by those files, deepest first (the ones the staging made)
+        for folder in sorted((p for p in staging.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(folder.iterdir()):
+                folder.rmdir()
     staging.mkdir(parents=True, exist_ok=True)
     (staging / STAGING_MARKER).write_text(json.dumps({"files": []}))
     return staging

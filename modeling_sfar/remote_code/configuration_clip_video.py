@@ -8,14 +8,16 @@ dataclass decorator of transformers' configs) and the standard library.
 
 from __future__ import annotations
 
+import html
 import math
 import re
+import unicodedata
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
 
-__all__ = ["ClipVideoConfig", "ACTIONCLIP_PROMPT_TEMPLATES", "class_name_to_text"]
+__all__ = ["ClipVideoConfig", "ACTIONCLIP_PROMPT_TEMPLATES", "class_name_to_text", "clean_clip_text"]
 
 # The 16 prompt templates of ActionCLIP's public code: SFAR's ActionCLIP preset and ALT's class-prompt ensemble (ALT's
 # section 3.4 follows X-CLIP, which reuses them). docs/method.md section 9, docs/alt.md.
@@ -44,6 +46,70 @@ def class_name_to_text(name: str) -> str:
     text = name.replace("_", " ")
     text = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def _clip_text_fixes() -> dict[int, str | None]:
+    """
+    The character fixes of CLIP's text cleaning that the standard library can make (CLIP's tokenizer runs ftfy's
+    `fix_text`): C1 control characters read as the Windows-1252 characters they stand for, Latin ligatures and digraphs
+    spelled out, half- and full-width forms (and the ideographic space) in their usual width, curly quotes made
+    straight, and invisible control characters removed.
+    """
+    fixes: dict[int, str | None] = {}
+    for code in range(0x80, 0xA0):  # the five bytes that Windows-1252 leaves undefined stay as they are
+        try:
+            fixes[code] = bytes([code]).decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+    ligatures = [0x132, 0x133, 0x149, *range(0x1C4, 0x1CD), *range(0x1F1, 0x1F4), *range(0xFB00, 0xFB07)]
+    fixes.update({code: unicodedata.normalize("NFKC", chr(code)) for code in ligatures})
+    fixes[0xFB05] = "\u017ft"  # LATIN SMALL LIGATURE LONG S T keeps its long s
+    fixes[0x3000] = " "
+    for code in range(0xFF01, 0xFFF0):
+        if unicodedata.normalize("NFKC", chr(code)) != chr(code):
+            fixes[code] = unicodedata.normalize("NFKC", chr(code))
+    fixes.update({code: "'" for code in (0x2BC, *range(0x2018, 0x201C))})
+    fixes.update({code: '"' for code in range(0x201C, 0x2020)})
+    controls = [
+        *range(0x00, 0x09),
+        0x0B,
+        *range(0x0E, 0x20),
+        0x7F,
+        *range(0x206A, 0x2070),
+        0xFEFF,
+        *range(0xFFF9, 0xFFFD),
+    ]
+    fixes.update(dict.fromkeys(controls))
+    return fixes
+
+
+_CLIP_TEXT_FIXES = _clip_text_fixes()
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def clean_clip_text(text: str) -> str:
+    """
+    `text` cleaned as CLIP's own tokenizer cleans it before BPE (OpenAI's `basic_clean` and `whitespace_clean`),
+    so that a label set gets the token ids CLIP was trained with; transformers' CLIP tokenizer only normalises
+    (NFC, whitespace, lower case). What chat models write changes: curly quotes, HTML entities (`&amp;`, `&rsquo;`),
+    ligatures (`ﬁ`), full-width forms, stray control characters. Plain text without `&` entities or control
+    characters keeps its ids.
+
+    Done with the standard library, without ftfy: its character fixes (see `_clip_text_fixes`), repeated until the
+    text no longer changes, with HTML entities decoded first unless the text holds a `<` (ftfy's rule), then NFC,
+    then `html.unescape` twice and whitespace collapsed, as CLIP does. Not covered: ftfy's repair of mojibake (text
+    decoded with the wrong encoding, `â€™` for `’`), of lone surrogates, and its stricter choice of which entities
+    to decode before its other fixes.
+    """
+    while True:
+        before = text
+        if "<" not in text:
+            text = html.unescape(text)
+        text = _TERMINAL_ESCAPE.sub("", text).translate(_CLIP_TEXT_FIXES)
+        text = unicodedata.normalize("NFC", text)
+        if text == before:
+            break
+    return " ".join(html.unescape(html.unescape(text)).split())
 
 
 def _check_integer(config: PreTrainedConfig, name: str, minimum: int) -> None:

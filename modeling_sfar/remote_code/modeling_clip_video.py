@@ -37,7 +37,7 @@ from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionMode
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 
-from .configuration_clip_video import ClipVideoConfig
+from .configuration_clip_video import ClipVideoConfig, clean_clip_text
 
 __all__ = [
     "SHARED_SHIPPED_FILES",
@@ -359,8 +359,10 @@ class ClipVideoModel(ClipVideoPreTrainedModel):
     def _tokenize(
         self, tokenizer: Any, texts: list[str], padding: str = "longest"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids and attention mask (n, L) of `texts`, truncated to the text tower's context."""
+        """Token ids and attention mask (n, L) of `texts`, cleaned as CLIP cleans text (`clean_clip_text`) and
+        truncated to the text tower's context."""
         context = self.config.text_config.max_position_embeddings
+        texts = [clean_clip_text(text) for text in texts]
         tokens = tokenizer(texts, padding=padding, truncation=True, max_length=context, return_tensors="pt")
         return tokens["input_ids"], tokens["attention_mask"]
 

@@ -18,6 +18,7 @@ from transformers.trainer_utils import SaveStrategy
 
 from ..conversion.clip import CLIP_VIT_B16
 from ..families import FAMILIES, ModelFamily, get_family, unknown_flags_message
+from ..hub.sources import check_repo_id
 
 __all__ = [
     "ModelArguments",
@@ -143,6 +144,8 @@ class VideoTrainingArguments(TrainingArguments):
     def __post_init__(self):
         # The Trainer's own pushing would write its card (without pipeline_tag); we push once, at the end.
         self.push_repo, self.push_to_hub = self.push_to_hub, False
+        if self.push_repo:
+            check_repo_id(self.push_repo, "--push_to_hub")  # now, not after the training
         # A step count saves by steps; an explicit other strategy with one would silently ignore it.
         strategy = self.save_strategy.value if isinstance(self.save_strategy, SaveStrategy) else self.save_strategy
         if self.save_steps is not None and strategy not in (None, "steps"):

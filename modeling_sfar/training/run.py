@@ -39,7 +39,7 @@ from ..hub.push import push_model
 from ..hub.sources import check_model_source
 from .arguments import DataArguments, ModelArguments, TrainingRun, VideoTrainingArguments
 from .augmentation import MixingCollator, VideoAugmentation
-from .checkpoints import last_complete_checkpoint
+from .checkpoints import resume_checkpoint
 from .trainer import EpochCallback, VideoClassifierTrainer
 
 logger = logging.getLogger(__name__)
@@ -159,8 +159,6 @@ def report_bad_videos(log: BadVideoLog, scope: str, what: str) -> dict[str, str]
     return bad
 
 
-
-
 def zero_shot(trainer, processor, run: TrainingRun, multi_label: bool, views: dict, log: BadVideoLog) -> dict:
     """Replace the trained model's label set by another dataset's and evaluate on it (metrics `zero_shot_*`)."""
     data_args = run.data
@@ -225,6 +223,14 @@ def run_training(
         logging.getLogger(name).setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
     warn_if_fewer_processes(training_args.world_size)
+    # Decided first, by every process together: a machine that cannot resume stops all of them before any work.
+    checkpoint = None
+    if training_args.resume:
+        checkpoint = resume_checkpoint(
+            training_args.output_dir, training_args.process_index, training_args.world_size,
+            training_args.save_only_model,
+        )  # fmt: skip
+        logger.info("resuming from %s", checkpoint or "nothing: no complete checkpoint yet")
 
     # Data and label set, checked before any model is built.
     family.check_arguments(family_args, model_args)
@@ -296,10 +302,6 @@ def run_training(
         module_learning_rates=module_rates,
         train_collator=train_collator,
     )
-    checkpoint = None
-    if training_args.resume:
-        checkpoint = last_complete_checkpoint(training_args.output_dir)
-        logger.info("resuming from %s", checkpoint or "nothing: no complete checkpoint yet")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.save_state()

@@ -102,6 +102,23 @@ class VideoClassifierTrainer(VideoEvaluationTrainer):
         finally:
             self.data_collator = default
 
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """
+        transformers 5 writes a model's weights and config on global process 0 only (the model's
+        `should_save_on_this_rank`), even under `--save_on_each_node`, which asks the first process of every machine
+        to save: on machines without a shared disk, no machine but the first could resume. The processes of a
+        data-parallel run each hold the whole model, so under `--save_on_each_node` every saving process writes it.
+        """
+        model = self.model
+        if not self.args.save_on_each_node or getattr(model.config, "distributed_config", None) is not None:
+            return super()._save(output_dir, state_dict)
+        # every process calls save_pretrained (with is_main_process=True); the first of each machine writes
+        model.should_save_on_this_rank = lambda is_main_process: is_main_process and self.args.should_save
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            del model.should_save_on_this_rank
+
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
             groups = parameter_groups(

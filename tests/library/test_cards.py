@@ -191,7 +191,7 @@ def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_pat
     )
     assert files == ["README.md", "candidates/train-00000-of-00001.parquet", "subtexts/train-00000-of-00001.parquet"]
     assert capsys.readouterr().out.split() == files
-    assert (tmp_path / "subtexts-hub" / "subtexts" / "train-00000-of-00001.parquet").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["subtexts"]  # the dry run's staging folder is gone
 
     class Recorder:
         def create_repo(self, repo_id, **kwargs):
@@ -203,6 +203,37 @@ def test_dry_run_from_the_command_line_lists_and_writes_the_dataset_repo(tmp_pat
     api = Recorder()
     assert push.push_dataset(tmp_path / "subtexts", "org/s", api=api, staging=tmp_path / "push") == files
     assert api.repo == ("org/s", "dataset") and api.commit == ("org/s", "dataset", files)
+
+
+def test_widget_videos_of_one_name_keep_their_own_file_and_src(trained, tmp_path):
+    from modeling_sfar.testing_utils import write_video
+
+    videos = []
+    for folder, seed in (("archery", 0), ("diving", 1)):
+        (tmp_path / folder).mkdir()
+        videos.append(str(write_video(tmp_path / folder / "clip.mp4", num_frames=12, seed=seed)))
+    examples = cards.widget_examples(trained, videos)
+    assert [e["file"] for e in examples] == ["examples/archery-clip.mp4", "examples/diving-clip.mp4"]
+    assert [e["title"] for e in examples] == ["archery-clip", "diving-clip"]
+    card = cards.model_card(trained, "org/sfar-test", None, "x", {}, examples=examples)
+    card.save(tmp_path / "README.md")
+    widgets = ModelCard.load(tmp_path / "README.md").data.widget
+    assert [w["src"].rsplit("/", 1)[1] for w in widgets] == ["archery-clip.mp4", "diving-clip.mp4"]
+    assert [w["output"] for w in widgets] == [e["output"] for e in examples]
+    staged = push.stage_model_repo(trained, tmp_path / "staged", card, videos)
+    assert {"examples/archery-clip.mp4", "examples/diving-clip.mp4"} <= set(staged)
+    for video, example in zip(videos, examples, strict=True):  # each widget's file is its own video
+        assert (tmp_path / "staged" / example["file"]).read_bytes() == Path(video).read_bytes()
+
+
+def test_widget_file_names_are_unique_stable_and_readable():
+    assert cards.widget_files(["/v/a.mp4", "/w/b.mp4"]) == ["examples/a.mp4", "examples/b.mp4"]
+    # as few folders as tell videos of one name apart; the same file twice is numbered
+    assert cards.widget_files(["/d/a/x/v.mp4", "/d/b/x/v.mp4", "/d/c/y/v.mp4", "/d/c/y/v.mp4"]) == [
+        "examples/a-x-v.mp4", "examples/b-x-v.mp4", "examples/y-v.mp4", "examples/y-v-2.mp4",
+    ]  # fmt: skip
+    # a folder with a space gives a src the Hub can resolve
+    assert cards.quote(cards.widget_files(["/my videos/v.mp4", "/d/v.mp4"])[0]) == "examples/my%20videos-v.mp4"
 
 
 def test_pickled_weights_are_never_pushed(trained, tmp_path):

@@ -1,5 +1,6 @@
 """scripts/push_to_hub.py never deletes what it did not create (issue 13, part 5): a staging folder that is, contains or
-lies inside the model folder, or that holds files no staging wrote, is refused; `--dry_run` deletes nothing."""
+lies inside the model folder, or that holds files no staging wrote, is refused; a dry run stages in the folder it is
+given, or in one of its own that it removes; a name that is not a Hub repo id is refused, in a dry run too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling_sfar.hub.staging import STAGING_MARKER, prepare_staging
+from modeling_sfar.hub.staging import STAGING_MARKER, prepare_staging, staged_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,19 +88,50 @@ def test_an_earlier_staging_is_replaced_but_files_added_to_it_are_not(model_fold
     assert (staging / "mine.txt").is_file() and (staging / "config.json").is_file()
 
 
-def test_a_dry_run_deletes_nothing(model_folder, tmp_path, caplog, stage):
+def test_a_dry_run_reuses_the_staging_it_is_given(model_folder, tmp_path, caplog, stage):
     staging = tmp_path / "staged"
     stage(model_folder, staging)
     (model_folder / "all_results.json").write_text("{}")
-    before = snapshot(tmp_path)
     with caplog.at_level("INFO"):
         files = stage(model_folder, staging, "--dry_run")
     assert files == ["README.md", "all_results.json", "config.json", "model.safetensors"]
-    after = snapshot(tmp_path)
-    assert {k: v for k, v in after.items() if k in before} == before  # every file still there, unchanged
-    (fresh,) = [p for p in tmp_path.iterdir() if p.name.startswith("staged-dry-")]
-    assert sorted(p.name for p in fresh.iterdir() if p.name != STAGING_MARKER) == files
-    assert f"it stages in {fresh}" in caplog.text
+    assert staged_files(staging) == files  # kept, to be read: the earlier staging's own files replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "staged"]  # no other folder
+    assert f"the repo is staged in {staging}" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["model", "dataset", "space"])
+def test_dry_runs_without_a_staging_folder_leave_nothing_behind(model_folder, tmp_path, load_script, kind):
+    source = {"model": model_folder, "dataset": tmp_path / "subtexts", "space": tmp_path / "space"}[kind]
+    if kind == "dataset":
+        from modeling_sfar.data.subtexts import save_subtext_dataset
+
+        row = {"label": "jump", "subtexts": ["up", "down"], "tpp": 1.0, "generator": "g", "prompt": "p"}
+        save_subtext_dataset(source, [row], [{**row, "selected": True, "answer": ""}])
+    elif kind == "space":
+        source.mkdir()
+        (source / "app.py").write_text("import plots\n")
+    before, beside = snapshot(tmp_path), sorted(p.name for p in source.parent.iterdir())
+    for _ in range(2):
+        files = load_script("push_to_hub").main([kind, "--folder", str(source), "--repo_id", "org/m", "--dry_run"])
+        assert files
+    assert snapshot(tmp_path) == before and sorted(p.name for p in source.parent.iterdir()) == beside
+
+
+@pytest.mark.parametrize("repo_id", ["not a repo id", "org/sub/name", "org/a--b"])
+def test_a_bad_repo_id_is_refused_in_a_dry_run_too(model_folder, tmp_path, load_script, repo_id):
+    before = snapshot(tmp_path)
+    for kind in ("model", "dataset", "space"):
+        with pytest.raises(ValueError, match=rf"--repo_id '{repo_id}': not a Hub repo id"):
+            load_script("push_to_hub").main([kind, "--folder", str(model_folder), "--repo_id", repo_id, "--dry_run"])
+    assert snapshot(tmp_path) == before
+
+
+def test_a_bad_push_to_hub_stops_training_before_it_starts(tmp_path):
+    from modeling_sfar.training.arguments import VideoTrainingArguments
+
+    with pytest.raises(ValueError, match="--push_to_hub 'not a repo id': not a Hub repo id"):
+        VideoTrainingArguments(output_dir=str(tmp_path), push_to_hub="not a repo id")
 
 
 def test_a_dataset_staging_is_guarded_the_same_way(tmp_path, load_script):

@@ -221,6 +221,8 @@ def test_resume_after_a_kill_during_a_save_takes_the_last_complete_checkpoint(
 def test_a_checkpoint_with_a_cut_trainer_state_is_skipped(tmp_path, caplog):
     for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st'), (6, None)):
         (tmp_path / f"checkpoint-{step}").mkdir()
+        for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):  # written before the state
+            (tmp_path / f"checkpoint-{step}" / name).write_bytes(b"")
         if state is not None:
             (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     (tmp_path / "checkpoint-9.tmp").mkdir()

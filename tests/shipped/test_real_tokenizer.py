@@ -571,14 +571,6 @@ def test_tpp_selection_on_real_token_counts(real_clip_dir, converted, reference)
     torch.testing.assert_close(sfar_tpp, first.to(sfar_tpp.dtype), rtol=1e-5, atol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "transformers' CLIP tokenizer does not run CLIP's text cleaning (ftfy.fix_text, html.unescape): the curly "
-        "quotes chat models write, HTML entities, ligatures and full-width forms reach the text tower as raw bytes, "
-        "not as the tokens CLIP was trained on; the label set should clean its texts before tokenizing them"
-    ),
-)
 def test_label_set_ids_are_clip_s_for_chat_model_punctuation(converted, reference):
     model, processor = converted
     subtexts = {label: list(texts) for label, texts in SUBTEXTS.items()}
@@ -594,3 +586,57 @@ def test_label_set_ids_are_clip_s_for_chat_model_punctuation(converted, referenc
         subtexts["YoYo"], tokens["subtext_input_ids"][yoyo], tokens["subtext_attention_mask"][yoyo], strict=True
     ):
         assert ids[: int(mask.sum())].tolist() == reference_ids(reference, text), text
+
+
+@pytest.fixture(scope="module")
+def ftfy_module():
+    """ftfy from the same folder as open_clip's tokenizer (appended to `sys.path` while it loads, then removed)."""
+    sys.path.append(str(OPEN_CLIP))
+    try:
+        import ftfy
+    finally:
+        sys.path.remove(str(OPEN_CLIP))
+    return ftfy
+
+
+CHAT_MODEL_TEXTS = [
+    "The person’s right hand holds the yo-yo.",
+    "“Step 2” it’s thrown down – fast…",
+    "It spins &amp; sleeps; &lt;fast&gt; &rsquo;round&rsquo; &#8220;up&#8221;",
+    "&amp;rsquo;twice escaped&amp;rsquo; and <b>tagged &rsquo;</b>",
+    "It ﬁnally ﬂies back, ĳ and ǅ",
+    "Ｆｕｌｌ　ｗｉｄｔｈ ｔｅｘｔ！",
+    "a\u200bzero\u00a0width\ufeff \x07bell \x92quote\x85 \x1b[31mred\x1b[0m\r\nnext\u2028line",
+]
+
+
+def test_label_set_cleaning_is_clip_s_but_for_mojibake(open_clip_tokenizer, ftfy_module):
+    """`clean_clip_text` against open_clip's own cleaning (ftfy's `fix_text`, `html.unescape` twice, whitespace) on
+    the corpus, every assigned code point and chat-model punctuation: the same text everywhere but where ftfy repairs
+    mojibake (`fix_encoding`), which the standard library cannot."""
+    from modeling_sfar.remote_code.configuration_clip_video import clean_clip_text
+
+    texts = corpus() + code_point_texts() + CHAT_MODEL_TEXTS + ["cafÃ© â€™ mojibake"]
+    differ = [
+        text
+        for text in texts
+        if clean_clip_text(text) != open_clip_tokenizer.whitespace_clean(open_clip_tokenizer.basic_clean(text))
+    ]
+    assert differ and all(ftfy_module.fix_encoding(text) != text for text in differ)
+    assert len(differ) < 0.001 * len(texts)
+
+
+def test_plain_ascii_keeps_its_ids(tokenizer):
+    """Cleaning changes no id of plain ASCII text without HTML entities or control characters (saved label sets and
+    stored TPP of such texts stay what they were); the docstrings' paragraphs hold some entities."""
+    from modeling_sfar.remote_code.configuration_clip_video import clean_clip_text
+
+    texts = [t for t in docstring_paragraphs() + EDGE_CASES if t.isascii()]
+    texts += [f"a{chr(c)}b {chr(c)} {chr(c)}{chr(c)}" for c in range(0x20, 0x7F)]  # every printable character
+
+    def ids(batch: list[str]) -> list[list[int]]:
+        return tokenizer(batch, truncation=True, max_length=CLIP_CONTEXT_LENGTH).input_ids
+
+    changed = [t for t, a, b in zip(texts, ids([clean_clip_text(t) for t in texts]), ids(texts), strict=True) if a != b]
+    assert len(texts) > 200
+    assert all(re.search(r"&#?\w+;?|[\x00-\x08\x0b\x0e-\x1f\x7f]", t) for t in changed), changed[:3]
