@@ -41,6 +41,7 @@ from .configuration_clip_video import ClipVideoConfig
 
 __all__ = [
     "SHARED_SHIPPED_FILES",
+    "SHIPPED_PIPELINES",
     "ClipVideoAttention",
     "family_auto_map",
     "ClipVideoClassifierMixin",
@@ -55,8 +56,8 @@ __all__ = [
 ]
 
 
-# The remote-code files every family's saved folder ships (this base, the processors, the decoder, token merging);
-# a family adds its own configuration and model files.
+# The remote-code files every family's saved folder ships (this base, the processors, the decoder, token merging,
+# the pipelines and the reader of their texts); a family adds its own configuration and model files.
 SHARED_SHIPPED_FILES = (
     "configuration_clip_video.py",
     "modeling_clip_video.py",
@@ -64,7 +65,19 @@ SHARED_SHIPPED_FILES = (
     "processing_sfar.py",
     "video_processing_sfar.py",
     "video_decoding.py",
+    "pipeline_clip_video.py",
+    "label_set_texts.py",
 )
+# The pipelines every saved folder registers (`config.custom_pipelines`, read by transformers' `pipeline()` with
+# `trust_remote_code=True`): the video classification of the model's own labels, scored as the model was trained,
+# and zero-shot classification among any labels.
+SHIPPED_PIPELINES = {
+    task: {"impl": f"pipeline_clip_video.{name}", "pt": ["AutoModelForVideoClassification"], "type": "video"}
+    for task, name in (
+        ("video-classification", "ClipVideoClassificationPipeline"),
+        ("zero-shot-video-classification", "ZeroShotVideoClassificationPipeline"),
+    )
+}
 
 
 def family_auto_map(family: str, prefix: str) -> dict[str, str]:
@@ -237,10 +250,12 @@ class ClipVideoPreTrainedModel(PreTrainedModel):
     shipped_files: tuple[str, ...] = ()
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save weights (safetensors), `config.json` with the full `auto_map`, and the remote-code files."""
+        """Save weights (safetensors), `config.json` with the full `auto_map` and the shipped pipelines
+        (`custom_pipelines`), and the remote-code files."""
         if kwargs.pop("safe_serialization", True) is False:
             raise ValueError(f"{type(self).__name__} saves safetensors weights only")
         self.config.auto_map = dict(self.shipped_auto_map)
+        self.config.custom_pipelines = {task: dict(info) for task, info in SHIPPED_PIPELINES.items()}
         self._prepare_to_save()
         super().save_pretrained(save_directory, *args, **kwargs)
         here = os.path.dirname(os.path.abspath(__file__))
