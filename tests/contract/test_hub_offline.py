@@ -141,8 +141,15 @@ def test_model_pipeline_and_subtexts_load_by_repo_id(hub, converted, alt_convert
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
     run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, video_path, hub["commit"],
-         str(REPO / "modeling_sfar" / "remote_code" / "label_set_texts.py"), json.dumps(real_videos)],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            video_path,
+            hub["commit"],
+            str(REPO / "modeling_sfar" / "remote_code" / "label_set_texts.py"),
+            json.dumps(real_videos),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -172,3 +179,62 @@ def test_model_pipeline_and_subtexts_load_by_repo_id(hub, converted, alt_convert
     # everything came through the server: the files are in the private cache, by repo id
     cached = {p.name for p in (tmp_path / "hf-home" / "hub").iterdir()}
     assert {"models--org--sfar-test", "models--org--alt-test", "datasets--org--sfar-subtexts-test"} <= cached
+
+
+CARD_SNIPPETS = BLOCK_MODELING_SFAR + textwrap.dedent(
+    """
+    import ast, json, re, sys
+    from pathlib import Path
+
+    from huggingface_hub import hf_hub_download
+
+    video, result = sys.argv[1], {}
+    for repo in sys.argv[2:]:
+        card = Path(hf_hub_download(repo, "README.md")).read_text()
+        section = card[card.index("### Zero-shot"):]
+        code = re.search(r"```python\\n(.*?)```", section, re.S).group(1).replace('"video.mp4"', json.dumps(video))
+        *body, last = ast.parse(code).body  # run as written; the value of its last line is what a user sees
+        scope = {}
+        exec(compile(ast.Module(body, []), repo, "exec"), scope)
+        result[repo] = {"ranked": eval(compile(ast.Expression(last.value), repo, "eval"), scope),
+                        "subtexts": scope.get("subtexts")}
+    print(json.dumps(result))
+    """
+)
+
+
+def test_the_zero_shot_snippet_of_each_model_card_runs_by_repo_id(hub, converted, alt_converted, real_videos,
+                                                                   tmp_path):  # fmt: skip
+    """The zero-shot code of the staged SFAR and ALT cards, read from the server and run as written (on a real video)
+    in a process without the package, scores its labels as the model does with that label set, with SFAR's frame
+    weights and ALT's grounded entities."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
+    video = real_videos[0]
+    run = subprocess.run(
+        [sys.executable, "-c", CARD_SNIPPETS, video, "org/sfar-test", "org/alt-test"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    for repo, (model, processor) in (("org/sfar-test", converted), ("org/alt-test", alt_converted)):
+        ranked, subtexts = result[repo]["ranked"], result[repo]["subtexts"]
+        labels = sorted(item["label"] for item in ranked)
+        label_set = model.base_model.build_label_set(labels, processor.tokenizer, subtexts)
+        with torch.no_grad():
+            out = model.eval()(**processor(videos=video), label_set=label_set)
+        scores = out.logits[0].softmax(-1)
+        assert [item["score"] for item in ranked] == sorted((item["score"] for item in ranked), reverse=True)
+        assert {item["label"]: item["score"] for item in ranked} == pytest.approx(
+            {label: float(scores[i]) for i, label in enumerate(labels)}, abs=1e-5
+        )
+        for item in ranked:
+            if repo == "org/sfar-test":
+                weights = out.fine_frame_weights[0, labels.index(item["label"])]
+                assert item["fine_frame_weights"] == pytest.approx(weights.tolist(), abs=1e-5)
+            else:
+                assert {e["entity"] for e in item["entities"]} <= set(model.config.entities)
