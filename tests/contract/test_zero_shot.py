@@ -209,5 +209,7 @@ def test_multi_label_models_score_with_the_sigmoid_unless_told(tiny_clip_dir, vi
     assert scores(classifier(video_path, top_k=4, function_to_apply="softmax")) == pytest.approx(softmax)
     told = pipeline("video-classification", model=folder, trust_remote_code=True, function_to_apply="softmax")
     assert scores(told(video_path, top_k=4)) == pytest.approx(softmax)
+    for ranked in classifier([video_path] * 3, top_k=4, batch_size=2):  # videos batched through the model
+        assert scores(ranked) == pytest.approx(expected, abs=1e-6)
     ranked = zero_shot(folder)(video_path, candidate_labels=LABELS, subtexts=SUBTEXTS)
     assert scores(ranked) == pytest.approx(expected, abs=1e-5)
