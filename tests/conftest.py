@@ -246,9 +246,10 @@ def wait_for_server(url: str, process: subprocess.Popen, log: Path, name: str, s
 
 
 def run_python_offline(args: list[str], cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run `python *args` in a fresh process with the Hub offline and a private cache; fail with its stderr."""
+    """Run `python *args` in a fresh process with the Hub offline and a private cache; fail with its stderr. The
+    process imports the package from this clone (not from wherever an editable install points)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"), PYTHONPATH=str(Path(__file__).parents[1]))
     run = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
@@ -272,3 +273,15 @@ def storyboard(tmp_path_factory) -> dict[str, str]:
     subtexts = root / "subtexts.json"
     subtexts.write_text(json.dumps({k: v[0]["subtexts"] for k, v in storyboard_candidates().items()}))
     return {"dataset": str(root / "dataset"), "subtexts": str(subtexts), "root": str(root)}
+
+
+def run_snippet(code: str, name: str) -> tuple[object, dict]:
+    """Run a documented Python snippet as written (a card's, the README's): the value of its last line, an expression
+    (what a user sees in a notebook), and the names it defined. Self-contained: tests pass its source to fresh
+    processes."""
+    import ast
+
+    *body, last = ast.parse(code).body
+    scope: dict = {}
+    exec(compile(ast.Module(body, []), name, "exec"), scope)
+    return eval(compile(ast.Expression(last.value), name, "eval"), scope), scope

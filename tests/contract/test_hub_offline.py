@@ -6,6 +6,7 @@ loads them through `HF_ENDPOINT` with `AutoModel`, `pipeline("video-classificati
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import BLOCK_MODELING_SFAR, free_port, wait_for_server
+from tests.conftest import BLOCK_MODELING_SFAR, free_port, run_snippet, wait_for_server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -181,25 +182,26 @@ def test_model_pipeline_and_subtexts_load_by_repo_id(hub, converted, alt_convert
     assert {"models--org--sfar-test", "models--org--alt-test", "datasets--org--sfar-subtexts-test"} <= cached
 
 
-CARD_SNIPPETS = BLOCK_MODELING_SFAR + textwrap.dedent(
-    """
-    import ast, json, re, sys
-    from pathlib import Path
+CARD_SNIPPETS = (
+    BLOCK_MODELING_SFAR
+    + inspect.getsource(run_snippet)
+    + textwrap.dedent(
+        """
+        import json, re, sys
+        from pathlib import Path
 
-    from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download
 
-    video, result = sys.argv[1], {}
-    for repo in sys.argv[2:]:
-        card = Path(hf_hub_download(repo, "README.md")).read_text()
-        section = card[card.index("### Zero-shot"):]
-        code = re.search(r"```python\\n(.*?)```", section, re.S).group(1).replace('"video.mp4"', json.dumps(video))
-        *body, last = ast.parse(code).body  # run as written; the value of its last line is what a user sees
-        scope = {}
-        exec(compile(ast.Module(body, []), repo, "exec"), scope)
-        result[repo] = {"ranked": eval(compile(ast.Expression(last.value), repo, "eval"), scope),
-                        "subtexts": scope.get("subtexts")}
-    print(json.dumps(result))
-    """
+        video, result = sys.argv[1], {}
+        for repo in sys.argv[2:]:
+            card = Path(hf_hub_download(repo, "README.md")).read_text()
+            section = card[card.index("### Zero-shot"):]
+            code = re.search(r"```python\\n(.*?)```", section, re.S).group(1).replace('"video.mp4"', json.dumps(video))
+            ranked, scope = run_snippet(code, repo)
+            result[repo] = {"ranked": ranked, "subtexts": scope.get("subtexts")}
+        print(json.dumps(result))
+        """
+    )
 )
 
 
