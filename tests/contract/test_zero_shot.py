@@ -103,6 +103,28 @@ def test_the_label_set_is_encoded_once_for_repeated_calls_and_batches(case, vide
     assert classifier(video_path, candidate_labels=ZERO_SHOT_LABELS, top_k=1, **texts) == first[:1]
 
 
+def test_a_hypothesis_template_replaces_the_model_s_class_prompts(case, video_path, tmp_path):
+    """`hypothesis_template` gives the scores of the label set encoded with that one prompt (in place of SFAR's
+    template and ensemble, ALT's ensemble), and is part of the cached label set's identity; a template without
+    exactly one `{}` is refused, naming it."""
+    folder = save(case.model, case.processor, tmp_path / "model")
+    classifier = zero_shot(folder)
+    template = "a video of a person {}."
+    texts = case.zero_shot_texts.get("subtexts")
+    label_set = case.model.base_model.build_label_set(ZERO_SHOT_LABELS, case.processor.tokenizer, texts, template)
+    with torch.no_grad():
+        expected = case.model(**case.processor(videos=video_path), label_set=label_set).logits[0].softmax(-1)
+    plain = classifier(video_path, candidate_labels=ZERO_SHOT_LABELS, **case.zero_shot_texts)
+    ranked = classifier(video_path, candidate_labels=ZERO_SHOT_LABELS, hypothesis_template=template,
+                        **case.zero_shot_texts)  # fmt: skip
+    scores = {item["label"]: item["score"] for item in ranked}
+    assert scores == pytest.approx({label: float(expected[i]) for i, label in enumerate(ZERO_SHOT_LABELS)}, abs=1e-6)
+    assert scores != {item["label"]: item["score"] for item in plain}
+    with pytest.raises(ValueError, match="'a video of' must contain exactly one"):
+        classifier(video_path, candidate_labels=ZERO_SHOT_LABELS, hypothesis_template="a video of",
+                   **case.zero_shot_texts)  # fmt: skip
+
+
 def test_the_installed_package_registers_the_task_for_a_model_object(converted, video_path):
     """`import modeling_sfar` registers the task: a model object (no folder, no remote code) with its processor's
     tokenizer and video processor gets the package's pipeline, with the same scores."""
@@ -121,8 +143,9 @@ def test_the_installed_package_registers_the_task_for_a_model_object(converted, 
         classifier(video_path, candidate_labels="jump")
 
 
-def test_sfar_sub_texts_from_a_dataset_and_the_command_for_those_missing(converted, tiny_clip_dir, video_path,
-                                                                         tmp_path):
+def test_sfar_sub_texts_from_a_dataset_and_the_command_for_those_missing(
+    converted, tiny_clip_dir, video_path, tmp_path
+):
     """Sub-texts from a sub-text dataset folder give the dict's result; a label without sub-texts is refused with
     the labels named and the generator's command line for them; mean pooling takes the labels alone."""
     model, processor = converted
