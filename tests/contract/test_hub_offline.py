@@ -135,30 +135,30 @@ SCRIPT = BLOCK_MODELING_SFAR + textwrap.dedent(
 )
 
 
+def run_through_hub(hub: dict, tmp_path: Path, script: str, *args: str) -> dict:
+    """Run `script` with `args` in a fresh process that reaches the Hub only through the server (a private cache, no
+    PYTHONPATH, online); the JSON object its last line prints."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
+    run = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_model_pipeline_and_subtexts_load_by_repo_id(hub, converted, alt_converted, video_path, real_videos, tmp_path):
     model, processor = converted
     with torch.no_grad():
         expected = model.eval()(**processor(videos=video_path)).logits
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SCRIPT,
-            video_path,
-            hub["commit"],
-            str(REPO / "modeling_sfar" / "remote_code" / "label_set_texts.py"),
-            json.dumps(real_videos),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_through_hub(
+        hub,
+        tmp_path,
+        SCRIPT,
+        video_path,
+        hub["commit"],
+        str(REPO / "modeling_sfar" / "remote_code" / "label_set_texts.py"),
+        json.dumps(real_videos),
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
     for name in ("AutoModel", "AutoModelForVideoClassification"):
         torch.testing.assert_close(torch.tensor(result[name]), expected)
     top = expected.softmax(-1)[0].topk(2)
@@ -210,19 +210,8 @@ def test_the_zero_shot_snippet_of_each_model_card_runs_by_repo_id(hub, converted
     """The zero-shot code of the staged SFAR and ALT cards, read from the server and run as written (on a real video)
     in a process without the package, scores its labels as the model does with that label set, with SFAR's frame
     weights and ALT's grounded entities."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    env.update(HF_ENDPOINT=hub["endpoint"], HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
     video = real_videos[0]
-    run = subprocess.run(
-        [sys.executable, "-c", CARD_SNIPPETS, video, "org/sfar-test", "org/alt-test"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_through_hub(hub, tmp_path, CARD_SNIPPETS, video, "org/sfar-test", "org/alt-test")
     for repo, (model, processor) in (("org/sfar-test", converted), ("org/alt-test", alt_converted)):
         ranked, subtexts = result[repo]["ranked"], result[repo]["subtexts"]
         labels = sorted(item["label"] for item in ranked)
