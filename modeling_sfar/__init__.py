@@ -1,7 +1,9 @@
 """SFAR for the Hugging Face ecosystem: configuration, models, processors, CLIP conversion; ALT, a second model.
 
 Importing the package registers SFAR and ALT with the transformers auto classes, so a saved folder loads with
-`AutoModel.from_pretrained(folder)` without remote code; a Hub repository loads with `trust_remote_code=True`.
+`AutoModel.from_pretrained(folder)` without remote code; a Hub repository loads with `trust_remote_code=True`. It
+also registers the `"zero-shot-video-classification"` task (for a model object, or a folder saved before folders
+registered their own pipelines; a folder that registers them builds them with `trust_remote_code=True`).
 """
 
 from transformers import (
@@ -11,6 +13,7 @@ from transformers import (
     AutoProcessor,
     AutoVideoProcessor,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .conversion.alt import alt_config_from_clip, clip_to_alt_state_dict, convert_clip_to_alt
 from .conversion.sfar import clip_to_sfar_state_dict, convert_clip_to_sfar, sfar_config_from_clip
@@ -35,6 +38,7 @@ from .remote_code.modeling_sfar import (
     sfar_loss,
     text_prompt_perplexity,
 )
+from .remote_code.pipeline_clip_video import ClipVideoClassificationPipeline, ZeroShotVideoClassificationPipeline
 from .remote_code.processing_sfar import SfarProcessor
 from .remote_code.video_decoding import VideoDecodingError, read_video_pyav
 from .remote_code.video_processing_sfar import SfarVideoProcessor, tsn_frame_indices
@@ -50,6 +54,14 @@ AutoModel.register(AltConfig, AltModel, exist_ok=True)
 AutoModelForVideoClassification.register(AltConfig, AltForVideoClassification, exist_ok=True)
 AutoVideoProcessor.register(AltConfig, SfarVideoProcessor, exist_ok=True)
 AutoProcessor.register(AltConfig, SfarProcessor, exist_ok=True)
+# The zero-shot task by name, also for a model object or a folder saved before folders registered their pipelines
+# (a folder that registers them builds its own with `trust_remote_code=True`).
+PIPELINE_REGISTRY.register_pipeline(
+    "zero-shot-video-classification",
+    pipeline_class=ZeroShotVideoClassificationPipeline,
+    pt_model=AutoModelForVideoClassification,
+    type="video",
+)
 
 __all__ = [
     "ALT_PROMPT_TEMPLATES",
@@ -68,6 +80,8 @@ __all__ = [
     "SFAR_VARIANTS",
     "SfarLabelSet",
     "average_over_views",
+    "ClipVideoClassificationPipeline",
+    "ZeroShotVideoClassificationPipeline",
     "SfarConfig",
     "SfarForVideoClassification",
     "SfarModel",

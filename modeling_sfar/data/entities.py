@@ -5,8 +5,9 @@ metadata declares them, so `load_dataset(path_or_repo_id, "entities")` reads the
 - `descriptions`: every candidate description of every unit, with its sense-selection scores;
 - `units`: every accepted answer to a unit question (a label and a kind), with the units parsed from it.
 
-`entity_texts` turns the corpus into the texts an ALT model encodes, one per entity. Part of the library because the
-training run reads a corpus (`--entities`); the generator (`datasets_scripts/entity_corpus.py`) writes one.
+`entity_texts` turns the corpus into the texts an ALT model encodes, one per entity: the training run reads a corpus
+with it (`--entities`), and so does the zero-shot pipeline, whose shipped `label_set_texts.py` holds it (re-exported
+here); the generator (`datasets_scripts/entity_corpus.py`) writes one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .subtexts import load_config_from
+from ..remote_code.label_set_texts import ENTITY_CONFIGS, entity_texts, load_config_from
 
 __all__ = [
     "ENTITY_CONFIGS",
@@ -27,9 +28,6 @@ __all__ = [
     "stage_entity_dataset",
     "push_entity_dataset",
 ]
-
-ENTITY_CONFIGS = ("entities", "descriptions", "units")
-
 
 def entity_text(unit: str, description: str) -> str:
     """The text ALT encodes for one entity, `{unit, description}` of the paper as one string: "unit: description"."""
@@ -119,36 +117,8 @@ def save_entity_dataset(
 
 def load_entity_config(source: str | os.PathLike, config: str = "entities", revision: str | None = None):
     """One configuration of an entity corpus as a `Dataset`, from a local folder or a Hub id (read as sub-text sets
-    are: `subtext_dataset.load_config_from`)."""
+    are: `label_set_texts.load_config_from`)."""
     return load_config_from(source, config, ENTITY_CONFIGS, "an entity corpus", revision)
-
-
-def entity_texts(source: Any, kinds: list[str] | None = None, revision: str | None = None) -> list[str]:
-    """
-    The texts an ALT model encodes, one per entity, in the corpus's order (sorted by unit): "unit: description".
-
-    Args:
-        source: an entity corpus (local folder or Hub id) or its `entities` configuration as a `Dataset`.
-        kinds: keep only entities of these kinds ("object", "body part", "scene", "role", "motion", "label"), as
-            ALT's Table C3 ablates the corpus by kind; None keeps all.
-
-    Raises:
-        ValueError: a corpus without entities (of these kinds), or a unit listed twice.
-    """
-    rows = source if hasattr(source, "column_names") else load_entity_config(source, "entities", revision)
-    missing = {"unit", "text", "kinds"} - set(rows.column_names)
-    if missing:
-        raise ValueError(f"{source}: not the entities of an entity corpus (no column {sorted(missing)[0]!r})")
-    texts, seen = [], set()
-    for unit, text, row_kinds in zip(rows["unit"], rows["text"], rows["kinds"], strict=True):
-        if unit in seen:
-            raise ValueError(f"{source}: unit {unit!r} appears twice in the corpus")
-        seen.add(unit)
-        if kinds is None or set(kinds) & set(row_kinds):
-            texts.append(text)
-    if not texts:
-        raise ValueError(f"{source}: no entities" + (f" of the kinds {kinds}" if kinds else ""))
-    return texts
 
 
 def stage_entity_dataset(folder: str | os.PathLike, staging: str | os.PathLike) -> list[str]:

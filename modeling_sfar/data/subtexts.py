@@ -1,17 +1,20 @@
 """Sub-text sets as Hugging Face datasets: two configurations, `subtexts` (the selected set per class) and
 `candidates` (every candidate with its TPP), written as parquet with a README whose metadata declares both, so
-`load_dataset(path_or_repo_id, "subtexts")` reads them locally and from the Hub alike.
+`load_dataset(path_or_repo_id, "subtexts")` reads them locally and from the Hub alike. The readers are the shipped
+`label_set_texts.py`'s (re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+# The readers live with the shipped code, which the zero-shot pipeline reads sub-texts with where this package is
+# not installed.
+from ..remote_code.label_set_texts import SUBTEXT_CONFIGS, load_config_from, load_subtexts
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +28,6 @@ __all__ = [
     "stage_dataset_repo",
     "SUBTEXT_CONFIGS",
 ]
-
-SUBTEXT_CONFIGS = ("subtexts", "candidates")
 
 
 def _features():
@@ -84,60 +85,9 @@ def config_metadata() -> list[dict[str, Any]]:
     ]
 
 
-def load_config_from(
-    source: str | os.PathLike, config: str, configs: Iterable[str], kind: str, revision: str | None = None
-):
-    """
-    One configuration `config` (one of `configs`) of a dataset of ours (`kind`: "a sub-text dataset", "an entity
-    corpus", for the messages) as a `Dataset`, from a local folder or a Hub id.
-
-    A local folder is read straight from its parquet files: `load_dataset` caches local folders under their base
-    name and configuration (datasets 5.2), so two folders both called `subtexts` could return each other's rows.
-    """
-    from datasets import Dataset, load_dataset
-
-    if config not in configs:
-        raise ValueError(f"unknown configuration {config!r}; {kind} has {list(configs)}")
-    path = Path(source)
-    if path.is_dir():
-        files = sorted((path / config).glob("*.parquet"))
-        if not files:
-            raise ValueError(f"{path}: no {config}/*.parquet files; is this {kind}?")
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        return Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
-    return load_dataset(os.fspath(source), config, split="train", revision=revision)
-
-
 def load_subtext_config(source: str | os.PathLike, config: str = "subtexts", revision: str | None = None):
     """One configuration of a sub-text dataset as a `Dataset`, from a local folder or a Hub id."""
     return load_config_from(source, config, SUBTEXT_CONFIGS, "a sub-text dataset", revision)
-
-
-def load_subtexts(source: str | os.PathLike, revision: str | None = None) -> dict[str, list[str]]:
-    """
-    The selected sub-texts per class, from a sub-text dataset (local folder or Hub id, configuration `subtexts`) or
-    a JSON file mapping each label to its list of sub-texts.
-
-    Raises:
-        ValueError: a file that is neither, or a label listed twice.
-    """
-    path = Path(source)
-    if path.suffix == ".json" and path.is_file():
-        with open(path) as f:
-            mapping = json.load(f)
-        if not isinstance(mapping, dict) or not all(isinstance(v, list) for v in mapping.values()):
-            raise ValueError(f"{path}: expected a JSON object mapping each label to a list of sub-texts")
-        return {str(k): [str(t) for t in v] for k, v in mapping.items()}
-
-    rows = load_subtext_config(source, "subtexts", revision=revision)
-    out: dict[str, list[str]] = {}
-    for row in rows:
-        if row["label"] in out:
-            raise ValueError(f"{source}: label {row['label']!r} appears twice in the sub-texts")
-        out[row["label"]] = list(row["subtexts"])
-    return out
 
 
 def subtexts_for_labels(

@@ -145,9 +145,7 @@ class AltFamily(ModelFamily):
                 raise ValueError(
                     f"--model {model_args.model} aligns with an entity corpus; --no_entity_corpus cannot drop it"
                 )
-            if texts is None and model.config.use_entity_corpus:
-                texts = model.config.entities
-            model.set_label_set(labels, processor.tokenizer, texts)
+            model.set_label_set(labels, processor.tokenizer, texts)  # texts None: its corpus stays
             return model, processor
         extra = {
             name: value
@@ -183,12 +181,11 @@ class AltFamily(ModelFamily):
         return [args.entities] if args.entities and is_hub_id(args.entities) else []
 
     def zero_shot_texts(self, model: torch.nn.Module, labels: list[str], source: str | None, what: str, flag: str):
-        """A new corpus when given (ALT's paper reuses and extends its corpus), else the model's own."""
-        if not model.config.use_entity_corpus:
-            if source is not None:
-                raise ValueError(f"{flag} {source}: the model has no entity corpus (learnable queries)")
-            return None
-        return load_entities(source, None, flag) if source is not None else model.config.entities
+        """A new corpus when given (ALT's paper reuses and extends its corpus); None: the model keeps its own
+        (`AltModel.default_texts`)."""
+        if source is not None and not model.config.use_entity_corpus:
+            raise ValueError(f"{flag} {source}: the model has no entity corpus (learnable queries)")
+        return None if source is None else load_entities(source, None, flag)
 
     def training_zero_shot_source(self, args: AltArguments) -> tuple[str | None, str]:
         return None, "--entities"  # the trained corpus stays

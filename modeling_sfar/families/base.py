@@ -77,9 +77,11 @@ class ModelFamily:
         model = self.model_class.from_pretrained(source, revision=revision, use_safetensors=True, **kwargs)
         return model, SfarProcessor.from_pretrained(source, revision=revision)
 
-    def zero_shot_texts(self, model: torch.nn.Module, labels: list[str], args: Any, what: str) -> Any:
-        """The texts of a new label set (`labels`, the classes of `what`) for a trained model, from the family's
-        evaluation flags (`args`, an instance of `evaluation_arguments`)."""
+    def zero_shot_texts(
+        self, model: torch.nn.Module, labels: list[str], source: str | None, what: str, flag: str
+    ) -> Any:
+        """The texts of a new label set (`labels`, the classes of `what`) for a trained model, read from `source`
+        (the value of the family's flag `flag`); None: the model's default (its `default_texts`)."""
         raise NotImplementedError
 
     def card_fields(self, config: dict[str, Any]) -> dict[str, Any]:

@@ -155,6 +155,8 @@ class SfarLabelSetMixin:
     and the word-side constants of the frame weights, computed once per stored label set.
     """
 
+    texts_argument = "subtexts"
+
     def _init_label_set_store(self, num_classes: int) -> None:
         """Allocate the (empty) stored label set for `num_classes` classes, and keep its saved constants in step with
         the words kept in memory (a trained cross-attention saves its own)."""
@@ -227,27 +229,34 @@ class SfarLabelSetMixin:
         self._word_cache = None
 
     def tokenize_label_set(
-        self, labels: list[str], tokenizer: Any, subtexts: dict[str, list[str]] | None = None
+        self,
+        labels: list[str],
+        tokenizer: Any,
+        subtexts: dict[str, list[str]] | None = None,
+        prompt_template: str | None = None,
     ) -> dict[str, torch.Tensor]:
         """
         The token ids of a label set, as the forward and [`~SfarModel.encode_label_set`] take them: `input_ids` and
         `attention_mask` (C, L) of the class prompts (`config.prompt_template` filled with the normalised class
         name), `ensemble_input_ids` and `ensemble_attention_mask` (C, R, L) of a prompt ensemble
         (`config.prompt_templates`), and `subtext_input_ids` and `subtext_attention_mask` (C, N, L) of the
-        sub-texts. Labels and sub-texts are checked first (`check_label_set`).
+        sub-texts. Labels and sub-texts are checked first (`check_label_set`). A `prompt_template` given replaces
+        the configured prompt and ensemble.
         """
         labels, subtexts = self.check_label_set(labels, subtexts)
         padding = "max_length" if self.config.word_tokens == "all" else "longest"
+        template = prompt_template or self.config.prompt_template
+        ensemble = None if prompt_template else self.config.prompt_templates
 
         def tokenize(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
             return self._tokenize(tokenizer, texts, padding)
 
         names = [class_name_to_text(label) for label in labels]
         inputs = {}
-        inputs["input_ids"], inputs["attention_mask"] = tokenize([self.config.prompt_template.format(n) for n in names])
-        if self.config.prompt_templates:
-            ids, mask = tokenize([t.format(n) for n in names for t in self.config.prompt_templates])
-            shape = (len(labels), len(self.config.prompt_templates), -1)
+        inputs["input_ids"], inputs["attention_mask"] = tokenize([template.format(n) for n in names])
+        if ensemble:
+            ids, mask = tokenize([t.format(n) for n in names for t in ensemble])
+            shape = (len(labels), len(ensemble), -1)
             inputs["ensemble_input_ids"], inputs["ensemble_attention_mask"] = ids.view(shape), mask.view(shape)
         if subtexts is not None:
             ids, mask = tokenize([text for label in labels for text in subtexts[label]])
@@ -450,20 +459,38 @@ class SfarLabelSetMixin:
         key = self._words_key(label_set)
         if getattr(self, "_stored_constants_key", None) == key:
             return
-        prompt_words, mean_words = self._word_constants(label_set)
-        if prompt_words is not None:
-            width = _prompt_width(label_set.prompt_word_mask)
-            self.config.stored_prompt_words = width  # changes only when the words' mask was edited in place
-            values = {"augmented_prompt_words": prompt_words, "augmented_prompt_mask": label_set.prompt_word_mask}
-            for name, value in values.items():
-                value, buffer = value[:, :width], getattr(cache, name)
+        constants = self.inference_label_set(label_set)
+        if constants.augmented_prompt_words is not None:
+            # the width changes only when the words' mask was edited in place
+            self.config.stored_prompt_words = constants.augmented_prompt_words.shape[1]
+            for name in ("augmented_prompt_words", "augmented_prompt_mask"):
+                value, buffer = getattr(constants, name), getattr(cache, name)
                 if buffer.shape == value.shape:
                     buffer.copy_(value)
                 else:
                     cache.register_buffer(name, value.clone())
-        if mean_words is not None:
-            cache.mean_subtext_words.copy_(mean_words)
+        if constants.mean_subtext_words is not None:
+            cache.mean_subtext_words.copy_(constants.mean_subtext_words)
         self._stored_constants_key = self._words_key(label_set)
+
+    @torch.no_grad()
+    def inference_label_set(self, label_set: SfarLabelSet) -> SfarLabelSet:
+        """
+        `label_set` in the form a forward without gradients reads, the form a saved model stores: the class
+        embeddings and the inference constants of Eq. 4-6 and 9 (`augmented_prompt_words` up to the longest prompt,
+        `augmented_prompt_mask`, `mean_subtext_words`), computed here once by the current cross-attention, so that
+        many videos classified against it do not recompute them. It cannot train the cross-attention. A label set
+        without the text tower's words (constants already) is returned as it is.
+        """
+        if not self._has_words(label_set):
+            return label_set
+        prompt_words, mean_words = self._word_constants(label_set)
+        constants = SfarLabelSet(text_embeds=label_set.text_embeds, mean_subtext_words=mean_words)
+        if prompt_words is not None:
+            width = _prompt_width(label_set.prompt_word_mask)
+            constants.augmented_prompt_words = prompt_words[:, :width].contiguous()
+            constants.augmented_prompt_mask = label_set.prompt_word_mask[:, :width].contiguous()
+        return constants
 
     @torch.no_grad()
     def _convert_legacy_label_set(self) -> bool:

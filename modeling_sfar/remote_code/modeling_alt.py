@@ -360,6 +360,7 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
 
     label_set_class = AltLabelSet
     label_set_inputs = ("entity_input_ids", "entity_attention_mask")
+    texts_argument = "entities"
 
     def __init__(self, config: AltConfig):
         super().__init__(config)
@@ -389,16 +390,28 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
             cache.register_buffer("entity_embeds", torch.zeros(num_entities, width, device=device, dtype=dtype))
         cache.register_buffer("has_text_features", torch.zeros((), dtype=torch.bool, device=device))
 
+    def default_texts(self) -> list[str] | None:
+        """The stored entity corpus (`config.entities`), which a new label set reuses unless given another (ALT's
+        paper reuses and extends its corpus for new classes); None without a corpus."""
+        if not self.config.use_entity_corpus or not self.config.entities:
+            return None
+        return list(self.config.entities)
+
     def tokenize_label_set(
-        self, labels: list[str], tokenizer: Any, entities: list[str] | None = None
+        self,
+        labels: list[str],
+        tokenizer: Any,
+        entities: list[str] | None = None,
+        prompt_template: str | None = None,
     ) -> dict[str, torch.Tensor]:
         """
         The token ids of a label set as the forward takes them: `input_ids` and `attention_mask` (C, R, L) of the
-        prompt ensemble (`config.prompt_templates`, R of them, filled with the readable class name) and
-        `entity_input_ids` and `entity_attention_mask` (K, L) of the entities.
+        prompt ensemble (`config.prompt_templates`, R of them, filled with the readable class name; a
+        `prompt_template` given replaces them, R = 1) and `entity_input_ids` and `entity_attention_mask` (K, L) of
+        the entities.
         """
         labels, entities = self.check_label_set(labels, entities)
-        templates = self.config.prompt_templates
+        templates = [prompt_template] if prompt_template else self.config.prompt_templates
         prompts = [template.format(class_name_to_text(label)) for label in labels for template in templates]
         ids, mask = self._tokenize(tokenizer, prompts)
         shape = (len(labels), len(templates), -1)
@@ -473,9 +486,9 @@ class AltModel(AltPreTrainedModel, ClipVideoModel):
         self, labels: list[str], tokenizer: Any, entities: list[str] | None = None, batch_size: int = 256
     ) -> None:
         """
-        Replace the stored label set: encode the class prompt ensemble and the entities once with the frozen text
-        tower and keep the features (saved with the weights), the labels in `config.id2label` and the entities in
-        `config.entities`.
+        Replace the stored label set: encode the class prompt ensemble and the entities (default: the stored corpus,
+        `default_texts`) once with the frozen text tower and keep the features (saved with the weights), the labels
+        in `config.id2label` and the entities in `config.entities`.
         """
         self._set_label_set(labels, tokenizer, entities, batch_size)
 

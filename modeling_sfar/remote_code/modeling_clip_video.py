@@ -41,6 +41,7 @@ from .configuration_clip_video import ClipVideoConfig, clean_clip_text
 
 __all__ = [
     "SHARED_SHIPPED_FILES",
+    "SHIPPED_PIPELINES",
     "ClipVideoAttention",
     "family_auto_map",
     "ClipVideoClassifierMixin",
@@ -55,8 +56,8 @@ __all__ = [
 ]
 
 
-# The remote-code files every family's saved folder ships (this base, the processors, the decoder, token merging);
-# a family adds its own configuration and model files.
+# The remote-code files every family's saved folder ships (this base, the processors, the decoder, token merging,
+# the pipelines and the reader of their texts); a family adds its own configuration and model files.
 SHARED_SHIPPED_FILES = (
     "configuration_clip_video.py",
     "modeling_clip_video.py",
@@ -64,7 +65,19 @@ SHARED_SHIPPED_FILES = (
     "processing_sfar.py",
     "video_processing_sfar.py",
     "video_decoding.py",
+    "pipeline_clip_video.py",
+    "label_set_texts.py",
 )
+# The pipelines every saved folder registers (`config.custom_pipelines`, read by transformers' `pipeline()` with
+# `trust_remote_code=True`): the video classification of the model's own labels, scored as the model was trained,
+# and zero-shot classification among any labels.
+SHIPPED_PIPELINES = {
+    task: {"impl": f"pipeline_clip_video.{name}", "pt": ["AutoModelForVideoClassification"], "type": "video"}
+    for task, name in (
+        ("video-classification", "ClipVideoClassificationPipeline"),
+        ("zero-shot-video-classification", "ZeroShotVideoClassificationPipeline"),
+    )
+}
 
 
 def family_auto_map(family: str, prefix: str) -> dict[str, str]:
@@ -237,10 +250,12 @@ class ClipVideoPreTrainedModel(PreTrainedModel):
     shipped_files: tuple[str, ...] = ()
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save weights (safetensors), `config.json` with the full `auto_map`, and the remote-code files."""
+        """Save weights (safetensors), `config.json` with the full `auto_map` and the shipped pipelines
+        (`custom_pipelines`), and the remote-code files."""
         if kwargs.pop("safe_serialization", True) is False:
             raise ValueError(f"{type(self).__name__} saves safetensors weights only")
         self.config.auto_map = dict(self.shipped_auto_map)
+        self.config.custom_pipelines = {task: dict(info) for task, info in SHIPPED_PIPELINES.items()}
         self._prepare_to_save()
         super().save_pretrained(save_directory, *args, **kwargs)
         here = os.path.dirname(os.path.abspath(__file__))
@@ -311,14 +326,18 @@ class ClipVideoModel(ClipVideoPreTrainedModel):
     A family's model derives from its own `PreTrainedModel` first (its `config_class` must win), then this class;
     it builds the towers with
     `_build_clip_towers`, then its own modules, then its `label_set_cache` last (the order of the checkpoint's keys
-    and of the random initialisation), and implements `tokenize_label_set`, `encode_label_set`,
-    `store_label_set` and `_check_label_set_fields`.
+    and of the random initialisation), and implements `check_label_set`, `tokenize_label_set`, `encode_label_set`,
+    `store_label_set` and `_check_label_set_fields` (and may implement `default_texts` and `inference_label_set`).
+    `build_label_set` turns labels and texts into a label set through them, for every family alike.
     """
 
     label_set_class: type[ClipVideoLabelSet] = ClipVideoLabelSet
     # The family's token inputs of a label set besides the class prompts' (`input_ids`, `attention_mask`): keyword
     # arguments of `forward`, passed to `encode_label_set` (SFAR's sub-texts and prompt ensemble, ALT's entities).
     label_set_inputs: tuple[str, ...] = ()
+    # The name of the family's texts of a label set (the argument of `set_label_set` after the tokenizer, and of the
+    # zero-shot pipeline): SFAR's "subtexts", ALT's "entities".
+    texts_argument: str = "texts"
 
     def _build_clip_towers(self, config: ClipVideoConfig) -> None:
         """CLIP's text and vision towers, their projections into the joint space and the logit scale."""
@@ -377,11 +396,53 @@ class ClipVideoModel(ClipVideoPreTrainedModel):
             raise ValueError(f"duplicate labels: {sorted({label for label in labels if labels.count(label) > 1})}")
         return labels
 
+    def default_texts(self) -> Any:
+        """The family's texts that a new label set takes when none are given: None (SFAR's sub-texts belong to their
+        classes); ALT reuses its stored entity corpus, as its paper reuses its corpus for new classes."""
+        return None
+
+    @torch.no_grad()
+    def build_label_set(
+        self,
+        labels: list[str],
+        tokenizer: Any,
+        texts: Any = None,
+        prompt_template: str | None = None,
+        batch_size: int = 256,
+    ) -> ClipVideoLabelSet:
+        """
+        A label set as a value: `labels` with the family's texts, checked, tokenized and encoded once by the frozen
+        text tower. `set_label_set` stores it; `forward(label_set=...)` and the zero-shot pipeline take it, leaving
+        the stored label set as it is.
+
+        Args:
+            labels: class names, in class-index order.
+            tokenizer: the CLIP tokenizer of the text tower.
+            texts: the family's texts (`texts_argument`: SFAR's sub-texts, label -> N texts; ALT's entity corpus, a
+                list of texts); None: `default_texts()`.
+            prompt_template: one template with a `{}` slot for the class name, in place of the configured class
+                prompt (SFAR's `prompt_template` and prompt ensemble, ALT's ensemble); None: the configured ones.
+            batch_size: texts per text-tower call.
+
+        Raises:
+            ValueError: a template without exactly one `{}`, or a label set the family refuses (`check_label_set`:
+                empty, duplicate labels, texts missing or malformed, named).
+        """
+        if prompt_template is not None and (not isinstance(prompt_template, str) or prompt_template.count("{}") != 1):
+            raise ValueError(f"the prompt template {prompt_template!r} must contain exactly one '{{}}'")
+        texts = self.default_texts() if texts is None else texts
+        tokens = self.tokenize_label_set(labels, tokenizer, texts, prompt_template)
+        return self.encode_label_set(**tokens, batch_size=batch_size)
+
+    def inference_label_set(self, label_set: ClipVideoLabelSet) -> ClipVideoLabelSet:
+        """`label_set` in the form a forward without gradients reads fastest (a family's hook: SFAR computes the
+        constants its frame weights read from the label set once); here, the label set as it is."""
+        return label_set
+
     def _set_label_set(self, labels: list[str], tokenizer: Any, texts: Any, batch_size: int) -> None:
-        """Check, tokenize and encode a label set (`texts`: the family's, e.g. sub-texts) and store it."""
-        labels, texts = self.check_label_set(labels, texts)
-        label_set = self.encode_label_set(**self.tokenize_label_set(labels, tokenizer, texts), batch_size=batch_size)
-        self.store_label_set(label_set, labels, texts)
+        """Build a label set (`build_label_set`; `texts`: the family's, e.g. sub-texts) and store it."""
+        labels, texts = self.check_label_set(labels, self.default_texts() if texts is None else texts)
+        self.store_label_set(self.build_label_set(labels, tokenizer, texts, batch_size=batch_size), labels, texts)
 
     def _labels_for(self, labels: list[str] | None, num_classes: int) -> list[str]:
         """The class names of a label set of `num_classes` classes about to be stored: `labels`, or when None the

@@ -1,8 +1,9 @@
 """The contract every model family keeps, one test for all of them (SFAR and ALT): a saved folder ships exactly its
 family's remote-code files and loads through the auto classes, also as remote code in a fresh process where
-`modeling_sfar` cannot be imported, with the video-classification pipeline on an mp4; torch.save round trips; the
-label set given as token ids equals the stored one; multi-view prediction averages the probabilities; a training step
-reaches the vision tower and the family's own modules, never the frozen text tower."""
+`modeling_sfar` cannot be imported, with the video-classification pipeline on an mp4 and the zero-shot pipeline on
+real videos; torch.save round trips; the label set given as token ids, or built as a value, equals the stored one;
+multi-view prediction averages the probabilities; a training step reaches the vision tower and the family's own
+modules, never the frozen text tower."""
 
 from __future__ import annotations
 
@@ -10,47 +11,15 @@ import copy
 import io
 import json
 import textwrap
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoTokenizer
 
 from modeling_sfar.evaluation.predict import predict_views
-from modeling_sfar.families import FAMILIES, ModelFamily
-from modeling_sfar.remote_code import modeling_alt, modeling_sfar
-from tests.conftest import BLOCK_MODELING_SFAR, ENTITIES, LABELS, SUBTEXTS, run_python_offline
+from tests.conftest import BLOCK_MODELING_SFAR, LABELS, ZERO_SHOT_LABELS, run_python_offline
 
 AUTO_CLASSES = {"AutoConfig", "AutoModel", "AutoModelForVideoClassification", "AutoProcessor", "AutoVideoProcessor"}
-
-
-@dataclass
-class Case:
-    """A converted tiny model of one family, its processor, the texts of its label set and its frames' size."""
-
-    family: ModelFamily
-    model: torch.nn.Module
-    processor: Any
-    texts: Any
-    shipped_files: tuple[str, ...]
-    image_size: int
-
-    def pixels(self, *batch: int) -> torch.Tensor:
-        frames = self.model.config.num_frames
-        generator = torch.Generator().manual_seed(0)
-        return torch.randn(*batch, frames, 3, self.image_size, self.image_size, generator=generator)
-
-
-@pytest.fixture(params=sorted(FAMILIES))
-def case(request) -> Case:
-    family = FAMILIES[request.param]
-    fixture, texts, shipped = {
-        "sfar": ("converted", SUBTEXTS, modeling_sfar.SHIPPED_FILES),
-        "alt": ("alt_converted", ENTITIES, modeling_alt.SHIPPED_FILES),
-    }[family.name]
-    model, processor = request.getfixturevalue(fixture)
-    return Case(family, model.eval(), processor, texts, shipped, model.config.vision_config.image_size)
 
 
 def test_a_saved_folder_ships_its_family_s_files_and_loads_through_the_auto_classes(case, video_path, tmp_path):
@@ -96,6 +65,28 @@ def test_the_label_set_given_as_token_ids_is_the_stored_one(case, tiny_clip_dir)
         fresh(pixels)
     with torch.no_grad():
         torch.testing.assert_close(fresh(pixels, **tokens).logits, stored)
+
+
+def test_a_label_set_built_as_a_value_classifies_as_the_stored_one(case):
+    """`build_label_set` is what `set_label_set` stores, as a value for the forward (in the words' form and in the
+    inference form); it leaves the stored label set alone; its texts default to the family's (ALT: its corpus)."""
+    base, tokenizer, pixels = case.model.base_model, case.processor.tokenizer, case.pixels(2)
+    texts = case.zero_shot_texts.get(base.texts_argument)  # the pipeline's keyword for the family's texts
+    with torch.no_grad():
+        stored = case.model(pixels).logits
+        built = base.build_label_set(LABELS, tokenizer, case.texts)
+        torch.testing.assert_close(case.model(pixels, label_set=built).logits, stored)
+        torch.testing.assert_close(case.model(pixels, label_set=base.inference_label_set(built)).logits, stored)
+        new = base.build_label_set(ZERO_SHOT_LABELS, tokenizer, texts)
+        assert case.model(pixels, label_set=new).logits.shape == (2, len(ZERO_SHOT_LABELS))
+        templated = base.build_label_set(ZERO_SHOT_LABELS, tokenizer, texts, prompt_template="a clip of {}")
+    assert not torch.allclose(templated.text_embeds, new.text_embeds)
+    assert list(case.model.config.id2label.values()) == LABELS
+    torch.testing.assert_close(case.model.base_model.stored_label_set().text_embeds, built.text_embeds)
+    with pytest.raises(ValueError, match="exactly one"):
+        base.build_label_set(ZERO_SHOT_LABELS, tokenizer, texts, prompt_template="no slot")
+    if base.default_texts() is not None:  # ALT: a new label set reuses the stored corpus
+        torch.testing.assert_close(new.entity_embeds, built.entity_embeds)
 
 
 def test_multi_view_prediction_averages_the_class_probabilities(case):
@@ -188,3 +179,55 @@ def test_remote_code_round_trip_through_auto_classes_and_pipeline(case, video_pa
         assert half["dtype"] == "torch.bfloat16" and half["attention"] == attention
         for p in half["scores"]:
             assert abs(p["score"] - float(scores[case.model.config.label2id[p["label"]]])) < 0.02
+
+
+ZERO_SHOT = BLOCK_MODELING_SFAR + textwrap.dedent(
+    """
+    import json, sys
+
+    from transformers import pipeline
+
+    folder, request = sys.argv[1], json.loads(sys.argv[2])
+    classifier = pipeline("zero-shot-video-classification", model=folder, trust_remote_code=True)
+    results = classifier(request.pop("videos"), batch_size=2, **request)
+    print(json.dumps({"class": type(classifier).__module__, "results": results}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_zero_shot_pipeline_of_a_saved_folder_in_a_process_without_the_package(case, real_videos, tmp_path):
+    """The folder's own pipeline classifies real videos among new labels (SFAR with their sub-texts, ALT with its
+    stored corpus), in one batch: the scores of the model given the label set, sorted, with what the family explains
+    of each video (SFAR's frame weights of every label, ALT's grounded entities)."""
+    folder = tmp_path / f"{case.family.name}-tiny"
+    case.model.save_pretrained(folder)
+    case.processor.save_pretrained(folder)
+    request = {"videos": real_videos, "candidate_labels": ZERO_SHOT_LABELS, case.explanation: True}
+    run = run_python_offline(
+        ["-c", ZERO_SHOT, str(folder), json.dumps({**request, **case.zero_shot_texts})], cwd=tmp_path, tmp_path=tmp_path
+    )
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["class"].startswith("transformers_modules.") and result["class"].endswith(".pipeline_clip_video")
+
+    base = case.model.base_model
+    texts = case.zero_shot_texts.get(base.texts_argument)
+    label_set = base.build_label_set(ZERO_SHOT_LABELS, case.processor.tokenizer, texts)
+    for video, ranked in zip(real_videos, result["results"], strict=True):
+        with torch.no_grad():
+            out = case.model(**case.processor(videos=video), label_set=label_set)
+        scores = out.logits[0].softmax(-1)
+        order = scores.argsort(descending=True).tolist()
+        assert [item["label"] for item in ranked] == [ZERO_SHOT_LABELS[c] for c in order]
+        torch.testing.assert_close(torch.tensor([item["score"] for item in ranked]), scores[order])
+        for item, c in zip(ranked, order, strict=True):
+            if case.explanation == "return_frame_weights":
+                for name in ("coarse_frame_weights", "fine_frame_weights"):
+                    torch.testing.assert_close(torch.tensor(item[name]), getattr(out, name)[0, c])
+            else:  # the shares of the video's patches, as the demo's picture counts them
+                from modeling_sfar.demo.plots import patch_entities, region_legend
+
+                shares = region_legend(patch_entities(out.patch_to_token[0], out.entity_indices[0]))
+                assert [(e["entity"], e["share"]) for e in item["entities"]] == [
+                    (case.model.config.entities[j], share) for j, share in shares
+                ]

@@ -1,6 +1,7 @@
 """Folders saved by the release before the shared base still load: the previous commit's own shipped files (read from
 this clone's git history) build and save a tiny SFAR and a tiny ALT in a process where `modeling_sfar` cannot be
-imported; this package's classes then load those folders and give the logits the old code gave."""
+imported; this package's classes then load those folders and give the logits the old code gave, and the pipelines
+work on them (their config registers none of its own)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import torch
 
 from modeling_sfar import AltForVideoClassification, SfarForVideoClassification, SfarProcessor
 from modeling_sfar.families import family_of
-from tests.conftest import BLOCK_MODELING_SFAR, ENTITIES, LABELS, SUBTEXTS, run_python_offline
+from tests.conftest import (
+    BLOCK_MODELING_SFAR,
+    ENTITIES,
+    LABELS,
+    SUBTEXTS,
+    ZERO_SHOT_LABELS,
+    ZERO_SHOT_SUBTEXTS,
+    run_python_offline,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 # The last commit whose shipped files predate the shared base (modeling_clip_video.py): its folders are the format
@@ -103,3 +112,23 @@ def test_a_folder_saved_by_the_previous_release_loads_and_gives_its_logits(previ
     with torch.no_grad():
         torch.testing.assert_close(model(pixels).logits, torch.tensor(logits[name]), rtol=1e-5, atol=1e-5)
     assert list(model.config.id2label.values()) == LABELS
+
+
+@pytest.mark.parametrize("name, texts", [("sfar", {"subtexts": ZERO_SHOT_SUBTEXTS}), ("alt", {})])
+def test_a_folder_saved_before_folders_registered_pipelines_keeps_both(previous_folders, name, texts, video_path):
+    """Without `custom_pipelines` in its config, such a folder gets transformers' video-classification pipeline with
+    remote code, as before, and the zero-shot task from the installed package (registered on import)."""
+    from transformers import pipeline
+    from transformers.pipelines import VideoClassificationPipeline
+
+    from modeling_sfar import ZeroShotVideoClassificationPipeline
+
+    folder = previous_folders[0] / name
+    assert "custom_pipelines" not in json.loads((folder / "config.json").read_text())
+    classifier = pipeline("video-classification", model=str(folder), trust_remote_code=True)
+    assert type(classifier) is VideoClassificationPipeline
+    assert {item["label"] for item in classifier(video_path, top_k=4)} == set(LABELS)
+    zero_shot = pipeline("zero-shot-video-classification", model=str(folder))
+    assert type(zero_shot) is ZeroShotVideoClassificationPipeline
+    ranked = zero_shot(video_path, candidate_labels=ZERO_SHOT_LABELS, **texts)
+    assert sorted(item["label"] for item in ranked) == sorted(ZERO_SHOT_LABELS)

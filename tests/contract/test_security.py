@@ -58,7 +58,8 @@ IMPORT_WATCH = textwrap.dedent(
     import numpy, torch, transformers
     for module in ("transformers.modeling_utils", "transformers.models.clip.modeling_clip",
                    "transformers.processing_utils", "transformers.video_processing_utils", "transformers.video_utils",
-                   "transformers.image_utils", "transformers.feature_extraction_utils", "transformers.initialization"):
+                   "transformers.image_utils", "transformers.feature_extraction_utils", "transformers.initialization",
+                   "transformers.pipelines", "transformers.pipelines.pt_utils", "torch.utils.data"):
         importlib.import_module(module)
 
     events = []

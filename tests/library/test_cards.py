@@ -72,6 +72,43 @@ def test_model_card_renders_and_parses_back_with_widgets_from_the_model(trained,
     assert "## Limitations" in text and "@inproceedings{sfar2025" in text
 
 
+@pytest.mark.parametrize(
+    "family, options, shown, not_shown",
+    [
+        ("sfar", {}, ["subtexts=subtexts", "return_frame_weights=True", "generate_subtexts.py"], ["return_entities"]),
+        ("sfar", {"variant": "actionclip"}, ['candidate_labels=["surfing", "skateboarding"])'],
+         ["subtexts=", "return_frame_weights", "generate_subtexts.py"]),
+        ("alt", {}, ["return_entities=True", "entities="], ["subtexts", "return_frame_weights"]),
+        ("alt", {"use_entity_corpus": False}, ['candidate_labels=["surfing", "skateboarding"])'],
+         ["return_entities", "entities=", "subtexts"]),
+    ],
+)  # fmt: skip
+def test_every_model_card_shows_the_zero_shot_snippet_its_model_takes(tiny_clip_dir, tmp_path, family, options, shown,
+                                                                      not_shown):  # fmt: skip
+    """The card's zero-shot section calls `pipeline("zero-shot-video-classification")` by the repo id and revision with
+    what the model reads: sub-texts and frame weights for SFAR with a fusion that weighs frames, the labels alone for
+    mean pooling; ALT's grounded entities when it has a corpus (`test_hub_offline.py` runs the snippets by repo id)."""
+    from modeling_sfar import convert_clip_to_alt, convert_clip_to_sfar
+    from tests.conftest import ENTITIES, LABELS, SUBTEXTS
+
+    torch.manual_seed(0)
+    if family == "sfar":
+        texts = None if options else SUBTEXTS
+        model, processor = convert_clip_to_sfar(tiny_clip_dir, LABELS, texts, num_frames=4, num_temporal_layers=1,
+                                                **options)  # fmt: skip
+    else:
+        texts = None if options else ENTITIES
+        model, processor = convert_clip_to_alt(tiny_clip_dir, LABELS, texts, num_frames=4, **options)
+    model.save_pretrained(tmp_path / "run")
+    text = str(cards.model_card(tmp_path / "run", "org/zero-shot", None, "x", {}, revision="0123abc"))
+    section = text[text.index("### Zero-shot") : text.index("## Results")]
+    assert 'pipeline(\n    "zero-shot-video-classification", model="org/zero-shot", revision="0123abc"' in section
+    for snippet in shown:
+        assert snippet in section, snippet
+    for snippet in not_shown:
+        assert snippet not in section, snippet
+
+
 def test_the_card_takes_base_model_from_the_conversion_and_one_licence_for_the_project(trained, tmp_path):
     """The conversion records its source in the config; a local source is named in the text, not as `base_model`;
     the card, the Space and setup.cfg state one licence."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -69,7 +70,10 @@ def test_wheel_in_a_fresh_venv(tmp_path):
         ).strip()
     )
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel], check=True)
-    result = subprocess.run([python, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True)
+    # A PYTHONPATH of the caller (a clone run as `PYTHONPATH=$PWD pytest`) would put the clone, and its egg-info that
+    # tells pip the package is already installed, before the wheel.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel], check=True, env=env)
+    result = subprocess.run([python, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from modeling_sfar.data.subtexts import load_subtext_config
-from tests.conftest import run_python_offline
+from tests.conftest import run_python_offline, run_snippet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,3 +42,12 @@ def test_demo_generates_selects_trains_saves_and_classifies(tmp_path):
     scores = [float(line.split()[-1]) for line in lines[header + 1 : header + 6]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True) and sum(scores) <= 1.001
     assert any(line.startswith("non-uniform timing") for line in lines)
+
+    # the README's zero-shot snippet, as written, on this run's model and test video
+    readme = (REPO / "README.md").read_text()
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "zero-shot-video" in block]
+    ranked, scope = run_snippet(code.replace('"outputs/demo/', f'"{out}/'), "README.md")
+    labels = ["fall, wait and rise", "grow then slide left"]
+    assert [item["label"] for item in ranked] in (labels, labels[::-1])
+    assert ranked[0]["score"] >= ranked[1]["score"] and sum(item["score"] for item in ranked) == pytest.approx(1)
+    assert scope["classifier"].model.config.custom_pipelines  # the folder's own pipeline, by its registration

