@@ -51,7 +51,9 @@ class Classifier:
         """The top-k of the model's own classes and the picture of what it looked at for the top one."""
         inputs = self.processor(videos=video)
         out = self.model(**inputs)
-        scores = out.logits[0].softmax(-1)
+        # what the model was trained to score: every class's sigmoid for a multi-label model, else the softmax
+        multi_label = self.model.config.problem_type == "multi_label_classification"
+        scores = out.logits[0].sigmoid() if multi_label else out.logits[0].softmax(-1)
         top = scores.topk(min(top_k, scores.numel()))
         id2label = self.model.config.id2label
         result = {id2label[int(i)]: float(s) for s, i in zip(top.values, top.indices, strict=True)}

@@ -60,6 +60,24 @@ def test_classifier_matches_the_model_and_draws_the_frame_weights(app_module, co
     assert picture.size[0] > 400 and picture.size[1] > 200
 
 
+def test_the_classify_tab_scores_a_multi_label_model_with_the_sigmoid(app_module, tiny_clip_dir, video_path, tmp_path):
+    """A multi-label model (Charades-style, `problem_type`) is scored as its loss and its pipeline score it: every
+    class's sigmoid, not a softmax over classes that may all be present."""
+    from modeling_sfar import convert_clip_to_sfar
+
+    labels = ["open door", "sit down", "drink"]
+    subtexts = {label: [f"{label}, step {i}" for i in range(1, 5)] for label in labels}
+    model, processor = convert_clip_to_sfar(tiny_clip_dir, labels, subtexts, num_frames=4, num_temporal_layers=1,
+                                            problem_type="multi_label_classification")  # fmt: skip
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    scores, _ = app_module.Classifier(str(tmp_path / "model"))(video_path)
+    with torch.no_grad():
+        logits = model.eval()(**processor(videos=video_path)).logits[0]
+    expected = {model.config.id2label[i]: float(logits[i].sigmoid()) for i in range(len(labels))}
+    assert scores == pytest.approx(expected)
+
+
 def test_the_zero_shot_tab_scores_typed_classes_and_draws_their_frame_weights(
     app_module, converted, video_path, tmp_path
 ):
