@@ -41,6 +41,7 @@ from hub_cards import ENTITY_DATASET_CARD, template_path
 from ..conversion.sfar import CLIP_VIT_B16
 from ..data.classes import read_classes
 from ..data.entities import entity_text, save_entity_dataset
+from ..hub.sources import check_repo_id
 from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 from .answers import ask_until_parsed, read_log, refusal_report
 from .backends import Backend, BackendOptions, SamplingOptions, model_loaders, request_seed
@@ -529,6 +530,8 @@ class EntityCorpusArguments:
         for name in ("max_unit_words", "max_attempts", "chunk_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.push_to_hub:
+            check_repo_id(self.push_to_hub, "--push_to_hub")  # now, not after the generation
 
     def sampling(self) -> SamplingOptions:
         """The sampling of every answer, from these arguments."""

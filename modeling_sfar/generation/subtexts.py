@@ -30,6 +30,7 @@ from hub_cards import SUBTEXT_DATASET_CARD, template_path
 
 from ..conversion.sfar import CLIP_VIT_B16
 from ..data.classes import read_classes
+from ..hub.sources import check_repo_id
 from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 from .answers import generate_answers, refusal_report
 from .backends import Backend, BackendOptions, SamplingOptions, model_loaders
@@ -278,6 +279,8 @@ class SubtextGenerationArguments:
         for name in ("num_subtexts", "max_attempts", "chunk_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.push_to_hub:
+            check_repo_id(self.push_to_hub, "--push_to_hub")  # now, not after the generation
 
     def sampling(self) -> SamplingOptions:
         """The sampling of every answer, from these arguments."""

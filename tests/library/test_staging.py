@@ -134,6 +134,16 @@ def test_a_bad_push_to_hub_stops_training_before_it_starts(tmp_path):
         VideoTrainingArguments(output_dir=str(tmp_path), push_to_hub="not a repo id")
 
 
+def test_a_bad_push_to_hub_stops_a_generator_before_it_asks_the_language_model():
+    """The generators' --push_to_hub is checked when their arguments are read, not after hours of generation."""
+    from modeling_sfar.generation.entity_corpus import EntityCorpusArguments
+    from modeling_sfar.generation.subtexts import SubtextGenerationArguments
+
+    for arguments in (SubtextGenerationArguments, EntityCorpusArguments):
+        with pytest.raises(ValueError, match="--push_to_hub 'not a repo id': not a Hub repo id"):
+            arguments(classes="classes.txt", model="org/llm", output="out", push_to_hub="not a repo id")
+
+
 def test_a_dataset_staging_is_guarded_the_same_way(tmp_path, load_script):
     from modeling_sfar.data.subtexts import save_subtext_dataset
 
