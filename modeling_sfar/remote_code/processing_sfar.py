@@ -13,6 +13,8 @@ import re
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .configuration_clip_video import clean_clip_text
+
 __all__ = ["SfarProcessor", "class_name_to_text"]
 
 
@@ -31,7 +33,8 @@ class SfarProcessor(ProcessorMixin):
     Pairs an [`SfarVideoProcessor`] with a CLIP tokenizer.
 
     `processor(videos=...)` returns the video processor's `pixel_values`; `processor(text=...)` the tokenizer's
-    `input_ids` and `attention_mask`; both may be given together.
+    `input_ids` and `attention_mask` of the text cleaned as CLIP's own tokenizer cleans it (`clean_clip_text`, as the
+    label set is), so ids given to the model match the stored label set's; both may be given together.
     """
 
     def __init__(self, video_processor=None, tokenizer=None, **kwargs):
@@ -45,6 +48,7 @@ class SfarProcessor(ProcessorMixin):
         if videos is not None:
             output.update(self.video_processor(videos, return_tensors=return_tensors, **kwargs))
         if text is not None:
+            text = clean_clip_text(text) if isinstance(text, str) else [clean_clip_text(t) for t in text]
             output.update(self.tokenizer(text, padding=True, truncation=True, return_tensors=return_tensors))
         return BatchFeature(output)
 

@@ -586,6 +586,9 @@ def test_label_set_ids_are_clip_s_for_chat_model_punctuation(converted, referenc
         subtexts["YoYo"], tokens["subtext_input_ids"][yoyo], tokens["subtext_attention_mask"][yoyo], strict=True
     ):
         assert ids[: int(mask.sum())].tolist() == reference_ids(reference, text), text
+    given = processor(text=subtexts["YoYo"])  # the ids a user gives the model: the same cleaning
+    for text, ids, mask in zip(subtexts["YoYo"], given["input_ids"], given["attention_mask"], strict=True):
+        assert ids[: int(mask.sum())].tolist() == reference_ids(reference, text), text
 
 
 @pytest.fixture(scope="module")
