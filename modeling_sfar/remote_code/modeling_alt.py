@@ -169,12 +169,16 @@ def entity_alignment(
     Returns:
         A^ `(..., G, K)`, A `(..., G, K)` and the aligned entity of every token `(..., G)`.
     """
-    similarity = torch.einsum("...nd,kd->...nk", F.normalize(tokens, dim=-1), F.normalize(entities, dim=-1))
+    # in float32 whatever the model's dtype, as transformers' models take their softmaxes: the argmax is a discrete
+    # choice, and a half-precision cosine (3 significant digits) ties often enough to flip on the last bit
+    unit_tokens, unit_entities = F.normalize(tokens.float(), dim=-1), F.normalize(entities.float(), dim=-1)
+    similarity = torch.einsum("...nd,kd->...nk", unit_tokens, unit_entities)
     scores = similarity / tau
     if gumbel_noise is not None:
         scores = scores + gumbel_noise
     soft = scores.softmax(dim=-1)  # (..., G, K)
     indices = soft.argmax(dim=-1)  # (..., G)
+    soft = soft.to(tokens.dtype)
     hard = F.one_hot(indices, soft.shape[-1]).to(soft.dtype)
     return hard + soft - soft.detach(), soft, indices
 

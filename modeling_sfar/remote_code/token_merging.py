@@ -101,7 +101,10 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int) -> MergePlan:
         The [`MergePlan`]: A's tokens (even positions) sorted by the cosine similarity of their best match in B (odd
         positions); the r best are merged into that match, the rest kept.
     """
-    metric = F.normalize(metric.detach(), dim=-1)  # the choice is discrete: no gradient flows through it
+    # The choice is discrete: no gradient flows through it, and it is made in float32 (as transformers' models take
+    # their softmaxes), because a bfloat16 or float16 cosine has 3 significant digits: ties are frequent, and which
+    # token wins one then turns on the last bit of the keys (eager and SDPA attention merged different tokens).
+    metric = F.normalize(metric.detach().float(), dim=-1)
     set_a, set_b = metric[:, ::2], metric[:, 1::2]  # (F, |A|, c), (F, |B|, c)
     scores = set_a @ set_b.transpose(1, 2)  # (F, |A|, |B|): cosine similarity of every edge A -> B
     scores[:, 0] = -torch.inf  # the class token is never merged: its best edge ranks last
