@@ -18,7 +18,7 @@
   bfloat16 runs `sfar_sdpa`, which picks its kernel by the CPU's features (`cpu_kernels.blocked_attention_pays`).
 - int8: the vision tower's linear layers quantized by torchao (`modeling_sfar.evaluation.quantization`), dynamic
   (int8 activations and weights) and weight-only, against float32 and bfloat16 in the same rounds: throughput, and
-  the agreement of top-1 and the largest logit difference with float32 on random inputs.
+  the agreement of top-1 and the largest logit difference with float32 on `--agreement_videos` random videos.
 
 Every report names the CPU and its matrix features (AVX-512-BF16, VNNI, AMX), which bound every figure here.
 """
@@ -139,9 +139,7 @@ class ComponentTimer:
 def mfu(args, rows: list) -> None:
     from modeling_sfar.remote_code import cpu_kernels
 
-    x = frames(args.batch_size, args.num_frames)
-    if args.tiny:
-        x = x[..., :32, :32]
+    x = videos(args, args.batch_size)
     n = args.matmul_size
     cases, flops, component_flops, per_round = {}, {}, {}, defaultdict(list)
 
@@ -215,9 +213,7 @@ def mfu(args, rows: list) -> None:
 
 
 def int8(args, rows: list) -> None:
-    x = frames(args.batch_size, args.num_frames)
-    if args.tiny:
-        x = x[..., :32, :32]
+    x = videos(args, args.batch_size)
     models = {"float32": sfar_model(num_frames=args.num_frames, sizes=sizes(args), keep_words=False).eval()}
     half = sfar_model(num_frames=args.num_frames, sizes=sizes(args), keep_words=False).eval().to(torch.bfloat16)
     half.set_attn_implementation("sfar_sdpa")
@@ -226,11 +222,12 @@ def int8(args, rows: list) -> None:
         model = sfar_model(num_frames=args.num_frames, sizes=sizes(args), keep_words=False).eval()
         # measured on any CPU: where it lacks int8 dot products the figures say what the option would cost there
         models[f"int8 {mode} (tower)"] = quantize_vision_tower_int8(model, mode, require_cpu_support=False)
+    check = videos(args, args.agreement_videos)
     with torch.no_grad():
-        reference = models["float32"](pixel_values=x).logits
+        reference = models["float32"](pixel_values=check).logits
         agreement = {}
         for name, model in models.items():
-            logits = model(pixel_values=x).logits.float()
+            logits = model(pixel_values=check).logits.float()
             agreement[name] = (
                 float((logits.argmax(-1) == reference.argmax(-1)).float().mean()),
                 float((logits - reference).abs().max() / reference.abs().max()),
@@ -243,7 +240,7 @@ def int8(args, rows: list) -> None:
             "throughput / bfloat16": paired_ratio(times, "bfloat16", name),
             "per round: min / median / max (time of bfloat16 / this)": ratio_spread(times, "bfloat16", name),
             "throughput / float32": paired_ratio(times, "float32", name),
-            "top-1 agreement with float32": agreement[name][0],
+            f"top-1 agreement with float32 ({args.agreement_videos} videos)": agreement[name][0],
             "max logit difference / max logit": agreement[name][1],
         })  # fmt: skip
     for row in rows[-len(models) :]:
@@ -257,6 +254,11 @@ def sizes(args) -> dict | None:
 
 def image_size(args) -> int:
     return 32 if args.tiny else 224
+
+
+def videos(args, count: int) -> torch.Tensor:
+    """`count` random videos of `args.num_frames` frames at the model's image size, (B, T, 3, H, W)."""
+    return frames(count, args.num_frames)[..., : image_size(args), : image_size(args)]
 
 
 SECTIONS = {"mfu": mfu, "int8": int8}
@@ -273,6 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no_compile", dest="compile", action="store_false", help="leave out the compiled cases")
     parser.add_argument("--int8_modes", nargs="*", default=list(INT8_MODES), choices=list(INT8_MODES))
+    parser.add_argument("--agreement_videos", type=int, default=8, help="random videos of the int8 agreement check")
     parser.add_argument("--tiny", action="store_true", help="a tiny model, to test this script (figures meaningless)")
     args = parser.parse_args(argv)
     rows: list = []

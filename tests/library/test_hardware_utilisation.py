@@ -30,9 +30,11 @@ def test_the_flop_count_splits_into_components_that_add_up_and_counts_the_attent
     assert sum(parts[name] for name in top) == pytest.approx(total)
     kernel, projections = parts["  of which the attention kernel"], parts["  of which q, k, v, out projections"]
     assert kernel > 0 and kernel + projections == pytest.approx(parts["tower: attention"])
-    # ViT at 32 px, patch 8: 17 tokens, width 32, 2 frames; q k^T and the weights times v, 2 FLOPs a multiply-add
-    assert kernel == 2 * 2 * (2 * 17 * 17 * 32)
-    assert parts["tower: MLP"] == 2 * 2 * (2 * 17 * 32 * 64)
+    # 2 layers x 2 frames, ViT at 32 px, patch 8: 17 tokens, width 32, MLP 64; two products each (q k^T and the
+    # weights times v; fc1 and fc2), 2 FLOPs a multiply-add
+    layers_frames = 2 * 2
+    assert kernel == layers_frames * 2 * (2 * 17 * 17 * 32)
+    assert parts["tower: MLP"] == layers_frames * 2 * (2 * 17 * 32 * 64)
 
 
 def test_the_benchmark_reports_utilisation_per_dtype_mode_and_component(tmp_path):
@@ -84,3 +86,14 @@ def test_int8_refuses_a_cpu_without_int8_dot_products_unless_asked(monkeypatch):
         quantize_vision_tower_int8(torch.nn.Module())
     with pytest.raises(ValueError, match="mode must be"):
         quantize_vision_tower_int8(torch.nn.Module(), "int4")
+
+
+def test_the_int8_section_reports_throughput_and_agreement(tmp_path):
+    pytest.importorskip("torchao", reason="torchao (the `bench` extra) quantizes the tower")
+    from benchmarks.hardware_utilisation import main
+
+    args = ("--only", "int8", "--int8_modes", "weight_only", "--agreement_videos", "2", "--dtypes", "float32")
+    rows = main(tiny_args(*args, "--output_dir", str(tmp_path)))
+    assert [row["model"] for row in rows] == ["float32", "bfloat16", "int8 weight_only (tower)"]
+    assert rows[0]["top-1 agreement with float32 (2 videos)"] == 1 and rows[0]["max logit difference / max logit"] == 0
+    assert all(row["throughput / bfloat16"] > 0 for row in rows)
