@@ -66,6 +66,7 @@ ablation: setup
 bench: setup
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/model_speed.py
+	$(PY) benchmarks/hardware_utilisation.py
 	$(PY) benchmarks/video_input.py
 	$(PY) benchmarks/subtext_generation.py
 	$(PY) benchmarks/token_merging.py

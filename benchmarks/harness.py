@@ -54,13 +54,30 @@ def ratio_spread(times: dict[str, dict[str, Any]], case: str, base: str) -> str:
     return f"{min(ratios):.3f} / {statistics.median(ratios):.3f} / {max(ratios):.3f}"
 
 
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
+    """The machine of a report: versions, the CPU with the matrix features that bound its speed, threads, cores."""
     import torch
+
+    from modeling_sfar.remote_code.cpu_kernels import cpu_features
 
     info = {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's kernels dispatch to
+        "cpu_features": ", ".join(name for name, present in cpu_features().items() if present) or "none known",
         "cpu_threads": torch.get_num_threads(),
         "cores": os.cpu_count(),
     }

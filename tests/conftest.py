@@ -42,6 +42,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.fixture(autouse=True)
+def blocked_attention_on_every_cpu(monkeypatch):
+    """"sfar_sdpa" takes its blocked bfloat16 path in every test, whatever this CPU's features choose, so that the
+    path is tested on every machine; the choice itself is tested in tests/shipped/test_cpu_kernels.py."""
+    from modeling_sfar.remote_code import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "BLOCKED_ATTENTION", True)
+
+
 @pytest.fixture(scope="session")
 def load_script():
     """`load_script("push_to_hub")`: the module of `scripts/push_to_hub.py`, loaded from its file (scripts are leaves,

@@ -1,7 +1,8 @@
 # Copyright 2026 The SFAR-HF Authors. Licensed under the Apache License, Version 2.0.
-"""CPU kernels of SFAR's inference: the blocked bfloat16 attention registered as "sfar_sdpa", and the intra-op thread
-policy of the temporal module on short batches. Speed only: every path computes the same attention as transformers'
-SDPA (docs/performance.md).
+"""CPU kernels of SFAR's inference: the CPU's matrix features, the bfloat16 attention registered as "sfar_sdpa" (a
+blocked kernel where the CPU's features make it pay, torch's fused kernel elsewhere), and the intra-op thread policy of
+the temporal module on short batches. Speed only: every path computes the same attention as transformers' SDPA
+(docs/performance.md).
 
 This file is shipped to the Hub as remote code: it imports only torch and transformers.
 """
@@ -9,6 +10,7 @@ This file is shipped to the Hub as remote code: it imports only torch and transf
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 from torch import nn
@@ -18,14 +20,64 @@ from transformers.masking_utils import sdpa_mask
 
 __all__ = [
     "ATTENTION_BLOCK_BYTES",
+    "BLOCKED_ATTENTION",
     "SMALL_TEMPORAL_MACS",
+    "blocked_attention_pays",
     "blocked_sdpa_attention",
+    "cpu_features",
     "intra_op_threads",
     "temporal_threads",
 ]
 
 # The attention scores `blocked_sdpa_attention` holds at once: a block of heads whose scores stay in cache.
 ATTENTION_BLOCK_BYTES = 2 * 1024 * 1024
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> dict[str, bool]:
+    """
+    The matrix features of this process's CPU that decide its kernels: AVX2, AVX-512, bfloat16 dot products
+    (AVX-512-BF16), int8 dot products (AVX-512 VNNI or AVX-VNNI) and AMX tiles for bfloat16 and int8. torch's own
+    checks where it has them (what its kernels see), the kernel's flags in /proc/cpuinfo for the rest (Linux; absent
+    elsewhere, where those features read False).
+    """
+    flags: set[str] = set()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.partition(":")[2].split())
+                break
+
+    def torch_check(name: str, flag: str) -> bool:
+        check = getattr(torch.cpu, name, None)  # private helpers of torch.cpu; the flag where a version lacks one
+        return bool(check()) if check is not None else flag in flags
+
+    amx_tile = torch_check("_is_amx_tile_supported", "amx_tile")
+    return {
+        "avx2": torch_check("_is_avx2_supported", "avx2"),
+        "avx512": torch_check("_is_avx512_supported", "avx512f"),
+        "avx512_bf16": torch_check("_is_avx512_bf16_supported", "avx512_bf16"),
+        "vnni": torch_check("_is_vnni_supported", "avx512_vnni") or "avx_vnni" in flags,
+        "amx_bf16": amx_tile and ("amx_bf16" in flags or not flags),
+        "amx_int8": amx_tile and ("amx_int8" in flags or not flags),
+    }
+
+
+def blocked_attention_pays(features: dict[str, bool]) -> bool:
+    """
+    Whether `blocked_sdpa_attention`'s blocked path beats torch's fused attention kernel in bfloat16 on a CPU with
+    `features` (from `cpu_features`): where the CPU computes bfloat16 dot products itself (AVX-512-BF16) and the fused
+    kernel does not use them, which it does only with AMX tiles. With AMX the fused kernel computes in bfloat16 on the
+    tiles (1.06x the blocked path on a 2-core Xeon); without bfloat16 dot products a bfloat16 matrix product is
+    emulated, and the blocked path's two are some 40x slower than the fused kernel, which computes in float32 (AVX2
+    EPYC, 8 frames of ViT-B/16); with AVX-512-BF16 and no AMX the blocked path was 2.3x faster (2-core EPYC).
+    """
+    return features.get("avx512_bf16", False) and not features.get("amx_bf16", False)
+
+
+# The choice of this process, from its CPU's features (`blocked_attention_pays`); set it to True or False to force
+# the blocked path or torch's fused kernel (the tests exercise the blocked path on every CPU this way).
+BLOCKED_ATTENTION = blocked_attention_pays(cpu_features())
 
 
 def blocked_sdpa_attention(
@@ -60,7 +112,8 @@ def blocked_sdpa_attention(
         and attention_mask.shape == (batch_size, 1, 1, length)
     )
     if (
-        query.device.type != "cpu"
+        not BLOCKED_ATTENTION
+        or query.device.type != "cpu"
         or query.dtype != torch.bfloat16
         or torch.is_grad_enabled()
         or (attention_mask is not None and not key_bias)

@@ -5,6 +5,9 @@ set."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -80,3 +83,44 @@ def test_the_threads_are_restored_when_the_temporal_module_fails(two_threads):
     with torch.no_grad(), pytest.raises(RuntimeError, match="temporal module failed"):
         model(torch.randn(1, 5, 3, 16, 16))
     assert torch.get_num_threads() == 2
+
+
+# -- the bfloat16 attention kernel is chosen by the CPU's features ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("features", "blocked"),
+    [
+        ({"avx2": True}, False),  # no bfloat16 dot products: bfloat16 matrix products are emulated
+        ({"avx2": True, "avx512": True}, False),
+        ({"avx2": True, "avx512": True, "avx512_bf16": True}, True),  # bfloat16 dot products, no AMX
+        ({"avx2": True, "avx512": True, "avx512_bf16": True, "amx_bf16": True, "amx_int8": True}, False),  # AMX
+        ({}, False),  # nothing known
+    ],
+    ids=["avx2", "avx512", "avx512-bf16", "amx", "unknown"],
+)
+def test_the_blocked_attention_is_chosen_where_the_cpu_has_bfloat16_dot_products_and_no_amx(features, blocked):
+    assert cpu_kernels.blocked_attention_pays(features) is blocked
+
+
+def test_this_cpus_features_are_read_and_decide_the_default():
+    features = cpu_kernels.cpu_features()
+    assert set(features) == {"avx2", "avx512", "avx512_bf16", "vnni", "amx_bf16", "amx_int8"}
+    assert all(isinstance(value, bool) for value in features.values())
+    # the choice of a process, as at import (in this one the tests' fixture forces the blocked path)
+    code = "from modeling_sfar.remote_code import cpu_kernels as k; print(k.BLOCKED_ATTENTION)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert run.stdout.strip() == str(cpu_kernels.blocked_attention_pays(features))
+
+
+def test_where_the_blocked_path_does_not_pay_sfar_sdpa_is_transformers_sdpa(monkeypatch):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    monkeypatch.setattr(cpu_kernels, "BLOCKED_ATTENTION", False)
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    query, key, value = (torch.randn(2, 5, 7, 8).bfloat16() for _ in range(3))
+    with torch.no_grad():
+        expected = sdpa_attention_forward(module, query, key, value, None, scaling=0.3)[0]
+        out = cpu_kernels.blocked_sdpa_attention(module, query, key, value, None, scaling=0.3)[0]
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
