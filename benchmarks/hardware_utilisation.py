@@ -169,7 +169,7 @@ def mfu(args, rows: list) -> None:
             cases[f"{dtype_name} + compile"] = lambda c=compiled: c(pixel_values=x)
     with torch.no_grad():
         times = interleaved(cases, repeats=args.repeats)  # the first round (warm-up, compilation) is not kept
-    attention = "blocked" if cpu_kernels.BLOCKED_ATTENTION else "torch's fused kernel"
+    attention = "blocked" if cpu_kernels.use_blocked_attention() else "torch's fused kernel"
     for dtype_name in args.dtypes:
         matmul = f"{dtype_name} matmul"
         rate = [2 * n**3 / t for t in times[matmul]["times_s"]]

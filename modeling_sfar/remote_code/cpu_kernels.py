@@ -21,6 +21,7 @@ from transformers.masking_utils import sdpa_mask
 __all__ = [
     "ATTENTION_BLOCK_BYTES",
     "BLOCKED_ATTENTION",
+    "use_blocked_attention",
     "SMALL_TEMPORAL_MACS",
     "blocked_attention_pays",
     "blocked_sdpa_attention",
@@ -75,9 +76,15 @@ def blocked_attention_pays(features: dict[str, bool]) -> bool:
     return features.get("avx512_bf16", False) and not features.get("amx_bf16", False)
 
 
-# The choice of this process, from its CPU's features (`blocked_attention_pays`); set it to True or False to force
-# the blocked path or torch's fused kernel (the tests exercise the blocked path on every CPU this way).
-BLOCKED_ATTENTION = blocked_attention_pays(cpu_features())
+# None: the choice is made from this CPU's features (`blocked_attention_pays`) at the first bfloat16 call, not at
+# import (importing a shipped file reads no file); set it to True or False to force the blocked path or torch's fused
+# kernel (the tests exercise the blocked path on every CPU this way).
+BLOCKED_ATTENTION: bool | None = None
+
+
+def use_blocked_attention() -> bool:
+    """This process's choice: `BLOCKED_ATTENTION` when set, else what the CPU's features decide (read once)."""
+    return blocked_attention_pays(cpu_features()) if BLOCKED_ATTENTION is None else BLOCKED_ATTENTION
 
 
 def blocked_sdpa_attention(
@@ -112,8 +119,7 @@ def blocked_sdpa_attention(
         and attention_mask.shape == (batch_size, 1, 1, length)
     )
     if (
-        not BLOCKED_ATTENTION
-        or query.device.type != "cpu"
+        query.device.type != "cpu"
         or query.dtype != torch.bfloat16
         or torch.is_grad_enabled()
         or (attention_mask is not None and not key_bias)
@@ -122,6 +128,7 @@ def blocked_sdpa_attention(
         or kwargs.get("is_causal", False)  # CLIP's text tower asks for causal attention through this argument
         or key.shape != query.shape
         or kwargs.get("output_attentions", False)
+        or not use_blocked_attention()  # last: the CPU's features are read at the first call that gets here
     ):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs

@@ -107,10 +107,12 @@ def test_this_cpus_features_are_read_and_decide_the_default():
     features = cpu_kernels.cpu_features()
     assert set(features) == {"avx2", "avx512", "avx512_bf16", "vnni", "amx_bf16", "amx_int8"}
     assert all(isinstance(value, bool) for value in features.values())
-    # the choice of a process, as at import (in this one the tests' fixture forces the blocked path)
-    code = "from modeling_sfar.remote_code import cpu_kernels as k; print(k.BLOCKED_ATTENTION)"
+    # the choice of a fresh process, from its CPU (in this one the tests' fixture forces the blocked path); made at
+    # the first call, not at import: importing a shipped file reads no file (tests/contract/test_security.py)
+    code = ("from modeling_sfar.remote_code import cpu_kernels as k; "
+            "print(k.BLOCKED_ATTENTION, k.use_blocked_attention())")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    assert run.stdout.strip() == str(cpu_kernels.blocked_attention_pays(features))
+    assert run.stdout.split() == ["None", str(cpu_kernels.blocked_attention_pays(features))]
 
 
 def test_where_the_blocked_path_does_not_pay_sfar_sdpa_is_transformers_sdpa(monkeypatch):
