@@ -99,7 +99,8 @@ class Classifier:
         if self.is_alt:
             return scores, {entity["entity"]: entity["share"] for entity in best.get("entities", [])}
         # the pipeline keeps its decoded frames to itself: decoded again (the same frames) for the picture
-        frames = denormalize(self.processor(videos=video)["pixel_values"][0], self.processor.video_processor)
+        sampled = self.processor(videos=video, num_frames=self.model.config.num_frames)  # as the pipeline samples
+        frames = denormalize(sampled["pixel_values"][0], self.processor.video_processor)
         picture = frame_weight_picture(frames, best.get("coarse_frame_weights"), best.get("fine_frame_weights"),
                                        best["label"])  # fmt: skip
         return scores, picture

@@ -1,6 +1,6 @@
 """int8 inference of the vision tower: its linear layers quantized by torchao, where the CPU has int8 dot products.
 
-The tower is some 96 % of SFAR's FLOPs, nearly all of them in its linear layers. torchao (the maintained home of
+The tower is about 99 % of SFAR's counted FLOPs, about 94 % in its linear layers. torchao (the maintained home of
 PyTorch's quantization) replaces their weights by int8 tensors: "dynamic" quantizes each activation to int8 as it
 comes (per token) and multiplies int8 by int8, "weight_only" keeps the activations as they are and stores the
 weights in int8. int8 by int8 products are fast only on a CPU that has int8 dot products (AVX-512 VNNI, AVX-VNNI, or

@@ -150,7 +150,7 @@ class ZeroShotVideoClassificationPipeline(ClipVideoClassificationPipeline):
             return_entities (`bool`, *optional*): ALT: the entities the video's regions were aligned with and the
                 share of the frames' patches each holds, largest first, as `entities` (the alignment belongs to the
                 video: every label carries the same list).
-            num_frames (`int`, *optional*): frames sampled per video (default: the video processor's).
+            num_frames (`int`, *optional*): frames sampled per video (default: the model config's `num_frames`).
 
         Returns:
             A list of `{"label", "score", ...}` dictionaries, highest score first; for a list of videos, one such list

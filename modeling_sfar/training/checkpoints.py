@@ -100,6 +100,14 @@ class CheckpointView:
     def folder(self, step: int) -> str:
         return os.path.join(self.output_dir, f"checkpoint-{step}")
 
+    def is_whole(self, step: int) -> bool:
+        """
+        This process can resume from `checkpoint-step`: it holds every file but perhaps its RNG state, which the
+        Trainer, like us, does without (it logs that the run will not be exactly reproducible). So a run resumed with
+        another number of processes (`rng_state_<i>.pth` against `rng_state.pth`) takes its checkpoints.
+        """
+        return step in self.missing and all(_is_rng_state(name) for name in self.missing[step])
+
     def was_cut(self, step: int) -> bool:
         """
         The save of `checkpoint-step` was stopped on this process: the files it lacks are the last ones the Trainer
@@ -108,6 +116,10 @@ class CheckpointView:
         """
         held = [name not in self.missing[step] for name in self.files]
         return not held[-1] and held == sorted(held, reverse=True)
+
+
+def _is_rng_state(name: str) -> bool:
+    return name.startswith("rng_state")
 
 
 def _where(view: CheckpointView, step: int, named: bool) -> str:
@@ -141,8 +153,8 @@ def agree_on_checkpoint(views: list[CheckpointView]) -> int | None:
     named = len(views) > 1  # one process: its folder says it all
     steps = sorted({step for view in views for step in view.missing}, reverse=True)
     for step in steps:
-        whole = [view for view in views if view.missing.get(step) == []]
-        broken = [view for view in views if view.missing.get(step) != []]
+        whole = [view for view in views if view.is_whole(step)]
+        broken = [view for view in views if not view.is_whole(step)]
         cut = [view for view in broken if step in view.missing and view.was_cut(step)]
         if not whole or cut:
             for view in cut or [view for view in broken if step in view.missing]:
@@ -161,6 +173,10 @@ def agree_on_checkpoint(views: list[CheckpointView]) -> int | None:
                 f"checkpoints, or copy the files listed above from {source} into each folder named above; then "
                 "run with --resume again."
             )
+        for view in whole:
+            if view.missing[step]:
+                logger.warning("%s has no %s: resuming without it, the run is not exactly reproducible",
+                               _where(view, step, named), view.missing[step][0])  # fmt: skip
         return step
     return None
 

@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling_sfar.training.checkpoints import CheckpointView, ResumeError, agree_on_checkpoint
+from modeling_sfar.training.checkpoints import (
+    CheckpointView,
+    ResumeError,
+    agree_on_checkpoint,
+    last_complete_checkpoint,
+)
 from tests.conftest import free_port
 from tests.scripts.test_train import train_args, weights
 
@@ -201,3 +206,24 @@ def test_a_folder_is_read_as_the_trainer_leaves_it(tmp_path):
     assert agree_on_checkpoint([views[0], CheckpointView.scan(cut, 1, 2)]) is None
     # one process: the Trainer names its RNG state rng_state.pth
     assert CheckpointView.scan(whole, 0, 1).missing == {2: ["rng_state.pth"]}
+
+
+def test_a_run_resumed_with_another_number_of_processes_takes_its_checkpoints(tmp_path, caplog):
+    """The RNG states are named by process count (`rng_state.pth` for one, `rng_state_<i>.pth` for several): a
+    checkpoint of 2 processes resumed by 1, 4 or 1 resumed by 2 is taken without them, as the Trainer does, with a
+    warning, never a silent start over that would write new checkpoints over the old run's."""
+    folder = tmp_path / "out" / "checkpoint-10"
+    folder.mkdir(parents=True)
+    for file in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state_0.pth", "rng_state_1.pth",
+                 "trainer_state.json"):  # fmt: skip
+        (folder / file).write_text("{}")
+    output_dir = str(tmp_path / "out")
+    with caplog.at_level("WARNING"):
+        assert last_complete_checkpoint(output_dir) == str(folder)  # 2 processes -> 1
+    assert "has no rng_state.pth: resuming without it" in caplog.text
+    for world_size in (2, 4):  # 2 -> 2, 2 -> 4 (on a shared disk every process sees the one folder)
+        views = [CheckpointView.scan(output_dir, process, world_size) for process in range(world_size)]
+        assert agree_on_checkpoint(views) == 10
+    (folder / "rng_state_1.pth").unlink()
+    (folder / "rng_state_0.pth").rename(folder / "rng_state.pth")  # 1 -> 2
+    assert agree_on_checkpoint([CheckpointView.scan(output_dir, process, 2) for process in range(2)]) == 10
