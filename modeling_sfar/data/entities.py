@@ -150,9 +150,7 @@ def push_entity_dataset(
 ) -> list[str]:
     """Stage an entity corpus (`stage_entity_dataset`, default staging folder `<folder>-hub`) and push it as a dataset
     repo in one commit; returns the repo's files."""
-    from ..hub.staging import staging_folder, upload_staged
+    from ..hub.staging import push_staged
 
-    with staging_folder(folder, staging) as where:
-        files = stage_entity_dataset(folder, where)
-        upload_staged(where, repo_id, "dataset", api, private, "Upload ALT entity corpus")
-    return files
+    return push_staged(folder, stage_entity_dataset, repo_id, "dataset", "Upload ALT entity corpus", api=api,
+                       staging=staging, private=private)  # fmt: skip

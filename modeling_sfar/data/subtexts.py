@@ -145,12 +145,11 @@ def push_subtext_dataset(
     private: bool = False,
     api: Any = None,
     staging: str | os.PathLike | None = None,
+    dry_run: bool = False,
 ) -> list[str]:
-    """Stage a sub-text set (see `stage_dataset_repo`, default `<folder>-hub`) and push it as a dataset repo in one
-    commit; returns the repo's files."""
-    from modeling_sfar.hub.staging import staging_folder, upload_staged
+    """Stage a sub-text set (see `stage_dataset_repo`, and `staging_folder` for where) and, unless `dry_run`, push
+    it as a dataset repo in one commit; returns the repo's files (`hub.staging.push_staged`)."""
+    from ..hub.staging import push_staged
 
-    with staging_folder(folder, staging) as where:
-        files = stage_dataset_repo(folder, where)
-        upload_staged(where, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
-    return files
+    return push_staged(folder, stage_dataset_repo, repo_id, "dataset", "Upload SFAR sub-texts", dry_run, api, staging,
+                       private)  # fmt: skip

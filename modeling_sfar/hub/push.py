@@ -19,11 +19,10 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from ..data.subtexts import stage_dataset_repo
+from ..data.subtexts import push_subtext_dataset
 from ..families import family_of
 from .cards import widget_files
-from .sources import check_repo_id
-from .staging import prepare_staging, record_staging, staging_folder, upload_staged
+from .staging import prepare_staging, push_staged, record_staging
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +121,14 @@ def push_model(
     Raises:
         ValueError: `repo_id` is not a Hub repo id (checked in a dry run too), named as `--repo_id`.
     """
-    check_repo_id(repo_id)
-    with staging_folder(folder, staging, dry_run) as where:
-        files = stage_model_repo(folder, where, card, widget_videos)
-        if not dry_run:
-            family = family_of(json.loads((Path(folder) / "config.json").read_text()))
-            upload_staged(where, repo_id, "model", api, private, f"Upload {family.title} model")
-    return files
+
+    def commit_message() -> str:
+        return f"Upload {family_of(json.loads((Path(folder) / 'config.json').read_text())).title} model"
+
+    return push_staged(
+        folder, lambda source, where: stage_model_repo(source, where, card, widget_videos), repo_id, "model",
+        commit_message, dry_run, api, staging, private,
+    )  # fmt: skip
 
 
 def push_dataset(
@@ -142,12 +142,7 @@ def push_dataset(
     """Stage (see `stage_dataset_repo`, and `staging_folder` for where) and, unless `dry_run`, upload a sub-text set
     as a dataset repo; returns the repo's files. A `repo_id` that is not a Hub repo id is refused, as by `push_model`.
     """
-    check_repo_id(repo_id)
-    with staging_folder(folder, staging, dry_run) as where:
-        files = stage_dataset_repo(folder, where)
-        if not dry_run:
-            upload_staged(where, repo_id, "dataset", api, private, "Upload SFAR sub-texts")
-    return files
+    return push_subtext_dataset(folder, repo_id, private, api, staging, dry_run)
 
 
 # What a Space repo holds besides its own folder's files: library modules it imports, copied beside `app.py` (each is
@@ -194,9 +189,5 @@ def push_space(
 ) -> list[str]:
     """Stage (see `stage_space_repo`, and `staging_folder` for where) and, unless `dry_run`, upload the Space (Gradio
     SDK); returns its files. A `repo_id` that is not a Hub repo id is refused, as by `push_model`."""
-    check_repo_id(repo_id)
-    with staging_folder(space, staging, dry_run) as where:
-        files = stage_space_repo(space, where)
-        if not dry_run:
-            upload_staged(where, repo_id, "space", api, private, "Upload the SFAR Space", space_sdk="gradio")
-    return files
+    return push_staged(space, stage_space_repo, repo_id, "space", "Upload the SFAR Space", dry_run, api, staging,
+                       private, space_sdk="gradio")  # fmt: skip

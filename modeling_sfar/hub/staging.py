@@ -13,14 +13,19 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .sources import check_repo_id
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGING_MARKER", "prepare_staging", "record_staging", "staged_files", "staging_folder", "upload_staged"]
+__all__ = [
+    "STAGING_MARKER", "prepare_staging", "push_staged", "record_staging", "staged_files", "staging_folder",
+    "upload_staged",
+]  # fmt: skip
 
 STAGING_MARKER = ".sfar-staging.json"
 
@@ -139,3 +144,32 @@ def upload_staged(
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **extra)
     api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type=repo_type)
     return operations
+
+
+def push_staged(
+    source: str | os.PathLike,
+    stage: Callable[[Path, Path], list[str]],
+    repo_id: str,
+    repo_type: str,
+    commit_message: str | Callable[[], str],
+    dry_run: bool = False,
+    api: Any = None,
+    staging: str | os.PathLike | None = None,
+    private: bool = False,
+    space_sdk: str | None = None,
+) -> list[str]:
+    """
+    Every push: check `repo_id` (in a dry run too), stage `source` with `stage(source, folder)` in the folder
+    `staging_folder` gives, and unless `dry_run` upload it in one commit (`upload_staged`; `commit_message` may be a
+    function, called only then); returns the repo's files.
+
+    Raises:
+        ValueError: `repo_id` is not a Hub repo id, named as `--repo_id`.
+    """
+    check_repo_id(repo_id)
+    with staging_folder(source, staging, dry_run) as where:
+        files = stage(source, where)
+        if not dry_run:
+            message = commit_message() if callable(commit_message) else commit_message
+            upload_staged(where, repo_id, repo_type, api, private, message, space_sdk)
+    return files
