@@ -24,9 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..conversion.sfar import CLIP_VIT_B16
+from ..hub.sources import check_repo_id
+from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 from .subtext_prompts import build_messages
 
 __all__ = [
+    "GenerationArguments",
     "SamplingOptions",
     "Request",
     "request_seed",
@@ -65,6 +69,55 @@ def request_seed(seed: int, label: str, prompt_index: int, attempt: int) -> int:
     """
     question = zlib.crc32(f"{label}\x00{prompt_index}".encode())
     return (seed + question) % 2**32 + attempt
+
+
+
+@dataclass
+class GenerationArguments:
+    """
+    The flags both generators' command lines share (`datasets_scripts/generate_subtexts.py` and `entity_corpus.py`;
+    the back-end's are `BackendOptions`): the classes, the chat models, the output folder, the sampling, the log's
+    chunks and the push. A generator adds its own flags and may give a shared one another default or help.
+    """
+
+    classes: str = field(metadata={"help": "Video dataset folder or Hub id, or a file of class names (one per line)."})
+    model: list[str] = field(
+        metadata={
+            "help": "Chat model(s) (Hub id or folder), pooled: --model A --model B, or --model A B. MODEL@REVISION "
+            "pins a revision.",
+            "action": "extend",  # repeated, or several after one flag
+        }
+    )
+    output: str = field(metadata={"help": "Folder of the generated dataset (and the resume log)."})
+    clip: str = field(default=CLIP_VIT_B16, metadata={"help": "CLIP whose text tower scores the texts."})
+    temperature: float = field(default=SamplingOptions.temperature, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=SamplingOptions.top_p, metadata={"help": "Nucleus sampling's probability mass."})
+    max_new_tokens: int = field(default=SamplingOptions.max_new_tokens, metadata={"help": "Per answer."})
+    seed: int = field(
+        default=SamplingOptions.seed, metadata={"help": "The run's seed; every question has its own, derived from it."}
+    )
+    max_attempts: int = field(
+        default=SamplingOptions.max_attempts,
+        metadata={"help": "Times a question is asked, with the next seed each time, until its answer parses."},
+    )
+    chunk_size: int = field(default=256, metadata={"help": "Answers saved to the log per batched call."})
+    prompt_template: str = field(default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "The class prompt."})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Dataset repo id to push the result to."})
+    private: bool = field(default=False, metadata={"help": "Create the dataset repo private."})
+
+    # the integer flags that must be at least 1 (a generator adds its own)
+    positive_flags = ("max_attempts", "chunk_size", "max_new_tokens")
+
+    def __post_init__(self):
+        for name in self.positive_flags:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.push_to_hub:
+            check_repo_id(self.push_to_hub, "--push_to_hub")  # now, not after the generation
+
+    def sampling(self) -> SamplingOptions:
+        """The sampling of every answer, from these arguments."""
+        return SamplingOptions(self.temperature, self.top_p, self.max_new_tokens, self.seed, self.max_attempts)
 
 
 @dataclass(frozen=True)

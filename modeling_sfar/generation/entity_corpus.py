@@ -41,10 +41,9 @@ from hub_cards import ENTITY_DATASET_CARD, template_path
 from ..conversion.sfar import CLIP_VIT_B16
 from ..data.classes import read_classes
 from ..data.entities import entity_text, save_entity_dataset
-from ..hub.sources import check_repo_id
 from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 from .answers import ask_until_parsed, read_log, refusal_report
-from .backends import Backend, BackendOptions, SamplingOptions, model_loaders, request_seed
+from .backends import Backend, BackendOptions, GenerationArguments, SamplingOptions, model_loaders, request_seed
 from .entity_prompts import (
     DEFAULT_BODY_PARTS,
     DESCRIPTION_PROMPT_NAMES,
@@ -493,49 +492,20 @@ def generate_entity_corpus(
 
 
 @dataclass
-class EntityCorpusArguments:
+class EntityCorpusArguments(GenerationArguments):
     """The command line of `datasets_scripts/entity_corpus.py`: the flags of `generate_subtexts.py` where they mean the
     same (the back-end's are `BackendOptions`)."""
 
-    classes: str = field(metadata={"help": "Video dataset folder or Hub id, or a file of class names (one per line)."})
-    model: list[str] = field(
-        metadata={
-            "help": "Chat model(s) (Hub id or folder), pooled: --model A --model B, or --model A B. MODEL@REVISION "
-            "pins a revision.",
-            "action": "extend",  # repeated as in generate_subtexts.py, or several after one flag
-        }
-    )
     output: str = field(metadata={"help": "Folder of the corpus (and the resume log); a later run extends it."})
     clip: str = field(default=CLIP_VIT_B16, metadata={"help": "CLIP whose text tower breaks word-sense ties."})
-    temperature: float = field(default=SamplingOptions.temperature, metadata={"help": "Sampling temperature."})
-    top_p: float = field(default=SamplingOptions.top_p, metadata={"help": "Nucleus sampling's probability mass."})
     max_new_tokens: int = field(default=256, metadata={"help": "Per answer: lists and descriptions are short."})
-    seed: int = field(
-        default=SamplingOptions.seed, metadata={"help": "The run's seed; every question has its own, derived from it."}
-    )
-    max_attempts: int = field(
-        default=SamplingOptions.max_attempts,
-        metadata={"help": "Times a question is asked, with the next seed each time, until its answer parses."},
-    )
-    chunk_size: int = field(default=256, metadata={"help": "Answers saved to the log per batched call."})
     prompt_template: str = field(
         default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "The class prompt of the word-sense tie-break."}
     )
     max_unit_words: int = field(default=4, metadata={"help": "A listed item of more words is a sentence, not a unit."})
     no_default_body_parts: bool = field(default=False, metadata={"help": "Do not add the default body parts."})
-    push_to_hub: str | None = field(default=None, metadata={"help": "Dataset repo id to push the result to."})
-    private: bool = field(default=False, metadata={"help": "Create the dataset repo private."})
 
-    def __post_init__(self):
-        for name in ("max_unit_words", "max_attempts", "chunk_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.push_to_hub:
-            check_repo_id(self.push_to_hub, "--push_to_hub")  # now, not after the generation
-
-    def sampling(self) -> SamplingOptions:
-        """The sampling of every answer, from these arguments."""
-        return SamplingOptions(self.temperature, self.top_p, self.max_new_tokens, self.seed, self.max_attempts)
+    positive_flags = (*GenerationArguments.positive_flags, "max_unit_words")
 
 
 def run_entity_corpus(args: EntityCorpusArguments, backend: BackendOptions | None = None) -> Path:

@@ -30,10 +30,9 @@ from hub_cards import SUBTEXT_DATASET_CARD, template_path
 
 from ..conversion.sfar import CLIP_VIT_B16
 from ..data.classes import read_classes
-from ..hub.sources import check_repo_id
 from ..remote_code.configuration_sfar import DEFAULT_PROMPT_TEMPLATE
 from .answers import generate_answers, refusal_report
-from .backends import Backend, BackendOptions, SamplingOptions, model_loaders
+from .backends import Backend, BackendOptions, GenerationArguments, SamplingOptions, model_loaders
 from .subtext_prompts import PROMPT_VERSION, QUESTION_PROMPTS, SYSTEM_PROMPT
 
 __all__ = [
@@ -244,47 +243,17 @@ def generate_subtext_dataset(
 
 
 @dataclass
-class SubtextGenerationArguments:
+class SubtextGenerationArguments(GenerationArguments):
     """The command line of `datasets_scripts/generate_subtexts.py` (the back-end's flags are `BackendOptions`)."""
 
-    classes: str = field(metadata={"help": "Video dataset folder or Hub id, or a file of class names (one per line)."})
-    model: list[str] = field(
-        metadata={
-            "help": "Chat model(s) (Hub id or folder), pooled: --model A --model B, or --model A B. MODEL@REVISION "
-            "pins a revision.",
-            "action": "extend",  # repeated, or several after one flag
-        }
-    )
     output: str = field(metadata={"help": "Folder of the sub-text dataset (and the resume log)."})
     clip: str = field(default=CLIP_VIT_B16, metadata={"help": "CLIP whose text tower scores TPP."})
+    prompt_template: str = field(default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "The global prompt T_c of TPP."})
     num_subtexts: int = field(
         default=4, metadata={"help": "Steps per answer: an answer with another number of steps is rejected."}
     )
-    temperature: float = field(default=SamplingOptions.temperature, metadata={"help": "Sampling temperature."})
-    top_p: float = field(default=SamplingOptions.top_p, metadata={"help": "Nucleus sampling's probability mass."})
-    max_new_tokens: int = field(default=SamplingOptions.max_new_tokens, metadata={"help": "Per answer."})
-    seed: int = field(
-        default=SamplingOptions.seed, metadata={"help": "The run's seed; every question has its own, derived from it."}
-    )
-    max_attempts: int = field(
-        default=SamplingOptions.max_attempts,
-        metadata={"help": "Times a question is asked, with the next seed each time, until its answer parses."},
-    )
-    chunk_size: int = field(default=256, metadata={"help": "Answers saved to the log per batched call."})
-    prompt_template: str = field(default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "The global prompt T_c of TPP."})
-    push_to_hub: str | None = field(default=None, metadata={"help": "Dataset repo id to push the result to."})
-    private: bool = field(default=False, metadata={"help": "Create the dataset repo private."})
 
-    def __post_init__(self):
-        for name in ("num_subtexts", "max_attempts", "chunk_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.push_to_hub:
-            check_repo_id(self.push_to_hub, "--push_to_hub")  # now, not after the generation
-
-    def sampling(self) -> SamplingOptions:
-        """The sampling of every answer, from these arguments."""
-        return SamplingOptions(self.temperature, self.top_p, self.max_new_tokens, self.seed, self.max_attempts)
+    positive_flags = (*GenerationArguments.positive_flags, "num_subtexts")
 
 
 def run_subtext_generation(args: SubtextGenerationArguments, backend: BackendOptions | None = None) -> Path:
